@@ -1,0 +1,547 @@
+"""Estimators with scikit-learn's interface: ``MLPRegressor`` and ``MLPClassifier``.
+
+They are the boundary of the library: they validate what users pass, find the array
+namespace and device once, turn the user's rows-are-samples ``X`` (N, n_in) into the
+seed's columns-are-samples Xᵀ, run the training loop and hand results back in the
+input's namespace, on its device and in its floating dtype.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+import warnings
+from typing import Any, ClassVar
+
+import array_api_compat as aac
+import numpy as np  # host-side: random state, and class labels that are not numbers
+
+from ._activations import ACTIVATIONS
+from ._backprop import forward, loss_and_gradients
+from ._errors import data_conversion_warning, not_fitted_error
+from ._host import to_numpy
+from ._init import glorot_uniform
+from ._losses import OBJECTIVES
+from ._training import run_epochs
+from ._validation import (
+    as_array,
+    check_finite,
+    check_hyperparameters,
+    check_targets,
+    check_X,
+    host_or_namespace,
+)
+
+Array = Any
+
+
+class _BaseMLP:
+    """What the regressor and the classifier share: parameters, training and the forward pass."""
+
+    #: The output activation each loss implies when ``output_activation`` is None.
+    _natural_output: ClassVar[dict[str, str]] = {}
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | tuple[int, ...] = (100,),
+        activation: str = "sigmoid",
+        output_activation: str | None = None,
+        loss: str = "mse",
+        learning_rate: float = 0.1,
+        max_iter: int = 200,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        random_state: int | np.random.Generator | None = None,
+        warm_start: bool = False,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.output_activation = output_activation
+        self.loss = loss
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.warm_start = warm_start
+
+    # -- scikit-learn's estimator protocol ---------------------------------------------
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p for p in signature.parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The hyperparameters, as passed to the constructor."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> _BaseMLP:
+        """Set hyperparameters by name; returns the estimator."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for {type(self).__name__}; "
+                    f"valid parameters are {valid}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()
+        }
+        changed = [
+            f"{name}={value!r}"
+            for name, value in self.get_params().items()
+            if not (value is defaults[name] or _equal(value, defaults[name]))
+        ]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    def __sklearn_tags__(self) -> Any:
+        # Called by scikit-learn only, so importing it here adds no dependency.
+        from sklearn.utils import Tags, TargetTags
+
+        tags = Tags(estimator_type=None, target_tags=TargetTags(required=True))
+        tags.input_tags.two_d_array = True
+        return tags
+
+    # -- fitting ----------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any) -> _BaseMLP:
+        """Train for ``max_iter`` epochs, from fresh random weights unless ``warm_start``.
+
+        Parameters
+        ----------
+        X : array of shape (N, n_features)
+            Any Array API array (NumPy, CuPy, PyTorch, JAX, ...) or array-like.
+        y : array of shape (N,) or (N, n_outputs)
+            Targets (regressor) or class labels (classifier), in X's namespace or on
+            the host.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, epochs=None, incremental=False)
+
+    def _fit(self, X: Any, y: Any, *, epochs: int | None, incremental: bool, classes: Any = None):
+        hidden, output = check_hyperparameters(self, natural_output=self._natural_output)
+        continuing = (incremental or self.warm_start) and hasattr(self, "weights_")
+        fitted = continuing and hasattr(self, "n_features_in_")
+        X, xp, device = check_X(X, n_features=self.n_features_in_ if fitted else None)
+        Y = self._encode_targets(y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0],
+                                 fitted=fitted, classes=classes)  # fmt: skip
+        layer_sizes = [X.shape[1], *hidden, Y.shape[0]]
+        f = [ACTIVATIONS[self.activation]] * len(hidden) + [ACTIVATIONS[output]]
+
+        if not (continuing and hasattr(self, "_rng")):
+            self._rng = _generator(self.random_state)
+        if continuing:
+            W, b = self._parameters_as(layer_sizes, xp=xp, device=device, dtype=X.dtype)
+        else:
+            W0, b0 = glorot_uniform(layer_sizes, [f_l.name for f_l in f], self._rng)
+            W = [xp.asarray(W_l, dtype=X.dtype, device=device) for W_l in W0]
+            b = [xp.asarray(b_l, dtype=X.dtype, device=device) for b_l in b0]
+
+        W, b, losses = run_epochs(
+            W, b, X, Y,
+            n_epochs=self.max_iter if epochs is None else epochs,
+            batch_size=self.batch_size, shuffle=self.shuffle, rng=self._rng,
+            mu=float(self.learning_rate), f=f, objective=OBJECTIVES[(self.loss, output)],
+            xp=xp, device=device,
+        )  # fmt: skip
+
+        self.weights_, self.biases_ = W, b
+        self.loss_curve_ = (getattr(self, "loss_curve_", []) if fitted else []) + losses
+        self.n_iter_ = (getattr(self, "n_iter_", 0) if fitted else 0) + len(losses)
+        self.n_features_in_ = layer_sizes[0]
+        self.n_layers_ = len(layer_sizes)
+        self.out_activation_ = output
+        return self
+
+    def _parameters_as(self, layer_sizes: list[int], *, xp: Any, device: Any, dtype: Any):
+        """The current ``weights_``/``biases_``, checked against the layer sizes and moved to X's
+        namespace, device and dtype (users may have assigned them)."""
+        W, b = list(self.weights_), list(self.biases_)
+        L = len(layer_sizes) - 1
+        if len(W) != L or len(b) != L:
+            raise ValueError(
+                f"weights_ and biases_ must hold {L} arrays for layer sizes {layer_sizes}, "
+                f"got {len(W)} and {len(b)}."
+            )
+        for l in range(L):
+            shape_W, shape_b = (layer_sizes[l + 1], layer_sizes[l]), (layer_sizes[l + 1],)
+            if tuple(W[l].shape) != shape_W or tuple(b[l].shape) != shape_b:
+                raise ValueError(
+                    f"weights_[{l}] and biases_[{l}] must have shapes {shape_W} and {shape_b}, "
+                    f"got {tuple(W[l].shape)} and {tuple(b[l].shape)}."
+                )
+        W = [xp.asarray(host_or_namespace(w, xp=xp, name=f"weights_[{l}]"), dtype=dtype,
+                        device=device) for l, w in enumerate(W)]  # fmt: skip
+        b = [xp.asarray(host_or_namespace(c, xp=xp, name=f"biases_[{l}]"), dtype=dtype,
+                        device=device) for l, c in enumerate(b)]  # fmt: skip
+        return W, b
+
+    # -- using the network ------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "weights_"):
+            raise not_fitted_error(self)
+
+    def _output(self, X: Any) -> tuple[Array, Any]:
+        """The network output A⁽ᴸ⁾ of shape (n_L, N) for the rows of ``X``, and ``xp``."""
+        self._check_fitted()
+        X, xp, device = check_X(X, n_features=self.n_features_in_)
+        W = [xp.asarray(w, dtype=X.dtype, device=device) for w in self.weights_]
+        b = [xp.asarray(c, dtype=X.dtype, device=device) for c in self.biases_]
+        L = len(W)
+        f = [ACTIVATIONS[self.activation]] * (L - 1) + [ACTIVATIONS[self.out_activation_]]
+        return forward(W, b, X.T, f=f, xp=xp)[-1], xp
+
+    def gradients(self, X: Any, y: Any) -> tuple[list[Array], list[Array]]:
+        """∇W⁽ˡ⁾ E_total and ∇b⁽ˡ⁾ E_total at the current parameters, over all of ``X``.
+
+        Parameters
+        ----------
+        X : array of shape (N, n_features)
+        y : array of shape (N,) or (N, n_outputs), or class labels for a classifier
+
+        Returns
+        -------
+        grad_W : list of L arrays, ``grad_W[l]`` shaped like ``weights_[l]``
+        grad_b : list of L arrays, ``grad_b[l]`` shaped like ``biases_[l]``
+        """
+        self._check_fitted()
+        X, xp, device = check_X(X, n_features=self.n_features_in_)
+        Y = self._encode_targets(y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0],
+                                 fitted=True, classes=None)  # fmt: skip
+        W = [xp.asarray(w, dtype=X.dtype, device=device) for w in self.weights_]
+        b = [xp.asarray(c, dtype=X.dtype, device=device) for c in self.biases_]
+        L = len(W)
+        f = [ACTIVATIONS[self.activation]] * (L - 1) + [ACTIVATIONS[self.out_activation_]]
+        objective = OBJECTIVES[(self.loss, self.out_activation_)]
+        _, grad_W, grad_b = loss_and_gradients(W, b, X.T, Y, f=f, objective=objective, xp=xp)
+        return grad_W, grad_b
+
+
+class MLPRegressor(_BaseMLP):
+    """A multilayer perceptron for regression, trained by backpropagation and gradient descent.
+
+    The network computes Z⁽ˡ⁾ = W⁽ˡ⁾ A⁽ˡ⁻¹⁾ + b⁽ˡ⁾ and A⁽ˡ⁾ = f(Z⁽ˡ⁾) layer by layer and is
+    trained on E_total = (1/N) Σᵢ ½‖yᵢ − oᵢ‖² by batch gradient descent
+    W⁽ˡ⁾ ← W⁽ˡ⁾ − μ ∇W⁽ˡ⁾ E_total.  One code path serves every Array API namespace:
+    fit it on NumPy, CuPy, PyTorch or JAX arrays and results come back as the same kind
+    of array, on the same device, in the same floating dtype.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(100,)
+        n_1, ..., n_{L-1}: the number of neurons in each hidden layer.
+    activation : {"sigmoid", "tanh", "relu", "identity"}, default="sigmoid"
+        f of the hidden layers (the seed's f is the sigmoid).
+    output_activation : {"identity", "sigmoid", "tanh", "relu"} or None, default="identity"
+        f of the output layer.  With ``loss="cross_entropy"``: "sigmoid" (None means that).
+    loss : {"mse", "cross_entropy"}, default="mse"
+        "mse" is the seed's E_total = (1/N) Σᵢ ½‖yᵢ − oᵢ‖²; "cross_entropy" is the binary
+        cross-entropy of sigmoid outputs, for targets in [0, 1].
+    learning_rate : float, default=0.1
+        The step size μ.
+    max_iter : int, default=200
+        The number of epochs ``fit`` trains for.
+    batch_size : int or None, default=None
+        None trains on all N samples at once (batch gradient descent, one step per
+        epoch); an int gives mini-batches of that size, one step each.
+    shuffle : bool, default=True
+        Whether mini-batches are drawn in a new random order each epoch.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seeds the initial weights (drawn on the host, the same on every backend) and the
+        mini-batch order.
+    warm_start : bool, default=False
+        Whether ``fit`` continues from the current ``weights_`` and ``biases_`` instead
+        of drawing new ones.
+
+    Attributes
+    ----------
+    weights_ : list of L arrays, ``weights_[l]`` of shape (n_{l+1}, n_l)
+        W⁽¹⁾ .. W⁽ᴸ⁾, in the training data's namespace, device and dtype.  Assignable:
+        ``partial_fit`` (and ``fit`` with ``warm_start=True``) continues from them.
+    biases_ : list of L arrays, ``biases_[l]`` of shape (n_{l+1},)
+    loss_curve_ : list of float
+        E_total for each epoch trained.
+    n_iter_ : int
+        The number of epochs trained.
+    n_features_in_ : int
+    n_outputs_ : int
+    n_layers_ : int
+        L + 1, counting the input layer.
+    out_activation_ : str
+    """
+
+    _natural_output: ClassVar[dict[str, str]] = {"mse": "identity", "cross_entropy": "sigmoid"}
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | tuple[int, ...] = (100,),
+        activation: str = "sigmoid",
+        output_activation: str | None = "identity",
+        loss: str = "mse",
+        learning_rate: float = 0.1,
+        max_iter: int = 200,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        random_state: int | np.random.Generator | None = None,
+        warm_start: bool = False,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes, activation, output_activation, loss, learning_rate,
+            max_iter, batch_size, shuffle, random_state, warm_start,
+        )  # fmt: skip
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import RegressorTags
+
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "regressor"
+        tags.regressor_tags = RegressorTags()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+    def partial_fit(self, X: Any, y: Any) -> MLPRegressor:
+        """Train for exactly one epoch, continuing from the current parameters if fitted.
+
+        With ``batch_size=None`` that is one step of batch gradient descent.
+        """
+        return self._fit(X, y, epochs=1, incremental=True)
+
+    def _encode_targets(self, y, *, xp, device, dtype, N, fitted, classes):
+        """Y of shape (n_outputs, N): the targets, one column per sample."""
+        y = check_targets(y, xp=xp, device=device, dtype=dtype, N=N)
+        n_outputs = 1 if y.ndim == 1 else y.shape[1]
+        if fitted and (n_outputs, y.ndim) != (self.n_outputs_, self._y_ndim):
+            raise ValueError(
+                f"y has {n_outputs} output(s) but the estimator was fitted with {self.n_outputs_}."
+            )
+        self.n_outputs_, self._y_ndim = n_outputs, y.ndim
+        return y[None, :] if y.ndim == 1 else y.T
+
+    def predict(self, X: Any) -> Array:
+        """The network's output for each row of ``X``.
+
+        Returns
+        -------
+        y : array of shape (N,) or (N, n_outputs)
+            As ``y`` was shaped in ``fit``; in X's namespace, device and floating dtype.
+        """
+        O, _ = self._output(X)
+        return O[0, :] if self._y_ndim == 1 else O.T
+
+    def score(self, X: Any, y: Any) -> float:
+        """R², the coefficient of determination, averaged uniformly over the outputs."""
+        y_pred = self.predict(X)
+        xp = aac.array_namespace(y_pred)
+        y = check_targets(y, xp=xp, device=aac.device(y_pred), dtype=y_pred.dtype,
+                          N=y_pred.shape[0])  # fmt: skip
+        y = xp.reshape(y, y_pred.shape)
+        ss_res = to_numpy(xp.sum((y - y_pred) ** 2, axis=0))
+        ss_tot = to_numpy(xp.sum((y - xp.mean(y, axis=0)) ** 2, axis=0))
+        # A constant target has ss_tot = 0: R² is then 1 for a perfect fit and 0 otherwise.
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), ss_res == 0)
+        return float(np.mean(r2))
+
+
+class MLPClassifier(_BaseMLP):
+    """A multilayer perceptron classifier, trained by backpropagation and gradient descent.
+
+    Labels are one-hot encoded into Y of shape (n_classes, N).  With the default
+    ``loss="cross_entropy"`` the output layer is a softmax and Δ⁽ᴸ⁾ = A⁽ᴸ⁾ − Y; with
+    ``loss="mse"`` (the seed's loss) it is a sigmoid and Δ⁽ᴸ⁾ = −(Y − A⁽ᴸ⁾) ⊙ A⁽ᴸ⁾(1 − A⁽ᴸ⁾).
+
+    Parameters
+    ----------
+    hidden_layer_sizes, activation, learning_rate, max_iter, batch_size, shuffle,
+    random_state, warm_start
+        As for :class:`MLPRegressor`.
+    output_activation : {"softmax", "sigmoid", ...} or None, default=None
+        None is the loss's natural output: softmax with "cross_entropy", sigmoid with "mse".
+    loss : {"cross_entropy", "mse"}, default="cross_entropy"
+
+    Attributes
+    ----------
+    classes_ : array of shape (n_classes,)
+        The sorted class labels.  Numeric labels live in X's namespace and device, and
+        ``predict`` returns them there; other labels (strings) stay a NumPy array, and
+        ``predict`` returns a NumPy array of them.
+    weights_, biases_, loss_curve_, n_iter_, n_features_in_, n_layers_, out_activation_
+        As for :class:`MLPRegressor`.
+    """
+
+    _natural_output: ClassVar[dict[str, str]] = {"mse": "sigmoid", "cross_entropy": "softmax"}
+
+    def __init__(
+        self,
+        hidden_layer_sizes: int | tuple[int, ...] = (100,),
+        activation: str = "sigmoid",
+        output_activation: str | None = None,
+        loss: str = "cross_entropy",
+        learning_rate: float = 0.1,
+        max_iter: int = 200,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        random_state: int | np.random.Generator | None = None,
+        warm_start: bool = False,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes, activation, output_activation, loss, learning_rate,
+            max_iter, batch_size, shuffle, random_state, warm_start,
+        )  # fmt: skip
+
+    def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import ClassifierTags
+
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "classifier"
+        tags.classifier_tags = ClassifierTags(multi_label=False)
+        return tags
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
+        """Train for exactly one epoch, continuing from the current parameters if fitted.
+
+        Parameters
+        ----------
+        X, y
+            As for :meth:`fit`.
+        classes : array-like of shape (n_classes,), optional
+            Every label that will ever be seen, for the first call when ``y`` of that
+            call does not show them all.  Ignored once fitted.
+        """
+        return self._fit(X, y, epochs=1, incremental=True, classes=classes)
+
+    def _encode_targets(self, y, *, xp, device, dtype, N, fitted, classes):
+        """Y of shape (n_classes, N): the one-hot labels, one column per sample."""
+        y = host_or_namespace(y, xp=xp, name="y")
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected. Please change "
+                "the shape of y to (n_samples,), for example using ravel().",
+                data_conversion_warning(),
+                stacklevel=4,
+            )
+            y = y[:, 0]
+        if y.ndim != 1:
+            raise ValueError(
+                f"y must be a 1-D array of class labels, got shape {tuple(y.shape)} "
+                "(multi-label and multi-output targets are not supported)."
+            )
+        if y.shape[0] != N:
+            raise ValueError(f"X has {N} samples but y has {y.shape[0]}; they must match.")
+        # Numbers are labels on the device, like X; strings and objects stay on the host.
+        numeric = _check_labels(y)
+        y = xp.asarray(y, device=device) if numeric else y
+
+        if not fitted:
+            self.classes_ = _unique(y)
+            if classes is not None:
+                given = _unique(
+                    xp.asarray(classes, device=device) if numeric else np.asarray(classes)
+                )
+                _check_subset(self.classes_, given)
+                self.classes_ = given
+        else:
+            _check_subset(_unique(y), self.classes_)
+        self.n_outputs_ = 1
+
+        one_hot = self.classes_[:, None] == y[None, :]
+        return (
+            xp.astype(one_hot, dtype)
+            if numeric
+            else xp.asarray(one_hot, dtype=dtype, device=device)
+        )
+
+    def predict_proba(self, X: Any) -> Array:
+        """Class probabilities: the network's output for each row of ``X``.
+
+        With sigmoid outputs (``loss="mse"``) the outputs are normalised to sum to 1.
+
+        Returns
+        -------
+        P : array of shape (N, n_classes)
+            In X's namespace, device and floating dtype; columns follow ``classes_``.
+        """
+        O, xp = self._output(X)
+        if self.out_activation_ != "softmax":
+            O = O / xp.sum(O, axis=0, keepdims=True)
+        return O.T
+
+    def predict(self, X: Any) -> Array:
+        """The most likely class label for each row of ``X``, of shape (N,)."""
+        O, xp = self._output(X)
+        k = xp.argmax(O, axis=0)
+        if aac.is_numpy_array(self.classes_) and not aac.is_numpy_namespace(xp):
+            return self.classes_[to_numpy(k)]
+        return xp.take(self.classes_, k)
+
+    def score(self, X: Any, y: Any) -> float:
+        """The accuracy: the fraction of rows of ``X`` whose label is predicted correctly."""
+        y_pred = to_numpy(self.predict(X))
+        y_true = to_numpy(as_array(y, "y")[0])
+        if y_true.shape != y_pred.shape:
+            y_true = y_true.reshape(y_pred.shape)
+        return float(np.mean(y_pred == y_true))
+
+
+def _generator(random_state: Any) -> np.random.Generator:
+    """A NumPy ``Generator`` from ``random_state`` (None, an int, a Generator or a RandomState)."""
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, bool) or not (
+        random_state is None or isinstance(random_state, (numbers.Integral, np.random.Generator))
+    ):
+        raise ValueError(
+            f"random_state must be None, an int or a numpy.random.Generator, got {random_state!r}."
+        )
+    return np.random.default_rng(random_state)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_labels(y: Array) -> bool:
+    """Whether ``y`` holds numeric class labels; raise for values that are not labels."""
+    if aac.is_numpy_array(y) and y.dtype.kind in "OUS":
+        return False
+    ns = aac.array_namespace(y)
+    if ns.isdtype(y.dtype, ("integral", "bool")):
+        return True
+    if not ns.isdtype(y.dtype, "real floating"):
+        raise ValueError(f"Unknown label type: y has dtype {y.dtype}; expected class labels.")
+    check_finite(y, ns, "y")
+    if not bool(ns.all(y == ns.round(y))):
+        raise ValueError(
+            "Unknown label type: continuous. y holds non-integer floats, but a classifier "
+            "takes class labels; use MLPRegressor for continuous targets."
+        )
+    return True
+
+
+def _unique(y: Array) -> Array:
+    """The sorted distinct labels of ``y``, in y's namespace."""
+    if aac.is_numpy_array(y):
+        return np.unique(y)
+    xp = aac.array_namespace(y)
+    return xp.sort(xp.unique_values(y))
+
+
+def _check_subset(labels: Array, classes: Array) -> None:
+    unknown = np.setdiff1d(to_numpy(labels), to_numpy(classes))
+    if unknown.size:
+        raise ValueError(
+            f"y holds labels {unknown.tolist()} that are not among classes_ "
+            f"{to_numpy(classes).tolist()}."
+        )

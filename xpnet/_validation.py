@@ -1,0 +1,222 @@
+"""The boundary: checks on user input and hyperparameters, with errors that name the bad value.
+
+Everything that inspects user arrays lives here.  An accepted ``X`` comes back in its
+own namespace and on its own device, in a floating dtype, and is never written to:
+conversion copies only where the dtype has to change, and the finiteness check
+allocates nothing of X's size.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import array_api_compat as aac
+import numpy as np  # host-side: lists, pandas objects and NumPy object arrays enter here
+
+from ._activations import HIDDEN_ACTIVATIONS
+from ._losses import LOSSES, OBJECTIVES
+
+Array = Any
+
+
+def is_array(x: Any) -> bool:
+    """Whether ``x`` is an array of a namespace xpnet can compute with."""
+    return aac.is_array_api_obj(x) and not _is_sparse(x)
+
+
+def _is_sparse(x: Any) -> bool:
+    return type(x).__module__.startswith("scipy.sparse") or aac.is_pydata_sparse_array(x)
+
+
+def as_array(x: Any, name: str) -> tuple[Array, Any]:
+    """``x`` as an array of a supported namespace, and that namespace.
+
+    Arrays of a supported namespace are returned as they are.  Array-likes (lists,
+    pandas objects, NumPy arrays of dtype object) are converted to NumPy on the host.
+    """
+    if _is_sparse(x):
+        raise TypeError(
+            f"{name} is a sparse matrix ({type(x).__name__}); xpnet needs dense input: "
+            f"convert it with {name}.toarray()."
+        )
+    if is_array(x) and not (aac.is_numpy_array(x) and x.dtype.kind in "OUS"):
+        return x, aac.array_namespace(x)
+    if x is None:
+        raise TypeError(f"{name} must be an array, got None.")
+    x = np.asarray(x)
+    if x.dtype.kind == "O":
+        x = x.astype(np.float64)  # numbers stored as objects; anything else raises here
+    return x, aac.array_namespace(x)
+
+
+def _float_dtype(x: Array, xp: Any, device: Any, name: str) -> Any:
+    """The floating dtype ``x`` is computed in: its own, or the namespace's default."""
+    if xp.isdtype(x.dtype, "complex floating"):
+        raise ValueError(f"Complex data not supported: {name} has dtype {x.dtype}.")
+    if x.dtype in (xp.float32, xp.float64):
+        return x.dtype
+    if xp.isdtype(x.dtype, "real floating"):  # float16, bfloat16: too coarse to train in
+        return xp.float32
+    if xp.isdtype(x.dtype, ("integral", "bool")):
+        return xp.__array_namespace_info__().default_dtypes(device=device)["real floating"]
+    raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}.")
+
+
+def check_finite(x: Array, xp: Any, name: str) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or infinity.
+
+    The sum of all elements is finite exactly when every element is, unless finite
+    elements overflow it: one pass over ``x`` and a 0-D result, with the elementwise
+    test only to tell an overflow apart.  One host synchronisation.
+    """
+    if bool(xp.isfinite(xp.sum(x))):
+        return
+    if bool(xp.all(xp.isfinite(x))):
+        return
+    what = "NaN" if bool(xp.any(xp.isnan(x))) else "infinity"
+    raise ValueError(f"Input {name} contains {what}; xpnet needs finite values (no NaN or inf).")
+
+
+def check_X(X: Any, *, n_features: int | None = None) -> tuple[Array, Any, Any]:
+    """Validate the feature matrix at the boundary.
+
+    Parameters
+    ----------
+    X : array or array-like of shape (N, n_features)
+    n_features : int, optional
+        The number of features the estimator was fitted with.
+
+    Returns
+    -------
+    X : array of shape (N, n_features)
+        In its own namespace and on its own device, in a floating dtype (a copy only
+        where the dtype changed).
+    xp : array namespace
+    device : the device of X
+    """
+    X, xp = as_array(X, "X")
+    device = aac.device(X)
+    dtype = _float_dtype(X, xp, device, "X")
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2-D array X of shape (n_samples, n_features), got {X.ndim}-D "
+            f"with shape {tuple(X.shape)}. Reshape your data with X.reshape(-1, 1) if it "
+            "has one feature, or X.reshape(1, -1) if it is one sample."
+        )
+    N, n = X.shape
+    if N == 0:
+        raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}); need at least 1.")
+    if n == 0:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 "
+            "is required."
+        )
+    if n_features is not None and n != n_features:
+        raise ValueError(f"X has {n} features, but the estimator was fitted with {n_features}.")
+    if X.dtype != dtype:
+        X = xp.astype(X, dtype)
+    check_finite(X, xp, "X")
+    return X, xp, device
+
+
+def check_targets(y: Any, *, xp: Any, device: Any, dtype: Any, N: int) -> Array:
+    """Validate regression targets and move them to X's namespace, device and dtype.
+
+    Parameters
+    ----------
+    y : array or array-like of shape (N,) or (N, n_outputs)
+        In X's namespace, or any host array-like (list, NumPy, pandas).
+
+    Returns
+    -------
+    y : array of shape (N,) or (N, n_outputs), in ``xp`` on ``device``, of ``dtype``
+    """
+    y = host_or_namespace(y, xp=xp, name="y")
+    if y.ndim not in (1, 2):
+        raise ValueError(
+            f"y must have shape (n_samples,) or (n_samples, n_outputs), got {y.shape}."
+        )
+    if y.shape[0] != N:
+        raise ValueError(f"X has {N} samples but y has {y.shape[0]}; they must match.")
+    if y.ndim == 2 and y.shape[1] == 0:
+        raise ValueError(f"y has 0 outputs (shape={tuple(y.shape)}); need at least 1.")
+    ns = aac.array_namespace(y)
+    if ns.isdtype(y.dtype, "complex floating"):
+        raise ValueError(f"Complex data not supported: y has dtype {y.dtype}.")
+    if not ns.isdtype(y.dtype, ("real floating", "integral", "bool")):
+        raise TypeError(f"y must hold numbers, got dtype {y.dtype}.")
+    y = xp.asarray(y, dtype=dtype, device=device)
+    check_finite(y, xp, "y")
+    return y
+
+
+def host_or_namespace(y: Any, *, xp: Any, name: str) -> Array:
+    """``y`` as an array of ``xp``, or failing that as a host (NumPy) array.
+
+    Targets may come in X's namespace or as any host array-like; an array of a third
+    namespace (a PyTorch ``y`` for a CuPy ``X``) is refused rather than moved implicitly.
+    """
+    y, ns = as_array(y, name)
+    if ns is not xp and not aac.is_numpy_namespace(ns):
+        raise TypeError(
+            f"{name} is a {type(y).__module__}.{type(y).__name__} but X is an array of "
+            f"{xp.__name__}; pass {name} in X's namespace or as a NumPy array or list."
+        )
+    return y
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[list[int], str]:
+    """Validate an estimator's hyperparameters.
+
+    Parameters
+    ----------
+    est : estimator
+    natural_output : dict
+        The output activation each loss implies when ``output_activation`` is None.
+
+    Returns
+    -------
+    hidden : list of int
+        The hidden layer sizes n_1 .. n_{L-1}.
+    output_activation : str
+        The output activation, with ``None`` resolved to the loss's natural one.
+    """
+    sizes = est.hidden_layer_sizes
+    if _is_int(sizes):
+        sizes = (sizes,)
+    if not isinstance(sizes, Sequence) or isinstance(sizes, str):
+        raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, got {sizes!r}.")
+    for n in sizes:
+        if not _is_int(n):
+            raise TypeError(f"hidden_layer_sizes must hold ints, got {n!r} in {sizes!r}.")
+        if n <= 0:
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {n!r} in {sizes!r}.")
+    if est.activation not in HIDDEN_ACTIVATIONS:
+        raise ValueError(f"activation must be one of {HIDDEN_ACTIVATIONS}, got {est.activation!r}.")
+    if est.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {est.loss!r}.")
+    output = est.output_activation
+    if output is None:
+        output = natural_output[est.loss]
+    allowed = tuple(f for (loss, f) in OBJECTIVES if loss == est.loss)
+    if output not in allowed:
+        raise ValueError(
+            f"output_activation={output!r} does not go with loss={est.loss!r}; "
+            f"choose one of {allowed}."
+        )
+    mu = est.learning_rate
+    if not isinstance(mu, numbers.Real) or isinstance(mu, bool) or not 0.0 < float(mu) < np.inf:
+        raise ValueError(f"learning_rate must be a positive finite number, got {mu!r}.")
+    if not _is_int(est.max_iter) or est.max_iter < 1:
+        raise ValueError(f"max_iter must be an int >= 1, got {est.max_iter!r}.")
+    if est.batch_size is not None and (not _is_int(est.batch_size) or est.batch_size < 1):
+        raise ValueError(f"batch_size must be None or an int >= 1, got {est.batch_size!r}.")
+    if not isinstance(est.shuffle, bool):
+        raise TypeError(f"shuffle must be True or False, got {est.shuffle!r}.")
+    return [int(n) for n in sizes], output
