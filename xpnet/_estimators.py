@@ -535,7 +535,12 @@ def _unique(y: Array) -> Array:
     if aac.is_numpy_array(y):
         return np.unique(y)
     xp = aac.array_namespace(y)
-    return xp.sort(xp.unique_values(y))
+    if aac.is_dask_array(y):  # Dask: the number of classes fixes the network's shape now
+        return xp.asarray(np.unique(to_numpy(y)), device=aac.device(y))
+    labels = xp.unique_values(y)
+    if xp.isdtype(labels.dtype, "bool"):  # the standard sorts numbers only: False < True
+        return xp.take(labels, xp.argsort(xp.astype(labels, xp.int8)))
+    return xp.sort(labels)
 
 
 def _check_subset(labels: Array, classes: Array) -> None:

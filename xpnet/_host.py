@@ -27,3 +27,13 @@ def to_numpy(x: Any) -> np.ndarray:
 
         return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
     return np.asarray(x)  # JAX and any namespace that speaks NumPy's protocols
+
+
+def materialize(arrays: list[Any]) -> list[Any]:
+    """Evaluate lazy (Dask) arrays and keep the results, so that the task graph of a
+    training run stays bounded instead of growing with every step; other arrays pass."""
+    if arrays and aac.is_dask_array(arrays[0]):
+        import dask
+
+        return list(dask.persist(*arrays))
+    return arrays

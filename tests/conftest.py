@@ -1,0 +1,147 @@
+"""One backend fixture for every numeric test, and a comparison helper that checks more than values.
+
+``pytest --backend numpy,torch`` selects backends; the default is every backend.  A
+backend that cannot run here is skipped with the reason, which ``-ra`` reports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat as aac
+import numpy as np
+import pytest
+
+from xpnet._host import to_numpy
+
+BACKENDS = (
+    "numpy",
+    "numpy_readonly",
+    "array_api_strict",
+    "array_api_strict_device1",
+    "torch",
+    "jax",
+    "dask",
+    "cupy",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        action="append",
+        default=[],
+        help=f"run numeric tests on these backends only (comma-separated; from {BACKENDS})",
+    )
+
+
+def _selected(config: pytest.Config) -> list[str]:
+    names = [n.strip() for opt in config.getoption("--backend") for n in opt.split(",")]
+    unknown = sorted(set(names) - set(BACKENDS))
+    if unknown:
+        raise pytest.UsageError(f"unknown backend(s) {unknown}; choose from {BACKENDS}")
+    return names or list(BACKENDS)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", _selected(metafunc.config), indirect=True)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array library to run a test on: its namespace, a device, and conversions."""
+
+    name: str
+    xp: Any
+    device: Any
+    readonly: bool = False
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """A NumPy array (or list) as an array of this backend, on its device."""
+        a = np.asarray(a)
+        if dtype is not None:
+            a = a.astype(dtype)
+        if self.readonly:
+            a = a.copy()
+            a.flags.writeable = False
+            return a
+        if self.name == "dask":
+            import dask.array as da
+
+            return da.from_array(a, chunks=-1)
+        return self.xp.asarray(a, device=self.device)
+
+    def dtype(self, name: str) -> Any:
+        return getattr(self.xp, name)
+
+
+def _make_backend(name: str) -> Backend:
+    if name in ("numpy", "numpy_readonly"):
+        import array_api_compat.numpy as xp
+
+        return Backend(name, xp, "cpu", readonly=name == "numpy_readonly")
+    if name.startswith("array_api_strict"):
+        xp = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
+        device = xp.Device("device1") if name.endswith("device1") else xp.Device("CPU_DEVICE")
+        return Backend(name, xp, device)
+    if name == "torch":
+        torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+        import array_api_compat.torch as xp
+
+        return Backend(name, xp, torch.device("cpu"))
+    if name == "jax":
+        jax = pytest.importorskip("jax", reason="JAX is not installed")
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as xp
+
+        return Backend(name, xp, jax.devices()[0])
+    if name == "dask":
+        pytest.importorskip("dask.array", reason="Dask is not installed")
+        import array_api_compat.dask.array as xp
+
+        return Backend(name, xp, "cpu")
+    if name == "cupy":
+        cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
+        try:
+            n_gpus = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # no driver, no runtime: CuPy imports but cannot run
+            pytest.skip(f"CuPy cannot reach a CUDA device: {exc}")
+        if n_gpus == 0:
+            pytest.skip("CuPy is installed but there is no CUDA device")
+        xp = importlib.import_module("array_api_compat.cupy")
+        return Backend(name, xp, cupy.cuda.Device(0))
+    raise ValueError(name)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return _make_backend(request.param)
+
+
+def assert_same_kind(actual: Any, backend: Backend, *, dtype: Any = None, shape: Any = None):
+    """Check that ``actual`` is an array of ``backend``'s namespace, on its device."""
+    assert aac.is_array_api_obj(actual), f"expected an array, got {type(actual)}"
+    xp = aac.array_namespace(actual)
+    expected = aac.array_namespace(backend.asarray(np.zeros(1)))
+    assert xp is expected, f"namespace {xp.__name__}, expected {expected.__name__}"
+    if backend.name != "dask":
+        assert aac.device(actual) == backend.device, (
+            f"device {aac.device(actual)!r}, expected {backend.device!r}"
+        )
+    if dtype is not None:
+        assert actual.dtype == dtype, f"dtype {actual.dtype}, expected {dtype}"
+    if shape is not None:
+        assert tuple(actual.shape) == tuple(shape), f"shape {actual.shape}, expected {shape}"
+
+
+def assert_close(
+    actual: Any, expected: Any, backend: Backend, *, rtol: float = 1e-12, atol: float = 0.0
+) -> None:
+    """Check namespace, device, dtype and shape of ``actual``, then its values against NumPy's."""
+    expected = np.asarray(expected)
+    dtype = backend.dtype(str(expected.dtype)) if expected.dtype.kind == "f" else None
+    assert_same_kind(actual, backend, dtype=dtype, shape=expected.shape)
+    np.testing.assert_allclose(to_numpy(actual), expected, rtol=rtol, atol=atol)
