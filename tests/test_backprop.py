@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ def _problem(loss: str, out: str, seed: int = 0):
         Y = rng.uniform(0.1, 0.9, size=(6, sizes[-1]))
     else:
         Y = rng.normal(size=(6, sizes[-1]))
-    W = [rng.normal(scale=0.8, size=(n, m)) for m, n in zip(sizes[:-1], sizes[1:], strict=True)]
+    W = [rng.normal(scale=0.8, size=(n, m)) for m, n in pairwise(sizes)]
     b = [rng.normal(scale=0.5, size=n) for n in sizes[1:]]
     return X, Y, W, b
 
@@ -76,7 +77,7 @@ def test_gradients_match_central_differences(backend, hidden, loss, out):
 
     h = 1e-6
     for params, grads in ((W, grad_W), (b, grad_b)):
-        for l, (P, G) in enumerate(zip(params, grads, strict=True)):
+        for P, G in zip(params, grads, strict=True):
             expected = np.empty_like(P)
             for i in np.ndindex(P.shape):
                 P_i = P[i]
