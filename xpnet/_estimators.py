@@ -8,9 +8,11 @@ input's namespace, on its device and in its floating dtype.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
 import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import array_api_compat as aac
@@ -33,6 +35,22 @@ from ._validation import (
 )
 
 Array = Any
+
+
+def _saturation_is_expected(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``method`` with NumPy's overflow warnings off.
+
+    A saturated sigmoid unit computes 1 / (1 + e^{-z}) with e^{-z} = inf, which is the
+    correct limit 0; NumPy (alone among the backends) warns about that overflow.  Real
+    trouble is not hidden: a diverging loss raises a ValueError of its own.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class _BaseMLP:
@@ -126,11 +144,18 @@ class _BaseMLP:
         """
         return self._fit(X, y, epochs=None, incremental=False)
 
+    @_saturation_is_expected
     def _fit(self, X: Any, y: Any, *, epochs: int | None, incremental: bool, classes: Any = None):
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         hidden, output = check_hyperparameters(self, natural_output=self._natural_output)
         continuing = (incremental or self.warm_start) and hasattr(self, "weights_")
         fitted = continuing and hasattr(self, "n_features_in_")
-        X, xp, device = check_X(X, n_features=self.n_features_in_ if fitted else None)
+        X, xp, device = check_X(
+            X, n_features=self.n_features_in_ if fitted else None, estimator=type(self).__name__
+        )
         Y = self._encode_targets(y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0],
                                  fitted=fitted, classes=classes)  # fmt: skip
         layer_sizes = [X.shape[1], *hidden, Y.shape[0]]
@@ -190,16 +215,18 @@ class _BaseMLP:
         if not hasattr(self, "weights_"):
             raise not_fitted_error(self)
 
+    @_saturation_is_expected
     def _output(self, X: Any) -> tuple[Array, Any]:
         """The network output A⁽ᴸ⁾ of shape (n_L, N) for the rows of ``X``, and ``xp``."""
         self._check_fitted()
-        X, xp, device = check_X(X, n_features=self.n_features_in_)
+        X, xp, device = check_X(X, n_features=self.n_features_in_, estimator=type(self).__name__)
         W = [xp.asarray(w, dtype=X.dtype, device=device) for w in self.weights_]
         b = [xp.asarray(c, dtype=X.dtype, device=device) for c in self.biases_]
         L = len(W)
         f = [ACTIVATIONS[self.activation]] * (L - 1) + [ACTIVATIONS[self.out_activation_]]
         return forward(W, b, X.T, f=f, xp=xp)[-1], xp
 
+    @_saturation_is_expected
     def gradients(self, X: Any, y: Any) -> tuple[list[Array], list[Array]]:
         """∇W⁽ˡ⁾ E_total and ∇b⁽ˡ⁾ E_total at the current parameters, over all of ``X``.
 
@@ -214,7 +241,7 @@ class _BaseMLP:
         grad_b : list of L arrays, ``grad_b[l]`` shaped like ``biases_[l]``
         """
         self._check_fitted()
-        X, xp, device = check_X(X, n_features=self.n_features_in_)
+        X, xp, device = check_X(X, n_features=self.n_features_in_, estimator=type(self).__name__)
         Y = self._encode_targets(y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0],
                                  fitted=True, classes=None)  # fmt: skip
         W = [xp.asarray(w, dtype=X.dtype, device=device) for w in self.weights_]
@@ -421,7 +448,7 @@ class MLPClassifier(_BaseMLP):
 
     def _encode_targets(self, y, *, xp, device, dtype, N, fitted, classes):
         """Y of shape (n_classes, N): the one-hot labels, one column per sample."""
-        y = host_or_namespace(y, xp=xp, name="y")
+        y = host_or_namespace(y, xp=xp, name="y", numeric=False)
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn(
                 "A column-vector y was passed when a 1d array was expected. Please change "
@@ -486,7 +513,7 @@ class MLPClassifier(_BaseMLP):
     def score(self, X: Any, y: Any) -> float:
         """The accuracy: the fraction of rows of ``X`` whose label is predicted correctly."""
         y_pred = to_numpy(self.predict(X))
-        y_true = to_numpy(as_array(y, "y")[0])
+        y_true = to_numpy(as_array(y, "y", numeric=False)[0])
         if y_true.shape != y_pred.shape:
             y_true = y_true.reshape(y_pred.shape)
         return float(np.mean(y_pred == y_true))
@@ -533,7 +560,13 @@ def _check_labels(y: Array) -> bool:
 def _unique(y: Array) -> Array:
     """The sorted distinct labels of ``y``, in y's namespace."""
     if aac.is_numpy_array(y):
-        return np.unique(y)
+        try:
+            return np.unique(y)
+        except TypeError:  # objects without an order: dicts, or a mix of str and int
+            kinds = sorted({type(v).__name__ for v in y.tolist()})
+            raise TypeError(
+                f"y must hold class labels that can be sorted (numbers or strings), got {kinds}."
+            ) from None
     xp = aac.array_namespace(y)
     if aac.is_dask_array(y):  # Dask: the number of classes fixes the network's shape now
         return xp.asarray(np.unique(to_numpy(y)), device=aac.device(y))

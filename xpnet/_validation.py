@@ -9,6 +9,7 @@ allocates nothing of X's size.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,24 +31,27 @@ def _is_sparse(x: Any) -> bool:
     return type(x).__module__.startswith("scipy.sparse") or aac.is_pydata_sparse_array(x)
 
 
-def as_array(x: Any, name: str) -> tuple[Array, Any]:
+def as_array(x: Any, name: str, *, numeric: bool = True) -> tuple[Array, Any]:
     """``x`` as an array of a supported namespace, and that namespace.
 
     Arrays of a supported namespace are returned as they are.  Array-likes (lists,
-    pandas objects, NumPy arrays of dtype object) are converted to NumPy on the host.
+    pandas objects) are converted to NumPy on the host; with ``numeric``, NumPy arrays
+    of objects or text are converted to float64 as well (class labels keep theirs).
     """
     if _is_sparse(x):
         raise TypeError(
             f"{name} is a sparse matrix ({type(x).__name__}); xpnet needs dense input: "
             f"convert it with {name}.toarray()."
         )
-    if is_array(x) and not (aac.is_numpy_array(x) and x.dtype.kind in "OUS"):
-        return x, aac.array_namespace(x)
     if x is None:
         raise TypeError(f"{name} must be an array, got None.")
-    x = np.asarray(x)
-    if x.dtype.kind == "O":
-        x = x.astype(np.float64)  # numbers stored as objects; anything else raises here
+    if not is_array(x):
+        x = np.asarray(x)
+    if numeric and aac.is_numpy_array(x) and x.dtype.kind in "OUS":
+        try:
+            x = x.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name} must hold numbers: {exc}") from None
     return x, aac.array_namespace(x)
 
 
@@ -71,7 +75,10 @@ def check_finite(x: Array, xp: Any, name: str) -> None:
     elements overflow it: one pass over ``x`` and a 0-D result, with the elementwise
     test only to tell an overflow apart.  One host synchronisation.
     """
-    if bool(xp.isfinite(xp.sum(x))):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an overflowing sum is handled below
+        total = xp.sum(x)
+    if bool(xp.isfinite(total)):
         return
     if bool(xp.all(xp.isfinite(x))):
         return
@@ -79,7 +86,9 @@ def check_finite(x: Array, xp: Any, name: str) -> None:
     raise ValueError(f"Input {name} contains {what}; xpnet needs finite values (no NaN or inf).")
 
 
-def check_X(X: Any, *, n_features: int | None = None) -> tuple[Array, Any, Any]:
+def check_X(
+    X: Any, *, n_features: int | None = None, estimator: str = "the estimator"
+) -> tuple[Array, Any, Any]:
     """Validate the feature matrix at the boundary.
 
     Parameters
@@ -87,6 +96,8 @@ def check_X(X: Any, *, n_features: int | None = None) -> tuple[Array, Any, Any]:
     X : array or array-like of shape (N, n_features)
     n_features : int, optional
         The number of features the estimator was fitted with.
+    estimator : str
+        The estimator's name, for messages.
 
     Returns
     -------
@@ -114,7 +125,9 @@ def check_X(X: Any, *, n_features: int | None = None) -> tuple[Array, Any, Any]:
             "is required."
         )
     if n_features is not None and n != n_features:
-        raise ValueError(f"X has {n} features, but the estimator was fitted with {n_features}.")
+        raise ValueError(
+            f"X has {n} features, but {estimator} is expecting {n_features} features as input."
+        )
     if X.dtype != dtype:
         X = xp.astype(X, dtype)
     check_finite(X, xp, "X")
@@ -152,13 +165,13 @@ def check_targets(y: Any, *, xp: Any, device: Any, dtype: Any, N: int) -> Array:
     return y
 
 
-def host_or_namespace(y: Any, *, xp: Any, name: str) -> Array:
+def host_or_namespace(y: Any, *, xp: Any, name: str, numeric: bool = True) -> Array:
     """``y`` as an array of ``xp``, or failing that as a host (NumPy) array.
 
     Targets may come in X's namespace or as any host array-like; an array of a third
     namespace (a PyTorch ``y`` for a CuPy ``X``) is refused rather than moved implicitly.
     """
-    y, ns = as_array(y, name)
+    y, ns = as_array(y, name, numeric=numeric)
     if ns is not xp and not aac.is_numpy_namespace(ns):
         raise TypeError(
             f"{name} is a {type(y).__module__}.{type(y).__name__} but X is an array of "

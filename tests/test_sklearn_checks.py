@@ -1,0 +1,33 @@
+"""scikit-learn's own estimator checks, on NumPy input.
+
+xpnet's estimators implement scikit-learn's protocol without inheriting from its
+``BaseEstimator`` (scikit-learn is not a dependency), which scikit-learn notes with a
+warning; that warning is the only one silenced here.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+import xpnet
+
+estimator_checks = pytest.importorskip("sklearn.utils.estimator_checks")
+
+NOT_A_BASE_ESTIMATOR = r".*does not inherit from `sklearn.base.BaseEstimator`"
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=NOT_A_BASE_ESTIMATOR)
+    parametrize = estimator_checks.parametrize_with_checks(
+        [
+            xpnet.MLPRegressor(hidden_layer_sizes=(10,), learning_rate=0.5, max_iter=300),
+            xpnet.MLPClassifier(hidden_layer_sizes=(10,), learning_rate=1.0, max_iter=300),
+        ]
+    )
+
+
+@parametrize
+@pytest.mark.filterwarnings(f"ignore:{NOT_A_BASE_ESTIMATOR}")
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)

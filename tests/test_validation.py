@@ -1,0 +1,172 @@
+"""Bad input gets a clear ValueError or TypeError that names the bad value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnet
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(12, 3))
+y = rng.normal(size=12)
+labels = np.array([0, 1, 2] * 4)
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"hidden_layer_sizes": (4, 0)}, ValueError, r"hidden_layer_sizes must be > 0, got 0"),
+        ({"hidden_layer_sizes": (4, -2)}, ValueError, r"must be > 0, got -2"),
+        ({"hidden_layer_sizes": (4.0,)}, TypeError, r"must hold ints, got 4.0"),
+        ({"hidden_layer_sizes": "10"}, TypeError, r"an int or a sequence of ints, got '10'"),
+        ({"hidden_layer_sizes": (True,)}, TypeError, r"must hold ints, got True"),
+        ({"activation": "softmax"}, ValueError, r"activation must be one of .*got 'softmax'"),
+        ({"activation": "gelu"}, ValueError, r"got 'gelu'"),
+        ({"loss": "hinge"}, ValueError, r"loss must be one of .*got 'hinge'"),
+        ({"output_activation": "softmax"}, ValueError, r"'softmax' does not go with loss='mse'"),
+        ({"learning_rate": 0.0}, ValueError, r"learning_rate must be a positive .*got 0.0"),
+        ({"learning_rate": -1}, ValueError, r"got -1"),
+        ({"learning_rate": float("nan")}, ValueError, r"got nan"),
+        ({"learning_rate": "0.1"}, ValueError, r"got '0.1'"),
+        ({"max_iter": 0}, ValueError, r"max_iter must be an int >= 1, got 0"),
+        ({"max_iter": 2.5}, ValueError, r"got 2.5"),
+        ({"batch_size": 0}, ValueError, r"batch_size must be None or an int >= 1, got 0"),
+        ({"shuffle": "yes"}, TypeError, r"shuffle must be True or False, got 'yes'"),
+        ({"random_state": "seed"}, ValueError, r"random_state must be None, an int .*'seed'"),
+    ],
+)
+def test_bad_hyperparameters(params, error, match):
+    with pytest.raises(error, match=match):
+        xpnet.MLPRegressor(**params).fit(X, y)
+
+
+def test_bad_classifier_pairing():
+    with pytest.raises(ValueError, match=r"'identity' does not go with loss='cross_entropy'"):
+        xpnet.MLPClassifier(output_activation="identity").fit(X, labels)
+
+
+@pytest.mark.parametrize(
+    ("X_bad", "error", "match"),
+    [
+        (X[:, 0], ValueError, r"Expected a 2-D array X .* got 1-D"),
+        (X[None], ValueError, r"got 3-D"),
+        (np.empty((0, 3)), ValueError, r"0 sample\(s\)"),
+        (np.empty((12, 0)), ValueError, r"0 feature\(s\)"),
+        (np.where(X > 1, np.nan, X), ValueError, r"X contains NaN"),
+        (np.where(X > 1, np.inf, X), ValueError, r"X contains infinity"),
+        (X + 1j, ValueError, r"Complex data not supported"),
+        (
+            np.full((12, 3), "a"),
+            ValueError,
+            r"X must hold numbers: could not convert string to float",
+        ),
+        (None, TypeError, r"X must be an array, got None"),
+    ],
+)
+def test_bad_X(X_bad, error, match):
+    with pytest.raises(error, match=match):
+        xpnet.MLPRegressor(max_iter=1).fit(X_bad, y[: len(X_bad)] if X_bad is not None else y)
+
+
+def test_large_finite_values_are_not_mistaken_for_infinity():
+    big = np.full((4, 2), 1e308)
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(2,), max_iter=1, learning_rate=1e-300)
+    est.fit(big, np.zeros(4))  # the sum overflows, but every element is finite
+
+
+def test_sparse_X_is_refused_with_advice():
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match=r"X is a sparse matrix .* X.toarray\(\)"):
+        xpnet.MLPRegressor(max_iter=1).fit(sparse.csr_matrix(X), y)
+
+
+@pytest.mark.parametrize(
+    ("y_bad", "error", "match"),
+    [
+        (y[:-1], ValueError, r"X has 12 samples but y has 11"),
+        (np.where(y > 1, np.nan, y), ValueError, r"y contains NaN"),
+        (y + 1j, ValueError, r"Complex data not supported: y"),
+        (y.reshape(12, 1, 1), ValueError, r"y must have shape \(n_samples,\)"),
+        (np.array(["a"] * 12), ValueError, r"y must hold numbers: could not convert"),
+        (None, ValueError, r"MLPRegressor requires y to be passed, but the target y is None"),
+    ],
+)
+def test_bad_regression_targets(y_bad, error, match):
+    with pytest.raises(error, match=match):
+        xpnet.MLPRegressor(max_iter=1).fit(X, y_bad)
+
+
+@pytest.mark.parametrize(
+    ("y_bad", "error", "match"),
+    [
+        (y, ValueError, r"Unknown label type: continuous"),
+        ([{"a": 1}] * 12, TypeError, r"y must hold class labels that can be sorted .*dict"),
+        (labels[:-1], ValueError, r"X has 12 samples but y has 11"),
+        (np.stack([labels, labels], axis=1), ValueError, r"1-D array of class labels"),
+        (np.where(labels > 1, np.nan, labels), ValueError, r"y contains NaN"),
+    ],
+)
+def test_bad_class_labels(y_bad, error, match):
+    with pytest.raises(error, match=match):
+        xpnet.MLPClassifier(max_iter=1).fit(X, y_bad)
+
+
+def test_column_vector_labels_warn_and_work():
+    with pytest.warns(xpnet.DataConversionWarning, match="column-vector y"):
+        est = xpnet.MLPClassifier(max_iter=1).fit(X, labels[:, None])
+    assert est.predict(X).shape == (12,)
+
+
+def test_y_from_a_third_namespace_is_refused():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"y is a torch.Tensor but X is an array of"):
+        xpnet.MLPRegressor(max_iter=1).fit(X, torch.asarray(y))
+
+
+def test_wrong_number_of_features_after_fit():
+    est = xpnet.MLPRegressor(max_iter=1).fit(X, y)
+    for call in (est.predict, est.partial_fit, est.gradients):
+        args = (X[:, :2],) if call == est.predict else (X[:, :2], y)
+        with pytest.raises(ValueError, match=r"X has 2 features, but MLPRegressor is expecting 3"):
+            call(*args)
+
+
+def test_wrong_number_of_outputs_in_partial_fit():
+    est = xpnet.MLPRegressor(max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match=r"y has 2 output\(s\) but .* fitted with 1"):
+        est.partial_fit(X, np.stack([y, y], axis=1))
+
+
+@pytest.mark.parametrize("method", ["predict", "gradients", "score", "predict_proba"])
+def test_unfitted_estimator(method):
+    est = xpnet.MLPClassifier()
+    args = (X,) if method in ("predict", "predict_proba") else (X, labels)
+    with pytest.raises(xpnet.NotFittedError, match="not fitted yet"):
+        getattr(est, method)(*args)
+
+
+def test_not_fitted_error_is_sklearns_when_sklearn_is_used():
+    exceptions = pytest.importorskip("sklearn.exceptions")
+    with pytest.raises(exceptions.NotFittedError):
+        xpnet.MLPRegressor().predict(X)
+
+
+def test_assigned_parameters_of_the_wrong_shape():
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=1).fit(X, y)
+    est.weights_ = [np.zeros((4, 3)), np.zeros((2, 4))]
+    with pytest.raises(ValueError, match=r"weights_\[1\] and biases_\[1\] must have shapes"):
+        est.partial_fit(X, y)
+    est.weights_ = [np.zeros((4, 3))]
+    with pytest.raises(ValueError, match=r"must hold 2 arrays"):
+        est.partial_fit(X, y)
+
+
+def test_divergence_is_reported_with_the_learning_rate():
+    with pytest.raises(ValueError, match=r"diverged: .* epoch \d+ with learning_rate=1e\+30"):
+        xpnet.MLPRegressor(learning_rate=1e30, max_iter=50).fit(X * 1e3, y * 1e3)
+
+
+def test_invalid_parameter_name_in_set_params():
+    with pytest.raises(ValueError, match=r"Invalid parameter 'alpha' for MLPRegressor"):
+        xpnet.MLPRegressor().set_params(alpha=0.1)
