@@ -4,7 +4,7 @@ Each derivative is written from the activation's *output* a = f(z), as the seed 
 for the sigmoid (f'(z) = a(1 - a)).  The backward pass therefore needs only the
 activations A, never the pre-activations Z, which saves one (n_l, N) array per layer.
 
-Every function takes the array namespace ``xp`` as a keyword and returns a new array.
+Every function takes the array namespace ``xp`` as a keyword.
 """
 
 from __future__ import annotations
@@ -18,69 +18,88 @@ Array = Any
 
 @dataclass(frozen=True)
 class Activation:
-    """A named activation: its value a = f(z) and its derivative f'(z) written from a.
+    """A named activation: a = f(z), and the chain rule through it, D ⊙ f'(z), with f' from a.
+
+    Both functions may overwrite their array arguments, which the caller owns and no
+    longer needs: the forward pass hands ``f`` the fresh product W A + b, and the
+    backward pass hands ``times_f_prime`` a fresh Δ and an A⁽ˡ⁾ whose last use (the
+    gradient of the layer above) is behind it.  Working in place saves an allocation
+    and a pass over memory per operation; namespaces with immutable arrays (JAX, Dask)
+    simply rebind the names.
 
     Attributes
     ----------
     name : str
         The name users pass, e.g. ``"sigmoid"``.
     f : callable ``f(Z, *, xp) -> A``
-        The activation, applied elementwise (or column-wise for softmax).
-    f_prime : callable ``f_prime(A, *, xp) -> array`` or None
-        f'(z) expressed through a = f(z).  ``None`` where f' = 1 (identity), so the
-        backward pass can skip the multiplication, and for softmax, whose Jacobian is
-        not diagonal: softmax is only used as an output, where its loss supplies
-        Δ⁽ᴸ⁾ directly (see ``xpnet._losses``).
+        The activation, applied elementwise (column-wise for softmax).
+    times_f_prime : callable ``times_f_prime(D, A, *, xp) -> D ⊙ f'(Z)`` or None
+        The product with f'(z) written through a = f(z).  None for softmax, whose
+        Jacobian is not diagonal: it is only an output, where the loss supplies Δ⁽ᴸ⁾.
     """
 
     name: str
     f: Callable[..., Array]
-    f_prime: Callable[..., Array] | None
+    times_f_prime: Callable[..., Array] | None
 
 
 def _identity(Z: Array, *, xp: Any) -> Array:
     return Z
 
 
+def _times_one(D: Array, A: Array, *, xp: Any) -> Array:
+    return D  # f'(z) = 1
+
+
 def _sigmoid(Z: Array, *, xp: Any) -> Array:
-    # 1 / (1 + e^{-z}) overflows e^{-z} for very negative z, but the quotient is then
-    # exactly 0, the correct limit; exp(-z) -> inf is harmless here.
-    return 1.0 / (1.0 + xp.exp(-Z))
+    # a = 1 / (1 + e^{-z}).  For z < about -709 (-88 in float32) e^{-z} overflows to
+    # inf and a = 0, the correct limit.
+    Z *= -1.0
+    E = xp.exp(Z)
+    E += 1.0
+    return 1.0 / E  # a division, not E **= -1: NumPy's power is several times slower
 
 
-def _sigmoid_prime(A: Array, *, xp: Any) -> Array:
-    return A * (1.0 - A)
+def _sigmoid_times_f_prime(D: Array, A: Array, *, xp: Any) -> Array:
+    D *= A  # f'(z) = a (1 - a)
+    D *= 1.0 - A
+    return D
 
 
 def _tanh(Z: Array, *, xp: Any) -> Array:
     return xp.tanh(Z)
 
 
-def _tanh_prime(A: Array, *, xp: Any) -> Array:
-    return 1.0 - A * A
+def _tanh_times_f_prime(D: Array, A: Array, *, xp: Any) -> Array:
+    A *= A  # f'(z) = 1 - a²
+    D *= 1.0 - A
+    return D
 
 
 def _relu(Z: Array, *, xp: Any) -> Array:
     return xp.maximum(Z, 0.0)
 
 
-def _relu_prime(A: Array, *, xp: Any) -> Array:
-    # The subgradient at z = 0 is taken as 0, as scikit-learn and PyTorch do.
-    return xp.astype(A > 0.0, A.dtype)
+def _relu_times_f_prime(D: Array, A: Array, *, xp: Any) -> Array:
+    # f'(z) = 1 where a > 0, else 0 (the subgradient at z = 0 is taken as 0, as
+    # scikit-learn and PyTorch do).
+    return xp.where(A > 0.0, D, 0.0)
 
 
 def _softmax(Z: Array, *, xp: Any) -> Array:
     # Columns are samples: normalise over axis 0.  Subtracting the column maximum
     # leaves the result unchanged and keeps exp() from overflowing.
-    E = xp.exp(Z - xp.max(Z, axis=0, keepdims=True))
-    return E / xp.sum(E, axis=0, keepdims=True)
+    Z -= xp.max(Z, axis=0, keepdims=True)
+    A = xp.exp(Z)
+    A /= xp.sum(A, axis=0, keepdims=True)
+    return A
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "identity": Activation("identity", _identity, None),
-    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_prime),
-    "tanh": Activation("tanh", _tanh, _tanh_prime),
-    "relu": Activation("relu", _relu, _relu_prime),
+    "identity": Activation("identity", _identity, _times_one),
+    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_times_f_prime),
+    "tanh": Activation("tanh", _tanh, _tanh_times_f_prime),
+    "relu": Activation("relu", _relu, _relu_times_f_prime),
     "softmax": Activation("softmax", _softmax, None),
 }
 

@@ -43,50 +43,50 @@ def forward(
     """
     A = [A0]
     for W_l, b_l, f_l in zip(W, b, f, strict=True):
-        Z = W_l @ A[-1] + b_l[:, None]
+        Z = W_l @ A[-1]
+        Z += b_l[:, None]  # Z is a fresh product: adding in place saves an (n_l, N) array
         A.append(f_l.f(Z, xp=xp))
     return A
 
 
 def backward(
-    W: Sequence[Array], A: Sequence[Array], D_L: Array, *, f: Sequence[Activation], xp: Any
+    W: Sequence[Array], A: list[Array], D_L: Array, *, f: Sequence[Activation], xp: Any
 ) -> tuple[list[Array], list[Array]]:
-    """Backpropagation: every Δ⁽ˡ⁾ and the gradients of E_total, batched over N samples.
+    """Backpropagation: every Δ⁽ˡ⁾, and the gradients summed over the samples.
 
     Starting from the output delta Δ⁽ᴸ⁾ (owned by the loss, see ``xpnet._losses``)::
 
-        ∇W⁽ˡ⁾ E_total = (1/N) Δ⁽ˡ⁾ (A⁽ˡ⁻¹⁾)ᵀ          one matrix product over all samples
-        ∇b⁽ˡ⁾ E_total = (1/N) Σᵢ Δ⁽ˡ⁾[:, i]
-        Δ⁽ˡ⁻¹⁾ = (W⁽ˡ⁾)ᵀ Δ⁽ˡ⁾ ⊙ f'(Z⁽ˡ⁻¹⁾)             f' written from A⁽ˡ⁻¹⁾
+        Σᵢ ∂E(cᵢ)/∂W⁽ˡ⁾ = Δ⁽ˡ⁾ (A⁽ˡ⁻¹⁾)ᵀ          one matrix product over all samples
+        Σᵢ ∂E(cᵢ)/∂b⁽ˡ⁾ = Σᵢ Δ⁽ˡ⁾[:, i]
+        Δ⁽ˡ⁻¹⁾ = (W⁽ˡ⁾)ᵀ Δ⁽ˡ⁾ ⊙ f'(Z⁽ˡ⁻¹⁾)         f' written from A⁽ˡ⁻¹⁾
+
+    The 1/N of E_total is left to the caller, so that sums over chunks of samples add up.
 
     Parameters
     ----------
     W : sequence of L arrays, ``W[l]`` of shape (n_{l+1}, n_l)
-    A : sequence of L + 1 arrays, ``A[l]`` of shape (n_l, N), from :func:`forward`
+    A : list of L + 1 arrays, ``A[l]`` of shape (n_l, N), from :func:`forward`
+        Consumed: the hidden activations are overwritten once they are no longer needed.
     D_L : array of shape (n_L, N)
-        Δ⁽ᴸ⁾ = ∂E(c_i)/∂Z⁽ᴸ⁾ for each sample i.
+        Δ⁽ᴸ⁾ = ∂E(cᵢ)/∂Z⁽ᴸ⁾ for each sample i.
     f : sequence of L activations, as given to :func:`forward`
     xp : array namespace
 
     Returns
     -------
-    grad_W : list of L arrays, shaped like ``W``
-    grad_b : list of L arrays, shaped like the biases
+    sum_W : list of L arrays, shaped like ``W``
+    sum_b : list of L arrays, shaped like the biases
     """
     L = len(W)
-    N = A[0].shape[1]
-    grad_W: list[Array] = [None] * L
-    grad_b: list[Array] = [None] * L
+    sum_W: list[Array] = [None] * L
+    sum_b: list[Array] = [None] * L
     D = D_L
     for l in reversed(range(L)):
-        grad_W[l] = (D @ A[l].T) / N
-        grad_b[l] = xp.sum(D, axis=1) / N
+        sum_W[l] = D @ A[l].T
+        sum_b[l] = xp.sum(D, axis=1)
         if l > 0:  # Δ⁽⁰⁾ would be the gradient with respect to the input: never needed
-            D = W[l].T @ D
-            f_prime = f[l - 1].f_prime
-            if f_prime is not None:
-                D = D * f_prime(A[l], xp=xp)
-    return grad_W, grad_b
+            D = f[l - 1].times_f_prime(W[l].T @ D, A[l], xp=xp)
+    return sum_W, sum_b
 
 
 def loss_and_gradients(
@@ -98,8 +98,17 @@ def loss_and_gradients(
     f: Sequence[Activation],
     objective: Objective,
     xp: Any,
+    chunk_size: int | None = None,
 ) -> tuple[Array, list[Array], list[Array]]:
-    """E_total and its gradients at (W, b) over the N samples in the columns of ``A0``.
+    """E_total and its gradients at (W, b) over the N samples in the columns of ``A0``::
+
+        E_total = (1/N) Σᵢ E(cᵢ)
+        ∇W⁽ˡ⁾ E_total = (1/N) Δ⁽ˡ⁾ (A⁽ˡ⁻¹⁾)ᵀ
+        ∇b⁽ˡ⁾ E_total = (1/N) Σᵢ Δ⁽ˡ⁾ᵢ
+
+    Every term is a sum over samples, so the samples may be taken in chunks of columns
+    and the sums added: the result is the same up to the order of summation, while the
+    (n_l, chunk) temporaries stay small enough to remain in the processor's cache.
 
     Parameters
     ----------
@@ -110,7 +119,9 @@ def loss_and_gradients(
     Y : array of shape (n_L, N)
         The targets, one column per sample.
     objective : Objective
-        The (loss, output activation) pair: E_total and Δ⁽ᴸ⁾.
+        The (loss, output activation) pair: E(cᵢ) and Δ⁽ᴸ⁾.
+    chunk_size : int, optional
+        Samples per chunk; None takes all N at once.
 
     Returns
     -------
@@ -119,11 +130,38 @@ def loss_and_gradients(
     grad_W, grad_b : lists of L arrays
         ∇W⁽ˡ⁾ E_total and ∇b⁽ˡ⁾ E_total.
     """
-    A = forward(W, b, A0, f=f, xp=xp)
-    E = objective.value(Y, A[-1], xp=xp)
-    D_L = objective.output_delta(Y, A[-1], xp=xp)
-    grad_W, grad_b = backward(W, A, D_L, f=f, xp=xp)
-    return E, grad_W, grad_b
+    N = A0.shape[1]
+    step = N if chunk_size is None else chunk_size
+    for start in range(0, N, step):
+        chunk = slice(start, min(start + step, N))
+        A = forward(W, b, A0[:, chunk], f=f, xp=xp)
+        E_c = objective.loss_sum(Y[:, chunk], A[-1], xp=xp)
+        D_L = objective.output_delta(Y[:, chunk], A[-1], xp=xp)
+        sum_W_c, sum_b_c = backward(W, A, D_L, f=f, xp=xp)
+        if start == 0:
+            E, sum_W, sum_b = E_c, sum_W_c, sum_b_c
+        else:
+            E += E_c
+            for l in range(len(W)):
+                sum_W[l] += sum_W_c[l]
+                sum_b[l] += sum_b_c[l]
+    return E / N, [s / N for s in sum_W], [s / N for s in sum_b]
+
+
+def output(
+    W: Sequence[Array],
+    b: Sequence[Array],
+    A0: Array,
+    *,
+    f: Sequence[Activation],
+    xp: Any,
+    chunk_size: int | None = None,
+) -> Array:
+    """The network output A⁽ᴸ⁾ of shape (n_L, N), computed ``chunk_size`` samples at a time."""
+    N = A0.shape[1]
+    step = N if chunk_size is None else chunk_size
+    O = [forward(W, b, A0[:, i : i + step], f=f, xp=xp)[-1] for i in range(0, N, step)]
+    return O[0] if len(O) == 1 else xp.concat(O, axis=1)
 
 
 def gradient_descent_step(
@@ -137,7 +175,8 @@ def gradient_descent_step(
     """One step of batch gradient descent: W⁽ˡ⁾ ← W⁽ˡ⁾ − μ ∇W⁽ˡ⁾,  b⁽ˡ⁾ ← b⁽ˡ⁾ − μ ∇b⁽ˡ⁾.
 
     Returns new arrays (names are rebound, nothing is written), so the step is the same
-    on mutable (NumPy, CuPy, PyTorch) and immutable (JAX, Dask) arrays.
+    on mutable (NumPy, CuPy, PyTorch) and immutable (JAX, Dask) arrays, and parameters
+    the user assigned are never modified.
     """
     W = [W_l - mu * g for W_l, g in zip(W, grad_W, strict=True)]
     b = [b_l - mu * g for b_l, g in zip(b, grad_b, strict=True)]

@@ -1,8 +1,9 @@
 """Losses E_total, and the output delta Δ⁽ᴸ⁾ = ∂E/∂Z⁽ᴸ⁾ of each (loss, output activation) pair.
 
-Columns are samples: ``Y`` and ``A_L`` (the network output A⁽ᴸ⁾) have shape (n_L, N).
-Every loss is a mean over the N samples.  The deltas are *per sample* (no 1/N): the
-backward pass applies the 1/N of batch gradient descent once, to the gradients.
+Columns are samples: ``Y`` and ``A_L`` (the network output A⁽ᴸ⁾) have shape (n_L, n),
+for a batch of samples or a chunk of one.  Losses are returned as *sums* over those
+samples, Σᵢ E(cᵢ), and deltas per sample: the caller divides by the batch's N once,
+after summing over chunks, which is what makes chunking exact.
 """
 
 from __future__ import annotations
@@ -24,31 +25,30 @@ class Objective:
     ----------
     loss, output_activation : str
         The names users pass.
-    value : callable ``value(Y, A_L, *, xp) -> 0-D array``
-        E_total, the loss averaged over the N samples (columns).
-    output_delta : callable ``output_delta(Y, A_L, *, xp) -> (n_L, N) array``
-        Δ⁽ᴸ⁾, one column per sample.
+    loss_sum : callable ``loss_sum(Y, A_L, *, xp) -> 0-D array``
+        Σᵢ E(cᵢ) over the samples (columns): N · E_total.
+    output_delta : callable ``output_delta(Y, A_L, *, xp) -> (n_L, n) array``
+        Δ⁽ᴸ⁾, one column per sample.  May overwrite ``A_L``: call it after ``loss_sum``.
     """
 
     loss: str
     output_activation: str
-    value: Callable[..., Array]
+    loss_sum: Callable[..., Array]
     output_delta: Callable[..., Array]
 
 
 def _mse(Y: Array, A_L: Array, *, xp: Any) -> Array:
-    """E_total = (1/N) Σᵢ ½‖yᵢ − oᵢ‖²  (the seed's loss, step 4)."""
+    """Σᵢ ½‖yᵢ − oᵢ‖²: N times the seed's E_total (step 4)."""
     R = Y - A_L
-    return xp.sum(R * R) / (2.0 * Y.shape[1])
+    return xp.sum(R * R) / 2.0
 
 
 def _mse_delta(name: str) -> Callable[..., Array]:
-    f_prime = ACTIVATIONS[name].f_prime
+    times_f_prime = ACTIVATIONS[name].times_f_prime
 
     def output_delta(Y: Array, A_L: Array, *, xp: Any) -> Array:
         """Δ⁽ᴸ⁾ = −(Y − A⁽ᴸ⁾) ⊙ f'(Z⁽ᴸ⁾)  (the seed's output-layer delta)."""
-        D = A_L - Y
-        return D if f_prime is None else D * f_prime(A_L, xp=xp)
+        return times_f_prime(A_L - Y, A_L, xp=xp)
 
     return output_delta
 
@@ -61,13 +61,13 @@ def _log(A: Array, *, xp: Any) -> Array:
 
 
 def _cross_entropy(Y: Array, A_L: Array, *, xp: Any) -> Array:
-    """E_total = −(1/N) Σᵢ Σₖ y_ki log o_ki  (softmax outputs, one-hot targets)."""
-    return -xp.sum(Y * _log(A_L, xp=xp)) / Y.shape[1]
+    """−Σᵢ Σₖ y_ki log o_ki  (softmax outputs, one-hot targets)."""
+    return -xp.sum(Y * _log(A_L, xp=xp))
 
 
 def _binary_cross_entropy(Y: Array, A_L: Array, *, xp: Any) -> Array:
-    """E_total = −(1/N) Σᵢ Σₖ [y_ki log o_ki + (1 − y_ki) log(1 − o_ki)]  (sigmoid outputs)."""
-    return -xp.sum(Y * _log(A_L, xp=xp) + (1.0 - Y) * _log(1.0 - A_L, xp=xp)) / Y.shape[1]
+    """−Σᵢ Σₖ [y_ki log o_ki + (1 − y_ki) log(1 − o_ki)]  (sigmoid outputs)."""
+    return -xp.sum(Y * _log(A_L, xp=xp) + (1.0 - Y) * _log(1.0 - A_L, xp=xp))
 
 
 def _residual(Y: Array, A_L: Array, *, xp: Any) -> Array:
