@@ -13,7 +13,7 @@ array namespace ``xp`` by keyword and never write into an array they were given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ._activations import Activation
@@ -89,6 +89,40 @@ def backward(
     return sum_W, sum_b
 
 
+def chunk_sums(
+    W: Sequence[Array],
+    b: Sequence[Array],
+    A0: Array,
+    Y: Array,
+    *,
+    f: Sequence[Activation],
+    objective: Objective,
+    xp: Any,
+) -> tuple[Array, list[Array], list[Array]]:
+    """Σᵢ E(cᵢ) and the gradients summed over the samples (columns) of one chunk.
+
+    Parameters
+    ----------
+    W, b, f, xp
+        As in :func:`forward`.
+    A0 : array of shape (n_0, n)
+        The chunk's input, one column per sample.
+    Y : array of shape (n_L, n)
+        The chunk's targets, one column per sample.
+    objective : Objective
+        The (loss, output activation) pair: E(cᵢ) and Δ⁽ᴸ⁾.
+
+    Returns
+    -------
+    E_sum : 0-D array
+    sum_W, sum_b : lists of L arrays, as from :func:`backward`
+    """
+    A = forward(W, b, A0, f=f, xp=xp)
+    E_sum = objective.loss_sum(Y, A[-1], xp=xp)
+    D_L = objective.output_delta(Y, A[-1], xp=xp)
+    return (E_sum, *backward(W, A, D_L, f=f, xp=xp))
+
+
 def loss_and_gradients(
     W: Sequence[Array],
     b: Sequence[Array],
@@ -99,6 +133,7 @@ def loss_and_gradients(
     objective: Objective,
     xp: Any,
     chunk_size: int | None = None,
+    map: Callable[..., Iterator[Any]] = map,
 ) -> tuple[Array, list[Array], list[Array]]:
     """E_total and its gradients at (W, b) over the N samples in the columns of ``A0``::
 
@@ -106,9 +141,10 @@ def loss_and_gradients(
         ∇W⁽ˡ⁾ E_total = (1/N) Δ⁽ˡ⁾ (A⁽ˡ⁻¹⁾)ᵀ
         ∇b⁽ˡ⁾ E_total = (1/N) Σᵢ Δ⁽ˡ⁾ᵢ
 
-    Every term is a sum over samples, so the samples may be taken in chunks of columns
-    and the sums added: the result is the same up to the order of summation, while the
-    (n_l, chunk) temporaries stay small enough to remain in the processor's cache.
+    Every term is a sum over samples, so the samples are taken in chunks of columns and
+    the chunks' sums added, in chunk order: the (n_l, chunk) temporaries stay small
+    enough to remain in the processor's cache, and chunks can be computed concurrently,
+    with the same result as one after another.
 
     Parameters
     ----------
@@ -122,6 +158,9 @@ def loss_and_gradients(
         The (loss, output activation) pair: E(cᵢ) and Δ⁽ᴸ⁾.
     chunk_size : int, optional
         Samples per chunk; None takes all N at once.
+    map : callable, default: the built-in ``map``
+        Applies :func:`chunk_sums` to the chunks and yields the results in order; a
+        thread pool's ``map`` spreads the chunks over the processor's cores.
 
     Returns
     -------
@@ -132,19 +171,18 @@ def loss_and_gradients(
     """
     N = A0.shape[1]
     step = N if chunk_size is None else chunk_size
-    for start in range(0, N, step):
-        chunk = slice(start, min(start + step, N))
-        A = forward(W, b, A0[:, chunk], f=f, xp=xp)
-        E_c = objective.loss_sum(Y[:, chunk], A[-1], xp=xp)
-        D_L = objective.output_delta(Y[:, chunk], A[-1], xp=xp)
-        sum_W_c, sum_b_c = backward(W, A, D_L, f=f, xp=xp)
-        if start == 0:
-            E, sum_W, sum_b = E_c, sum_W_c, sum_b_c
-        else:
-            E += E_c
-            for l in range(len(W)):
-                sum_W[l] += sum_W_c[l]
-                sum_b[l] += sum_b_c[l]
+    chunks = [slice(start, min(start + step, N)) for start in range(0, N, step)]
+
+    def sums(chunk: slice) -> tuple[Array, list[Array], list[Array]]:
+        return chunk_sums(W, b, A0[:, chunk], Y[:, chunk], f=f, objective=objective, xp=xp)
+
+    parts = map(sums, chunks)
+    E, sum_W, sum_b = next(parts)
+    for E_c, sum_W_c, sum_b_c in parts:
+        E += E_c  # the first chunk's sums are fresh arrays: accumulate into them
+        for l in range(len(W)):
+            sum_W[l] += sum_W_c[l]
+            sum_b[l] += sum_b_c[l]
     return E / N, [s / N for s in sum_W], [s / N for s in sum_b]
 
 
@@ -156,11 +194,19 @@ def output(
     f: Sequence[Activation],
     xp: Any,
     chunk_size: int | None = None,
+    map: Callable[..., Iterator[Any]] = map,
 ) -> Array:
-    """The network output A⁽ᴸ⁾ of shape (n_L, N), computed ``chunk_size`` samples at a time."""
+    """The network output A⁽ᴸ⁾ of shape (n_L, N), computed ``chunk_size`` samples at a time.
+
+    ``map`` is as in :func:`loss_and_gradients`.
+    """
     N = A0.shape[1]
     step = N if chunk_size is None else chunk_size
-    O = [forward(W, b, A0[:, i : i + step], f=f, xp=xp)[-1] for i in range(0, N, step)]
+
+    def output_of(start: int) -> Array:
+        return forward(W, b, A0[:, start : min(start + step, N)], f=f, xp=xp)[-1]
+
+    O = list(map(output_of, range(0, N, step)))
     return O[0] if len(O) == 1 else xp.concat(O, axis=1)
 
 

@@ -19,11 +19,12 @@ import array_api_compat as aac
 import numpy as np  # host-side: random state, and class labels that are not numbers
 
 from ._activations import ACTIVATIONS
-from ._backprop import forward, loss_and_gradients
+from ._backprop import loss_and_gradients, output
 from ._errors import data_conversion_warning, not_fitted_error
 from ._host import to_numpy
 from ._init import glorot_uniform
 from ._losses import OBJECTIVES
+from ._parallel import chunked
 from ._training import run_epochs
 from ._validation import (
     as_array,
@@ -71,6 +72,7 @@ class _BaseMLP:
         shuffle: bool = True,
         random_state: int | np.random.Generator | None = None,
         warm_start: bool = False,
+        chunk_size: int | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -82,6 +84,7 @@ class _BaseMLP:
         self.shuffle = shuffle
         self.random_state = random_state
         self.warm_start = warm_start
+        self.chunk_size = chunk_size
 
     # -- scikit-learn's estimator protocol ---------------------------------------------
 
@@ -170,13 +173,16 @@ class _BaseMLP:
             W = [xp.asarray(W_l, dtype=X.dtype, device=device) for W_l in W0]
             b = [xp.asarray(b_l, dtype=X.dtype, device=device) for b_l in b0]
 
-        W, b, losses = run_epochs(
-            W, b, X, Y,
-            n_epochs=self.max_iter if epochs is None else epochs,
-            batch_size=self.batch_size, shuffle=self.shuffle, rng=self._rng,
-            mu=float(self.learning_rate), f=f, objective=OBJECTIVES[(self.loss, output)],
-            xp=xp, device=device,
-        )  # fmt: skip
+        B = X.shape[0] if self.batch_size is None else min(self.batch_size, X.shape[0])
+        with chunked(xp, device, N=B, widest=max(layer_sizes), dtype=X.dtype,
+                     chunk_size=self.chunk_size) as (chunk_size, map_chunks):  # fmt: skip
+            W, b, losses = run_epochs(
+                W, b, X, Y,
+                n_epochs=self.max_iter if epochs is None else epochs,
+                batch_size=self.batch_size, shuffle=self.shuffle, rng=self._rng,
+                mu=float(self.learning_rate), f=f, objective=OBJECTIVES[(self.loss, output)],
+                xp=xp, device=device, chunk_size=chunk_size, map=map_chunks,
+            )  # fmt: skip
 
         self.weights_, self.biases_ = W, b
         self.loss_curve_ = (getattr(self, "loss_curve_", []) if fitted else []) + losses
@@ -224,7 +230,10 @@ class _BaseMLP:
         b = [xp.asarray(c, dtype=X.dtype, device=device) for c in self.biases_]
         L = len(W)
         f = [ACTIVATIONS[self.activation]] * (L - 1) + [ACTIVATIONS[self.out_activation_]]
-        return forward(W, b, X.T, f=f, xp=xp)[-1], xp
+        widest = max(W_l.shape[0] for W_l in W)
+        with chunked(xp, device, N=X.shape[0], widest=widest, dtype=X.dtype,
+                     chunk_size=self.chunk_size) as (chunk_size, map_chunks):  # fmt: skip
+            return output(W, b, X.T, f=f, xp=xp, chunk_size=chunk_size, map=map_chunks), xp
 
     @_saturation_is_expected
     def gradients(self, X: Any, y: Any) -> tuple[list[Array], list[Array]]:
@@ -249,7 +258,12 @@ class _BaseMLP:
         L = len(W)
         f = [ACTIVATIONS[self.activation]] * (L - 1) + [ACTIVATIONS[self.out_activation_]]
         objective = OBJECTIVES[(self.loss, self.out_activation_)]
-        _, grad_W, grad_b = loss_and_gradients(W, b, X.T, Y, f=f, objective=objective, xp=xp)
+        widest = max(W_l.shape[0] for W_l in W)
+        with chunked(xp, device, N=X.shape[0], widest=widest, dtype=X.dtype,
+                     chunk_size=self.chunk_size) as (chunk_size, map_chunks):  # fmt: skip
+            _, grad_W, grad_b = loss_and_gradients(
+                W, b, X.T, Y, f=f, objective=objective, xp=xp, chunk_size=chunk_size, map=map_chunks
+            )
         return grad_W, grad_b
 
 
@@ -288,6 +302,12 @@ class MLPRegressor(_BaseMLP):
     warm_start : bool, default=False
         Whether ``fit`` continues from the current ``weights_`` and ``biases_`` instead
         of drawing new ones.
+    chunk_size : int or None, default=None
+        How many samples the forward and backward passes take at a time.  The gradient
+        is a sum over samples, so chunking changes nothing but the order of summation.
+        None chooses per device: all at once on a GPU; on a CPU, chunks whose
+        temporaries stay in cache, spread over the cores on NumPy when threadpoolctl
+        (installed with scikit-learn) is present.
 
     Attributes
     ----------
@@ -320,11 +340,21 @@ class MLPRegressor(_BaseMLP):
         shuffle: bool = True,
         random_state: int | np.random.Generator | None = None,
         warm_start: bool = False,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__(
-            hidden_layer_sizes, activation, output_activation, loss, learning_rate,
-            max_iter, batch_size, shuffle, random_state, warm_start,
-        )  # fmt: skip
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            output_activation=output_activation,
+            loss=loss,
+            learning_rate=learning_rate,
+            max_iter=max_iter,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            random_state=random_state,
+            warm_start=warm_start,
+            chunk_size=chunk_size,
+        )
 
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import RegressorTags
@@ -389,7 +419,7 @@ class MLPClassifier(_BaseMLP):
     Parameters
     ----------
     hidden_layer_sizes, activation, learning_rate, max_iter, batch_size, shuffle,
-    random_state, warm_start
+    random_state, warm_start, chunk_size
         As for :class:`MLPRegressor`.
     output_activation : {"softmax", "sigmoid", ...} or None, default=None
         None is the loss's natural output: softmax with "cross_entropy", sigmoid with "mse".
@@ -419,11 +449,21 @@ class MLPClassifier(_BaseMLP):
         shuffle: bool = True,
         random_state: int | np.random.Generator | None = None,
         warm_start: bool = False,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__(
-            hidden_layer_sizes, activation, output_activation, loss, learning_rate,
-            max_iter, batch_size, shuffle, random_state, warm_start,
-        )  # fmt: skip
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            output_activation=output_activation,
+            loss=loss,
+            learning_rate=learning_rate,
+            max_iter=max_iter,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            random_state=random_state,
+            warm_start=warm_start,
+            chunk_size=chunk_size,
+        )
 
     def __sklearn_tags__(self) -> Any:
         from sklearn.utils import ClassifierTags

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np  # host-side: the seeded generator that orders mini-batches
@@ -35,6 +35,8 @@ def run_epochs(
     objective: Objective,
     xp: Any,
     device: Any,
+    chunk_size: int | None = None,
+    map: Callable[..., Iterator[Any]] = map,
 ) -> tuple[list[Array], list[Array], list[float]]:
     """Train for ``n_epochs`` epochs and return the new parameters and the loss per epoch.
 
@@ -55,6 +57,8 @@ def run_epochs(
         Orders the mini-batches; drawn on the host, so every backend sees the same batches.
     mu : float
         The learning rate μ.
+    chunk_size, map
+        How each batch's samples are taken, as in ``xpnet._backprop.loss_and_gradients``.
 
     Returns
     -------
@@ -76,7 +80,9 @@ def run_epochs(
     pending: list[Array] = []
     for epoch in range(n_epochs):
         if B == N:
-            E, grad_W, grad_b = loss_and_gradients(W, b, X.T, Y, f=f, objective=objective, xp=xp)
+            E, grad_W, grad_b = loss_and_gradients(
+                W, b, X.T, Y, f=f, objective=objective, xp=xp, chunk_size=chunk_size, map=map
+            )
             W, b = gradient_descent_step(W, b, grad_W, grad_b, mu=mu)
         else:
             order = xp.asarray(rng.permutation(N), device=device) if shuffle else None
@@ -89,7 +95,15 @@ def run_epochs(
                     i = order[start:stop]
                     X_B, Y_B = xp.take(X, i, axis=0), xp.take(Y, i, axis=1)
                 E_B, grad_W, grad_b = loss_and_gradients(
-                    W, b, X_B.T, Y_B, f=f, objective=objective, xp=xp
+                    W,
+                    b,
+                    X_B.T,
+                    Y_B,
+                    f=f,
+                    objective=objective,
+                    xp=xp,
+                    chunk_size=chunk_size,
+                    map=map,
                 )
                 W, b = gradient_descent_step(W, b, grad_W, grad_b, mu=mu)
                 E = E + E_B * ((stop - start) / N)

@@ -230,6 +230,8 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
         raise ValueError(f"max_iter must be an int >= 1, got {est.max_iter!r}.")
     if est.batch_size is not None and (not _is_int(est.batch_size) or est.batch_size < 1):
         raise ValueError(f"batch_size must be None or an int >= 1, got {est.batch_size!r}.")
+    if est.chunk_size is not None and (not _is_int(est.chunk_size) or est.chunk_size < 1):
+        raise ValueError(f"chunk_size must be None or an int >= 1, got {est.chunk_size!r}.")
     if not isinstance(est.shuffle, bool):
         raise TypeError(f"shuffle must be True or False, got {est.shuffle!r}.")
     return [int(n) for n in sizes], output

@@ -1,0 +1,80 @@
+"""Chunks of samples, and chunks on several cores, change nothing but the order of summation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import xpnet
+from xpnet import _parallel
+from xpnet._host import to_numpy
+
+
+def _data(N, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, 6))
+    return X, np.sin(X[:, :2]) + 0.1 * rng.normal(size=(N, 2))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64])
+def test_chunked_gradients_equal_whole_batch_gradients(backend, chunk_size):
+    X, y = _data(150)
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(9, 4), max_iter=2, random_state=0)
+    est.set_params(chunk_size=150).fit(backend.asarray(X), backend.asarray(y))
+    whole_W, whole_b = est.gradients(backend.asarray(X), backend.asarray(y))
+    chunked_W, chunked_b = est.set_params(chunk_size=chunk_size).gradients(
+        backend.asarray(X), backend.asarray(y)
+    )
+    for G, G_whole in zip(chunked_W + chunked_b, whole_W + whole_b, strict=True):
+        assert_close(G, to_numpy(G_whole), backend, rtol=1e-12, atol=1e-15)
+    assert_close(
+        est.predict(backend.asarray(X)),
+        to_numpy(est.set_params(chunk_size=None).predict(backend.asarray(X))),
+        backend,
+        rtol=1e-14,
+    )
+
+
+def test_threads_give_the_same_bits_as_one_after_another(monkeypatch):
+    pytest.importorskip("threadpoolctl")
+    X, y = _data(1200)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=5, chunk_size=100, random_state=0)
+    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
+    threaded = xpnet.MLPRegressor(**kw).fit(X, y)
+    monkeypatch.setattr(_parallel, "blas_threads", lambda: 1)
+    serial = xpnet.MLPRegressor(**kw).fit(X, y)
+    for P, P_serial in zip(
+        threaded.weights_ + threaded.biases_, serial.weights_ + serial.biases_, strict=True
+    ):
+        np.testing.assert_array_equal(P, P_serial)
+    assert threaded.loss_curve_ == serial.loss_curve_
+
+
+def test_saturated_units_do_not_warn_in_worker_threads(monkeypatch):
+    pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
+    X, y = _data(1200)
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, chunk_size=100)
+    est.set_params(random_state=0).fit(X * 1e4, y)  # e^{-z} overflows: a = 0 exactly
+    est.predict(X * 1e4)
+
+
+def test_automatic_chunk_sizes():
+    assert _parallel.auto_chunk_size(60000, 256, 4, cpu=False, workers=1) is None
+    assert _parallel.auto_chunk_size(60000, 256, 4, cpu=True, workers=1) == 2048
+    assert _parallel.auto_chunk_size(60000, 256, 8, cpu=True, workers=2) == 1024
+    assert _parallel.auto_chunk_size(1797, 64, 8, cpu=True, workers=2) == 899
+    assert _parallel.auto_chunk_size(1797, 64, 8, cpu=True, workers=1) is None
+
+
+def test_devices_that_are_cpus(backend):
+    expected = backend.name != "cupy" and not (
+        backend.name == "jax" and backend.device.platform != "cpu"
+    )
+    assert _parallel.on_cpu(backend.xp, backend.device) == expected
+
+
+def test_bad_chunk_size():
+    with pytest.raises(ValueError, match=r"chunk_size must be None or an int >= 1, got 0"):
+        xpnet.MLPRegressor(chunk_size=0).fit(*_data(10))

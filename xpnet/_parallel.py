@@ -1,0 +1,108 @@
+"""How the chunks of samples are computed: their size, and the cores they are spread over.
+
+The gradient is a sum over samples, so the core takes the samples in chunks (see
+``xpnet._backprop.loss_and_gradients``).  On a CPU, chunks of about ``CHUNK_BYTES`` per
+temporary keep the elementwise work in cache.  On NumPy they also run concurrently,
+one thread per core (NumPy releases the GIL inside its kernels and BLAS calls), with
+BLAS held to one thread per call meanwhile: nested BLAS threads would fight over the
+same cores.  A GPU is kept busy only by large products, so there a batch is one chunk.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import array_api_compat as aac
+
+#: Target size of one (n_l, chunk) temporary on a CPU: large enough for efficient
+#: matrix products, small enough to stay in a core's cache (measured in scripts/bench.py).
+CHUNK_BYTES = 2 * 2**20
+
+
+def on_cpu(xp: Any, device: Any) -> bool:
+    """Whether arrays of namespace ``xp`` on ``device`` are computed by the CPU."""
+    if aac.is_torch_namespace(xp):
+        return device.type == "cpu"
+    if aac.is_jax_namespace(xp):
+        return getattr(device, "platform", "cpu") == "cpu"
+    return not aac.is_cupy_namespace(xp)  # NumPy, array-api-strict and Dask compute on the CPU
+
+
+def blas_threads() -> int:
+    """How many threads NumPy's BLAS would use: the cores xpnet's own threads may take.
+
+    Known only through threadpoolctl (installed with scikit-learn); without it, 1, and
+    chunks run one after another while BLAS threads each product itself.
+    """
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return 1
+    counts = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    return max(counts, default=1)
+
+
+def auto_chunk_size(N: int, widest: int, itemsize: int, *, cpu: bool, workers: int) -> int | None:
+    """The samples per chunk: None (all N at once) on a GPU, else about ``CHUNK_BYTES``
+    per (widest layer × chunk) temporary, and at least one chunk per worker."""
+    if not cpu:
+        return None
+    chunk = max(256, CHUNK_BYTES // (widest * itemsize))
+    chunk = min(chunk, math.ceil(N / workers))
+    return chunk if chunk < N else None
+
+
+@contextmanager
+def chunked(
+    xp: Any,
+    device: Any,
+    *,
+    N: int,
+    widest: int,
+    dtype: Any,
+    chunk_size: int | None = None,
+) -> Iterator[tuple[int | None, Callable[..., Iterator[Any]]]]:
+    """Decide how to compute N samples, and provide the means for it.
+
+    Parameters
+    ----------
+    xp, device : the namespace and device of the data
+    N : int
+        Samples per batch.
+    widest : int
+        The largest layer size n_l: the height of the largest temporary.
+    dtype : the floating dtype of the data
+    chunk_size : int, optional
+        The user's choice; None chooses automatically.
+
+    Yields
+    ------
+    chunk_size : int or None
+        Samples per chunk (None: all at once).
+    map : callable
+        The built-in ``map``, or a thread pool's while the chunks run on several cores.
+    """
+    cpu = on_cpu(xp, device)
+    workers = blas_threads() if cpu and aac.is_numpy_namespace(xp) and N > 256 else 1
+    if chunk_size is None:
+        itemsize = xp.finfo(dtype).bits // 8
+        chunk_size = auto_chunk_size(N, widest, itemsize, cpu=cpu, workers=workers)
+    if workers == 1 or chunk_size is None or chunk_size >= N:
+        yield chunk_size, map
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+
+        def map_in_context(fn: Callable[..., Any], items: Any) -> Iterator[Any]:
+            # Worker threads start with an empty context: carry the caller's over, so
+            # that context-local settings such as NumPy's errstate hold in them too.
+            context = contextvars.copy_context()
+            return pool.map(lambda item: context.copy().run(fn, item), items)
+
+        yield chunk_size, map_in_context
