@@ -29,11 +29,20 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)  # JAX and any namespace that speaks NumPy's protocols
 
 
-def materialize(arrays: list[Any]) -> list[Any]:
-    """Evaluate lazy (Dask) arrays and keep the results, so that the task graph of a
-    training run stays bounded instead of growing with every step; other arrays pass."""
-    if arrays and aac.is_dask_array(arrays[0]):
-        import dask
+def materialize(*groups: list[Any]) -> tuple[list[Any], ...]:
+    """Evaluate lazy (Dask) arrays, all groups in one pass, and keep the results.
 
-        return list(dask.persist(*arrays))
-    return arrays
+    A training run on Dask would otherwise build one task graph over all its steps and
+    recompute it at every read-back; other arrays pass through unchanged.
+    """
+    flat = [x for group in groups for x in group]
+    if not flat or not aac.is_dask_array(flat[0]):
+        return groups
+    import dask
+
+    flat = list(dask.persist(*flat))
+    out, start = [], 0
+    for group in groups:
+        out.append(flat[start : start + len(group)])
+        start += len(group)
+    return tuple(out)

@@ -10,7 +10,7 @@ import numpy as np  # host-side: the seeded generator that orders mini-batches
 
 from ._activations import Activation
 from ._backprop import gradient_descent_step, loss_and_gradients
-from ._host import to_numpy
+from ._host import materialize, to_numpy
 from ._losses import Objective
 
 Array = Any
@@ -109,6 +109,7 @@ def run_epochs(
                 E = E + E_B * ((stop - start) / N)
         pending.append(E)
         if len(pending) == READBACK_EVERY or epoch == n_epochs - 1:
+            W, b, pending = materialize(W, b, pending)
             losses += _read_back(pending, xp=xp, first_epoch=epoch + 2 - len(pending), mu=mu)
             pending = []
     return list(W), list(b), losses
