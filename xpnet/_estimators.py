@@ -221,15 +221,23 @@ class _BaseMLP:
         if not hasattr(self, "weights_"):
             raise not_fitted_error(self)
 
+    def _network(self, X: Any) -> tuple[Array, Any, Any, list[Array], list[Array], list[Any]]:
+        """Validate ``X`` against the fitted network, and the network in X's terms.
+
+        Returns X, xp, device, and W, b (in X's namespace, device and dtype) and the
+        layers' activations f.
+        """
+        self._check_fitted()
+        X, xp, device = check_X(X, n_features=self.n_features_in_, estimator=type(self).__name__)
+        W = [xp.asarray(W_l, dtype=X.dtype, device=device) for W_l in self.weights_]
+        b = [xp.asarray(b_l, dtype=X.dtype, device=device) for b_l in self.biases_]
+        f = [ACTIVATIONS[self.activation]] * (len(W) - 1) + [ACTIVATIONS[self.out_activation_]]
+        return X, xp, device, W, b, f
+
     @_saturation_is_expected
     def _output(self, X: Any) -> tuple[Array, Any]:
         """The network output A⁽ᴸ⁾ of shape (n_L, N) for the rows of ``X``, and ``xp``."""
-        self._check_fitted()
-        X, xp, device = check_X(X, n_features=self.n_features_in_, estimator=type(self).__name__)
-        W = [xp.asarray(w, dtype=X.dtype, device=device) for w in self.weights_]
-        b = [xp.asarray(c, dtype=X.dtype, device=device) for c in self.biases_]
-        L = len(W)
-        f = [ACTIVATIONS[self.activation]] * (L - 1) + [ACTIVATIONS[self.out_activation_]]
+        X, xp, device, W, b, f = self._network(X)
         widest = max(W_l.shape[0] for W_l in W)
         with chunked(xp, device, N=X.shape[0], widest=widest, dtype=X.dtype,
                      chunk_size=self.chunk_size) as (chunk_size, map_chunks):  # fmt: skip
@@ -249,14 +257,9 @@ class _BaseMLP:
         grad_W : list of L arrays, ``grad_W[l]`` shaped like ``weights_[l]``
         grad_b : list of L arrays, ``grad_b[l]`` shaped like ``biases_[l]``
         """
-        self._check_fitted()
-        X, xp, device = check_X(X, n_features=self.n_features_in_, estimator=type(self).__name__)
+        X, xp, device, W, b, f = self._network(X)
         Y = self._encode_targets(y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0],
                                  fitted=True, classes=None)  # fmt: skip
-        W = [xp.asarray(w, dtype=X.dtype, device=device) for w in self.weights_]
-        b = [xp.asarray(c, dtype=X.dtype, device=device) for c in self.biases_]
-        L = len(W)
-        f = [ACTIVATIONS[self.activation]] * (L - 1) + [ACTIVATIONS[self.out_activation_]]
         objective = OBJECTIVES[(self.loss, self.out_activation_)]
         widest = max(W_l.shape[0] for W_l in W)
         with chunked(xp, device, N=X.shape[0], widest=widest, dtype=X.dtype,
