@@ -1,0 +1,613 @@
+"""What ``scripts/bench.py`` measures: the problems, the floor, xpnet and its peers.
+
+Every implementation trains the same network — sigmoid hidden layers, an identity output
+and the squared-error loss E_total = (1/N) Σᵢ ½‖yᵢ − oᵢ‖² — by full-batch gradient
+descent, one step per epoch.  Each is an :class:`Impl`: ``prepare`` moves the host data
+to the implementation's library and device (untimed, not counted as memory the training
+adds), ``build`` returns ``run(k)``, which trains k epochs and returns only when the
+device is idle again.
+
+The floor is the part of a step no implementation can avoid: per layer, the matrix
+products W·A (forward), Wᵀ·Δ (backward, not needed for the first layer) and Δ·Aᵀ (the
+gradient), written into preallocated outputs, with xpnet's layout (samples are columns,
+A⁽⁰⁾ = Xᵀ a transposed view of the C-contiguous X).
+
+This module is a helper of ``bench.py``, not part of the xpnet package.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import itertools
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: ``run(k)``: train k epochs, then wait for the device.
+Runner = Callable[[int], None]
+
+
+# -- problems and data -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A benchmark problem: N samples through layers n_0 → n_1 → ... → n_L."""
+
+    name: str
+    N: int
+    layers: tuple[int, ...]
+    learning_rate: float  # small enough that no implementation diverges in many epochs
+    min_epochs: int  # epochs per timing at least (amortises the estimators' validation)
+    rounds: int  # default number of interleaved rounds
+    data: str  # where the data comes from
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        return self.layers[1:-1]
+
+    def describe(self) -> str:
+        return f"N {self.N}, {'→'.join(map(str, self.layers))}"
+
+
+PROBLEMS = {
+    "S": Problem(
+        "S",
+        1797,
+        (64, 64, 10),
+        learning_rate=0.05,
+        min_epochs=1,
+        rounds=9,
+        data="scikit-learn's digits: X/16, one-hot targets (random data of that shape "
+        "with a fixed seed without scikit-learn)",
+    ),
+    "M": Problem(
+        "M",
+        60000,
+        (784, 256, 10),
+        learning_rate=0.005,
+        min_epochs=2,
+        rounds=5,
+        data="random, seed 0: X uniform in [0, 1), one-hot targets of random labels",
+    ),
+}
+
+
+def make_data(problem: Problem, dtype: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """The problem's X (N, n_0) and Y (N, n_L) as C-contiguous host arrays of ``dtype``.
+
+    Returns X, Y and a short note on where they came from.
+    """
+    N, n_in, n_out = problem.N, problem.layers[0], problem.layers[-1]
+    rng = np.random.default_rng(0)
+    if problem.name == "S":
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            pass
+        else:
+            digits = load_digits()
+            X = np.ascontiguousarray(digits.data / 16.0, dtype=dtype)
+            Y = np.eye(n_out, dtype=dtype)[digits.target]
+            return X, Y, "digits"
+    X = rng.random((N, n_in), dtype=np.float64 if dtype == "float64" else np.float32)
+    Y = np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, size=N)]
+    return X, Y, "random"
+
+
+def n_cores() -> int:
+    """The processors this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+# -- libraries and devices ----------------------------------------------------------------
+
+#: The places arrays live: NumPy, PyTorch on the CPU or an NVIDIA GPU, CuPy.
+LIBS = ("numpy", "torch-cpu", "torch-cuda", "cupy")
+
+
+def missing(lib: str) -> str | None:
+    """Why ``lib`` cannot be used here, or None when it can."""
+    if lib == "numpy":
+        return None
+    module = "torch" if lib.startswith("torch") else lib
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        return f"{module} is not installed ({exc})"
+    if lib == "torch-cuda" and not mod.cuda.is_available():
+        return "torch has no CUDA device"
+    if lib == "cupy":
+        try:
+            mod.cuda.runtime.getDeviceCount()
+        except Exception as exc:
+            return f"cupy has no CUDA device ({type(exc).__name__}: {exc})"
+    return None
+
+
+def to_lib(a: np.ndarray, lib: str) -> Any:
+    """A host array in ``lib``, sharing memory where the library can (NumPy, torch CPU)."""
+    if lib == "numpy":
+        return a
+    if lib == "cupy":
+        import cupy
+
+        return cupy.asarray(a)
+    import torch
+
+    t = torch.from_numpy(a)
+    return t.to("cuda") if lib == "torch-cuda" else t
+
+
+def synchronize(lib: str) -> None:
+    """Wait until the device of ``lib`` has finished the work queued so far."""
+    if lib == "cupy":
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+    elif lib == "torch-cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _host_weights(problem: Problem, dtype: str) -> list[np.ndarray]:
+    """W⁽¹⁾..W⁽ᴸ⁾ of shapes (n_l, n_{l-1}), scaled so that products stay of order 1."""
+    rng = np.random.default_rng(1)
+    sizes = problem.layers
+    return [
+        (rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)).astype(dtype)
+        for n_in, n_out in itertools.pairwise(sizes)
+    ]
+
+
+# -- implementations ------------------------------------------------------------------
+
+
+class Impl:
+    """One way of running full-batch gradient descent epochs.
+
+    Attributes
+    ----------
+    key : str
+        The short name used on the command line and in the JSON (``floor``, ``xpnet``, ...).
+    label : str
+        The row label of the table.
+    role : str
+        ``floor``: the backend's matrix products, the denominator of every ratio;
+        ``xpnet``: the library under test; ``peer``: another full-batch trainer;
+        ``reference``: another library's floor, showing how its BLAS compares.
+    lib : str
+        Where its arrays live, one of :data:`LIBS`.
+    """
+
+    key: str = ""
+    label: str = ""
+    role: str = "peer"
+    lib: str = "numpy"
+
+    def missing(self) -> str | None:
+        """Why this implementation cannot run here, or None."""
+        return missing(self.lib)
+
+    def prepare(self, X: np.ndarray, Y: np.ndarray) -> tuple[Any, Any]:
+        """The data in this implementation's library and device (not timed, not counted)."""
+        return to_lib(X, self.lib), to_lib(Y, self.lib)
+
+    def build(self, data: tuple[Any, Any], problem: Problem, dtype: str) -> Runner:
+        """Allocate what the training needs and return ``run(k)``."""
+        raise NotImplementedError
+
+    def memory_method(self) -> str:
+        """How the memory child measures this implementation: ``traced``, ``rss`` or
+        ``device`` (see ``measure_memory``)."""
+        if self.lib in ("cupy", "torch-cuda"):
+            return "device"
+        return "traced" if self.lib == "numpy" else "rss"
+
+
+class Floor(Impl):
+    """Exactly the step's matrix products, into preallocated outputs, in xpnet's layout."""
+
+    def __init__(self, lib: str, *, role: str = "floor") -> None:
+        self.lib, self.role = lib, role
+        self.key = "floor" if role == "floor" else f"floor-{lib.split('-')[0]}"
+        self.label = f"floor [{lib}]"
+
+    def build(self, data: tuple[Any, Any], problem: Problem, dtype: str) -> Runner:
+        X, _ = data
+        N = X.shape[0]
+        if self.lib == "numpy":
+            matmul, empty = np.matmul, lambda shape: np.empty(shape, dtype=dtype)
+        elif self.lib == "cupy":
+            import cupy
+
+            matmul, empty = cupy.matmul, lambda shape: cupy.empty(shape, dtype=dtype)
+        else:
+            import torch
+
+            device = "cuda" if self.lib == "torch-cuda" else "cpu"
+            tdtype = getattr(torch, dtype)
+
+            def empty(shape: tuple[int, ...]) -> Any:
+                return torch.empty(shape, dtype=tdtype, device=device)
+
+            matmul = torch.matmul
+
+        W = [to_lib(w, self.lib) for w in _host_weights(problem, dtype)]
+        L = len(W)
+        # A[0] = Xᵀ, a view; A[l] (n_l, N) and Δ⁽ˡ⁾ (n_l, N) C-contiguous, as xpnet's core
+        # produces them; the gradients are shaped like W.
+        A = [X.T] + [empty((w.shape[0], N)) for w in W]
+        D = [None] + [empty((w.shape[0], N)) for w in W]
+        G = [empty(tuple(w.shape)) for w in W]
+        rng = np.random.default_rng(2)
+        D[L][...] = to_lib(rng.random((W[-1].shape[0], N)).astype(dtype), self.lib)
+
+        def run(k: int) -> None:
+            for _ in range(k):
+                for l in range(1, L + 1):
+                    matmul(W[l - 1], A[l - 1], out=A[l])  # Z⁽ˡ⁾ = W⁽ˡ⁾ A⁽ˡ⁻¹⁾
+                for l in range(L, 0, -1):
+                    matmul(D[l], A[l - 1].T, out=G[l - 1])  # Δ⁽ˡ⁾ (A⁽ˡ⁻¹⁾)ᵀ
+                    if l > 1:
+                        matmul(W[l - 1].T, D[l], out=D[l - 1])  # (W⁽ˡ⁾)ᵀ Δ⁽ˡ⁾
+            synchronize(self.lib)
+
+        return run
+
+
+class Xpnet(Impl):
+    """``xpnet.MLPRegressor(...).fit(X, Y)`` with ``max_iter=k``: k full-batch epochs.
+
+    The time includes what ``fit`` does once per call — validating X (one reduction over
+    it), drawing the initial weights, reading the losses back — so it is divided over k
+    epochs; ``bench.py`` picks k so that a call takes a few tenths of a second.
+    """
+
+    key, role = "xpnet", "xpnet"
+
+    def __init__(self, lib: str) -> None:
+        self.lib = lib
+        self.label = f"xpnet [{lib}]"
+
+    def missing(self) -> str | None:
+        try:
+            importlib.import_module("xpnet")
+        except ImportError as exc:
+            return f"xpnet is not importable ({exc})"
+        return super().missing()
+
+    def build(self, data: tuple[Any, Any], problem: Problem, dtype: str) -> Runner:
+        import xpnet
+
+        X, Y = data
+
+        def run(k: int) -> None:
+            est = xpnet.MLPRegressor(
+                hidden_layer_sizes=problem.hidden,
+                activation="sigmoid",
+                output_activation="identity",
+                loss="mse",
+                learning_rate=problem.learning_rate,
+                max_iter=k,
+                batch_size=None,
+                warm_start=False,
+                random_state=0,
+            )
+            est.fit(X, Y)
+            synchronize(self.lib)
+
+        return run
+
+
+class Sklearn(Impl):
+    """scikit-learn's ``MLPRegressor(solver="sgd", batch_size=N, momentum=0, alpha=0)``.
+
+    ``tol=0``, ``n_iter_no_change=k + 1`` and ``shuffle=False`` make ``fit(max_iter=k)``
+    run exactly k full-batch epochs; its ConvergenceWarning is silenced.  Like xpnet's,
+    the time includes one validation of X per call.
+    """
+
+    key, label, role, lib = "sklearn", "scikit-learn", "peer", "numpy"
+
+    def missing(self) -> str | None:
+        try:
+            importlib.import_module("sklearn.neural_network")
+        except ImportError as exc:
+            return f"scikit-learn is not installed ({exc})"
+        return None
+
+    def build(self, data: tuple[Any, Any], problem: Problem, dtype: str) -> Runner:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPRegressor
+
+        X, Y = data
+
+        def run(k: int) -> None:
+            est = MLPRegressor(
+                hidden_layer_sizes=problem.hidden,
+                activation="logistic",
+                solver="sgd",
+                batch_size=X.shape[0],
+                learning_rate="constant",
+                learning_rate_init=problem.learning_rate,
+                momentum=0.0,
+                nesterovs_momentum=False,
+                alpha=0.0,
+                max_iter=k,
+                shuffle=False,
+                tol=0.0,
+                n_iter_no_change=k + 1,
+                early_stopping=False,
+                random_state=0,
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                est.fit(X, Y)
+
+        return run
+
+
+def _torch_params(problem: Problem, dtype: str, device: str) -> list[Any]:
+    """[W⁽¹⁾, b⁽¹⁾, ..., W⁽ᴸ⁾, b⁽ᴸ⁾] as torch tensors, W⁽ˡ⁾ of shape (n_l, n_{l-1})."""
+    import torch
+
+    params = []
+    for w in _host_weights(problem, dtype):
+        params.append(torch.from_numpy(w).to(device))
+        params.append(torch.zeros(w.shape[0], dtype=getattr(torch, dtype), device=device))
+    return params
+
+
+class TorchByHand(Impl):
+    """The same equations written with torch tensors, samples as rows, under no_grad."""
+
+    key, role = "torch-hand", "peer"
+
+    def __init__(self, lib: str) -> None:
+        self.lib = lib
+        self.label = f"torch by hand [{lib.split('-')[1]}]"
+
+    def build(self, data: tuple[Any, Any], problem: Problem, dtype: str) -> Runner:
+        import torch
+
+        X, Y = data
+        N, mu = X.shape[0], problem.learning_rate
+        params = _torch_params(problem, dtype, X.device.type)
+        W, b = params[0::2], params[1::2]
+        L = len(W)
+
+        @torch.no_grad()
+        def step() -> Any:
+            A = [X]
+            for l in range(L):
+                Z = torch.addmm(b[l], A[-1], W[l].T)  # (N, n_l) = A W⁽ˡ⁾ᵀ + b⁽ˡ⁾
+                A.append(Z.sigmoid_() if l < L - 1 else Z)
+            D = A[-1] - Y  # Δ⁽ᴸ⁾ of the identity output and squared error
+            E = torch.sum(D * D) / (2 * N)
+            for l in range(L - 1, -1, -1):
+                grad_W = torch.mm(D.T, A[l])
+                grad_b = torch.sum(D, dim=0)
+                if l > 0:
+                    D = torch.mm(D, W[l]).mul_(A[l] * (1 - A[l]))
+                W[l].sub_(grad_W, alpha=mu / N)
+                b[l].sub_(grad_b, alpha=mu / N)
+            return E
+
+        def run(k: int) -> None:
+            for _ in range(k):
+                step()
+            synchronize(self.lib)
+
+        return run
+
+
+class TorchAutograd(Impl):
+    """``torch.nn.functional.linear`` layers, ``loss.backward()`` and a hand-written update."""
+
+    key, role = "torch-autograd", "peer"
+
+    def __init__(self, lib: str) -> None:
+        self.lib = lib
+        self.label = f"torch autograd [{lib.split('-')[1]}]"
+
+    def build(self, data: tuple[Any, Any], problem: Problem, dtype: str) -> Runner:
+        import torch
+        from torch.nn.functional import linear
+
+        X, Y = data
+        N, mu = X.shape[0], problem.learning_rate
+        params = [p.requires_grad_() for p in _torch_params(problem, dtype, X.device.type)]
+        L = len(params) // 2
+
+        def step() -> Any:
+            H = X
+            for l in range(L):
+                H = linear(H, params[2 * l], params[2 * l + 1])
+                if l < L - 1:
+                    H = torch.sigmoid(H)
+            R = H - Y
+            E = torch.sum(R * R) / (2 * N)
+            E.backward()
+            with torch.no_grad():
+                for p in params:
+                    p.sub_(p.grad, alpha=mu)
+                    p.grad = None
+            return E.detach()
+
+        def run(k: int) -> None:
+            with torch.enable_grad():
+                for _ in range(k):
+                    step()
+            synchronize(self.lib)
+
+        return run
+
+
+def implementations(backend: str) -> list[Impl]:
+    """The floor, xpnet and the peers for xpnet on ``backend`` (numpy, torch or cupy)."""
+    if backend == "numpy":
+        return [
+            Floor("numpy"),
+            Xpnet("numpy"),
+            Sklearn(),
+            TorchByHand("torch-cpu"),
+            TorchAutograd("torch-cpu"),
+            Floor("torch-cpu", role="reference"),
+        ]
+    if backend == "torch":
+        return [
+            Floor("torch-cpu"),
+            Xpnet("torch-cpu"),
+            Sklearn(),
+            TorchByHand("torch-cpu"),
+            TorchAutograd("torch-cpu"),
+            Floor("numpy", role="reference"),
+        ]
+    if backend == "cupy":
+        return [
+            Floor("cupy"),
+            Xpnet("cupy"),
+            TorchByHand("torch-cuda"),
+            TorchAutograd("torch-cuda"),
+            Floor("torch-cuda", role="reference"),
+        ]
+    raise ValueError(f"unknown backend {backend!r}; choose numpy, torch or cupy")
+
+
+def setup_threads() -> int:
+    """Let PyTorch use every core this process may run on (when it is installed)."""
+    cores = n_cores()
+    try:
+        import torch
+    except ImportError:
+        return cores
+    torch.set_num_threads(cores)
+    return cores
+
+
+# -- memory ----------------------------------------------------------------------------
+
+
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (VmRSS, VmHWM) in bytes; None off Linux."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's resident high-water mark VmHWM to the current VmRSS (Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return True
+
+
+class _CupyPeak:
+    """Peak bytes taken from CuPy's memory pool while the hook is installed."""
+
+    def __init__(self) -> None:
+        from cupy.cuda import memory_hook
+
+        outer = self
+
+        class Hook(memory_hook.MemoryHook):
+            name = "bench_peak"
+
+            def malloc_postprocess(self, **kw: Any) -> None:
+                outer.used += kw["mem_size"]
+                outer.peak = max(outer.peak, outer.used)
+
+            def free_postprocess(self, **kw: Any) -> None:
+                outer.used -= kw["mem_size"]
+
+        self.used = self.peak = 0
+        self.hook = Hook()
+
+
+def measure_memory(impl: Impl, problem: Problem, dtype: str, epochs: int = 2) -> dict[str, Any]:
+    """Peak memory that building and training ``epochs`` epochs adds on top of the data.
+
+    Run this in a fresh process (``bench.py --memory-child``), started with glibc's
+    ``MALLOC_MMAP_THRESHOLD_`` fixed so that freed arrays go back to the system.  After the
+    data exist and a warm-up on a small slice has done the lazy imports and thread pools:
+
+    * ``rss``: the resident high-water mark (VmHWM, reset through /proc/self/clear_refs)
+      minus the resident size before training; sees every allocation, also the library's
+      own (PyTorch's) and the interpreter's, at page granularity;
+    * ``traced``: tracemalloc's peak, which sees NumPy's array buffers exactly (NumPy
+      reports them to tracemalloc) but not PyTorch's — measured on a second, separate run;
+    * ``device``: on a GPU, the peak taken from CuPy's pool (a memory hook) or PyTorch's
+      caching allocator (``max_memory_allocated``).
+
+    Returns a dict of those (None where not applicable), ``data_bytes`` (X and Y),
+    ``method`` (the one to read) and ``added_over_data``.
+    """
+    import tracemalloc
+
+    setup_threads()
+    X, Y, _ = make_data(problem, dtype)
+    data = impl.prepare(X, Y)
+    small = min(problem.N, 256)
+    impl.build(impl.prepare(X[:small], Y[:small]), problem, dtype)(1)  # warm-up
+    gc.collect()
+    out: dict[str, Any] = {
+        "impl": impl.key,
+        "problem": problem.name,
+        "dtype": dtype,
+        "epochs": epochs,
+        "data_bytes": int(X.nbytes + Y.nbytes),
+        "method": impl.memory_method(),
+        "rss_added_bytes": None,
+        "traced_added_bytes": None,
+        "device_added_bytes": None,
+    }
+
+    if impl.lib == "torch-cuda":
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        impl.build(data, problem, dtype)(epochs)
+        out["device_added_bytes"] = int(torch.cuda.max_memory_allocated() - base)
+    elif impl.lib == "cupy":
+        peak = _CupyPeak()
+        with peak.hook:
+            impl.build(data, problem, dtype)(epochs)
+        out["device_added_bytes"] = int(peak.peak)
+    else:
+        rss_reset = _reset_peak_rss()
+        base = _status_bytes("VmRSS")
+        impl.build(data, problem, dtype)(epochs)
+        hwm = _status_bytes("VmHWM")
+        if rss_reset and base is not None and hwm is not None:
+            out["rss_added_bytes"] = max(0, hwm - base)
+        gc.collect()
+        if impl.lib == "numpy":
+            tracemalloc.start()
+            start = tracemalloc.get_traced_memory()[0]
+            impl.build(data, problem, dtype)(epochs)
+            out["traced_added_bytes"] = int(tracemalloc.get_traced_memory()[1] - start)
+            tracemalloc.stop()
+
+    added = out[f"{out['method']}_added_bytes"]
+    out["added_over_data"] = None if added is None else added / out["data_bytes"]
+    return out

@@ -1,0 +1,654 @@
+#!/usr/bin/env python
+"""Benchmark one full-batch gradient descent epoch of xpnet against its floor and its peers.
+
+What is measured
+----------------
+Two problems, each in float32 and float64 (sigmoid hidden layer, identity output, squared
+error, one gradient step over all N samples per epoch):
+
+* S — N 1797, 64→64→10 (scikit-learn's digits);
+* M — N 60000, 784→256→10 (random data of MNIST's shape, fixed seed).
+
+For each, these implementations run in one process, in interleaved rounds (every round
+runs each implementation once, in a rotating order, so that the machine's noise falls on
+all of them alike):
+
+* **floor** — exactly the matrix products of a step and nothing else: per layer W·A
+  (forward), Wᵀ·Δ (backward, not for the first layer) and Δ·Aᵀ (gradient), written with
+  the backend's ``matmul(..., out=...)`` into preallocated arrays laid out as xpnet lays
+  them out (samples are columns; A⁽⁰⁾ = Xᵀ is a transposed view of the C-contiguous X).
+  No implementation can be faster than this with the same BLAS.
+* **xpnet** — ``xpnet.MLPRegressor(...).fit(X, Y)`` with ``max_iter=k``, divided by k.
+* **scikit-learn** — ``MLPRegressor(solver="sgd", batch_size=N, momentum=0, alpha=0)``,
+  ``fit`` with ``max_iter=k``, divided by k.
+* **torch by hand** — the same equations with PyTorch tensors under ``no_grad``;
+  **torch autograd** — ``linear`` layers, ``loss.backward()`` and a hand-written update;
+  both on the CPU (``--backend numpy/torch``) or CUDA (``--backend cupy``), with
+  ``torch.set_num_threads`` set to this machine's cores.
+* a **reference floor** in the other library (PyTorch's with NumPy, NumPy's with PyTorch,
+  PyTorch CUDA's with CuPy), to show how much of a gap between peers is their BLAS.
+
+k is chosen per implementation so that one timing lasts about ``--target-seconds``
+(at least 2 epochs on M).  ``fit`` validates X and draws initial weights once per call;
+that fixed cost (one reduction over X) is spread over the k epochs and is part of the
+estimators' numbers; the floor and the torch loops have none.
+
+How to read the table
+---------------------
+``ms / epoch`` is the median over the rounds (min–max beside it).  ``× floor`` is the
+ratio of medians to the backend's floor: 1.00 would be pure matrix products, and the rest
+is overhead (elementwise passes, temporaries, allocation, Python).  ``xpnet ÷ this`` is
+xpnet's median over this row's: below 1 xpnet is faster.  ``memory`` is the peak that
+training adds on top of X and Y, as a multiple of their size, measured in a separate
+process per implementation (see ``_bench_impls.measure_memory``; ``traced`` counts NumPy
+buffers with tracemalloc, ``rss`` is the resident high-water mark, ``device`` the GPU
+allocator's peak).  The JSON also holds every timing and the paired per-round ratios.
+
+The script only measures; it sets no environment variables for the process it runs in
+(OPENBLAS_*, OMP_NUM_THREADS, ... are reported as found).
+
+Examples::
+
+    python scripts/bench.py                                  # S and M, float32 and float64
+    python scripts/bench.py --problems M --dtypes float32 --rounds 7
+    python scripts/bench.py --quick --no-memory              # a smoke run
+    python scripts/bench.py --backend cupy --markdown gpu.md # on an NVIDIA GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_impls import (  # the helper module beside this script
+    PROBLEMS,
+    Impl,
+    Problem,
+    implementations,
+    make_data,
+    measure_memory,
+    n_cores,
+    setup_threads,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_JSON = REPO / "bench-results" / "bench.json"
+
+#: The goals issue 4 sets for xpnet (ratio of medians to the floor; memory over X + Y).
+TARGETS = {"M": 1.10, "S": 1.5, "memory": 0.25}
+
+#: Implementations timed through an estimator's ``fit(max_iter=k)``.
+ESTIMATORS = ("xpnet", "sklearn")
+
+#: Environment variables that change how the BLAS libraries run; reported, never set.
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "CUPY_TF32",
+    "NVIDIA_TF32_OVERRIDE",
+)
+
+
+# -- timing ----------------------------------------------------------------------------
+
+
+def timed(run: Any, k: int) -> float:
+    """Seconds that ``run(k)`` takes (``run`` waits for the device before returning)."""
+    start = time.perf_counter()
+    run(k)
+    return time.perf_counter() - start
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes on this machine have used since boot (Linux /proc/stat)."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = fh.readline().split()
+    except OSError:
+        return None
+    # cpu  user nice system idle iowait irq softirq steal ...: everything but idle and iowait
+    ticks = [int(v) for v in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class OtherLoad:
+    """Measures how many cores *other* processes kept busy, on average, during a block.
+
+    Multithreaded BLAS on a machine whose cores are also taken by someone else slows down
+    by large and erratic factors; a non-zero value warns that the block's ratios are suspect.
+    """
+
+    def __enter__(self) -> OtherLoad:
+        self.cores: float | None = None
+        self._start = (time.perf_counter(), _busy_cpu_seconds(), _own_cpu_seconds())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall0, busy0, own0 = self._start
+        busy1 = _busy_cpu_seconds()
+        if busy0 is None or busy1 is None:
+            return
+        wall = time.perf_counter() - wall0
+        other = (busy1 - busy0) - (_own_cpu_seconds() - own0)
+        self.cores = max(0.0, other / wall)
+
+
+def calibrate(run: Any, target_s: float, min_epochs: int) -> int:
+    """Epochs per timing so that one timing lasts about ``target_s``; warms ``run`` up."""
+    run(1)
+    k, estimates = 1, []
+    while True:
+        t = timed(run, k)
+        estimates.append(t / k)
+        # Two timings at least: a single one may have met a burst of other load.
+        if (t >= target_s / 4 and len(estimates) > 1) or k >= 1 << 20:
+            break
+        if t < target_s / 4:
+            k *= 2
+    return max(min_epochs, round(target_s / min(estimates)))
+
+
+def time_problem(
+    problem: Problem, dtype: str, impls: list[Impl], *, rounds: int, target_s: float
+) -> list[dict[str, Any]]:
+    """Time every implementation on one problem and dtype, in interleaved rounds.
+
+    Returns one result dict per implementation, with the seconds per epoch of each round.
+    """
+    X, Y, source = make_data(problem, dtype)
+    runs, epochs = {}, {}
+    for impl in impls:
+        runs[impl.key] = impl.build(impl.prepare(X, Y), problem, dtype)
+        epochs[impl.key] = calibrate(runs[impl.key], target_s, problem.min_epochs)
+    per_epoch: dict[str, list[float]] = {impl.key: [] for impl in impls}
+    with OtherLoad() as load:
+        for r in range(rounds):
+            order = impls[r % len(impls) :] + impls[: r % len(impls)]
+            for impl in order:
+                k = epochs[impl.key]
+                per_epoch[impl.key].append(timed(runs[impl.key], k) / k)
+    # What one call of an estimator's fit costs beyond its epochs: fit(max_iter=1) less
+    # one epoch (validation, initial weights, set-up), spread over k epochs above.
+    single: dict[str, list[float]] = {i.key: [] for i in impls if i.key in ESTIMATORS}
+    for _ in range(3 if problem.N < 10000 else 1):
+        for key in single:
+            single[key].append(timed(runs[key], 1))
+    del runs
+    gc.collect()
+
+    results = []
+    for impl in impls:
+        times = per_epoch[impl.key]
+        results.append(
+            {
+                "problem": problem.name,
+                "dtype": dtype,
+                "N": problem.N,
+                "layers": list(problem.layers),
+                "data": source,
+                "data_bytes": int(X.nbytes + Y.nbytes),
+                "impl": impl.key,
+                "label": impl.label,
+                "role": impl.role,
+                "lib": impl.lib,
+                "epochs_per_timing": epochs[impl.key],
+                "seconds_per_epoch": times,
+                "median_s": statistics.median(times),
+                "min_s": min(times),
+                "max_s": max(times),
+                "other_load_cores": load.cores,
+                "fit_fixed_s": (
+                    statistics.median(single[impl.key]) - statistics.median(times)
+                    if impl.key in single
+                    else None
+                ),
+            }
+        )
+    _add_ratios(results, per_epoch)
+    return results
+
+
+def _add_ratios(results: list[dict[str, Any]], per_epoch: dict[str, list[float]]) -> None:
+    """Ratios of medians to the floor and of xpnet to each row, and their paired versions
+    (the median over rounds of the ratio within a round)."""
+    by_role = {r["role"]: r for r in results}
+    floor, xp = by_role.get("floor"), by_role.get("xpnet")
+    for r in results:
+        times = per_epoch[r["impl"]]
+        r["ratio_to_floor"] = r["paired_ratio_to_floor"] = None
+        r["xpnet_over_this"] = r["paired_xpnet_over_this"] = None
+        if floor is not None:
+            r["ratio_to_floor"] = r["median_s"] / floor["median_s"]
+            r["paired_ratio_to_floor"] = _paired(times, per_epoch[floor["impl"]])
+        if xp is not None:
+            r["xpnet_over_this"] = xp["median_s"] / r["median_s"]
+            r["paired_xpnet_over_this"] = _paired(per_epoch[xp["impl"]], times)
+
+
+def _paired(a: list[float], b: list[float]) -> float:
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
+# -- memory ----------------------------------------------------------------------------
+
+
+def memory_in_subprocess(impl: Impl, problem: Problem, dtype: str, backend: str) -> dict:
+    """Run ``measure_memory`` for one implementation in a fresh interpreter.
+
+    glibc's ``MALLOC_MMAP_THRESHOLD_`` is fixed at 64 KiB in the child only, so that every
+    array is its own mapping and freeing it lowers the resident size at once.
+    """
+    env = dict(os.environ)
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", "65536")
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--backend",
+        backend,
+        "--memory-child",
+        impl.key,
+        problem.name,
+        dtype,
+    ]
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out after 600 s"}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip()[-500:]}"}
+    return json.loads(lines[-1])
+
+
+def memory_child(backend: str, key: str, problem: str, dtype: str) -> None:
+    """The ``--memory-child`` entry point: measure, print one JSON line."""
+    impl = next(i for i in implementations(backend) if i.key == key)
+    print(json.dumps(measure_memory(impl, PROBLEMS[problem], dtype)))
+
+
+# -- the machine -----------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def machine_info(backend: str) -> dict[str, Any]:
+    """Processor, libraries and their versions, BLAS thread pools and relevant settings."""
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cores": n_cores(),
+        "logical_cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "backend": backend,
+        "versions": {"numpy": np.__version__},
+        "env": {
+            k: v
+            for k, v in sorted(os.environ.items())
+            if k.startswith("OPENBLAS_") or k in THREAD_ENV
+        },
+    }
+    for name in ("xpnet", "array_api_compat", "sklearn", "torch", "cupy"):
+        mod = sys.modules.get(name)
+        if mod is None:
+            try:
+                mod = __import__(name)
+            except ImportError:
+                continue
+        info["versions"][name] = getattr(mod, "__version__", "?")
+    head, dirty = _git("rev-parse", "--short", "HEAD"), _git("status", "--porcelain", "xpnet")
+    if head:
+        info["xpnet_source"] = f"{head}{' + uncommitted changes' if dirty else ''}"
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        info["threadpools"] = "threadpoolctl is not installed"
+    else:
+        keys = (
+            "user_api",
+            "internal_api",
+            "version",
+            "num_threads",
+            "architecture",
+            "threading_layer",
+        )
+        info["threadpools"] = [
+            {**{k: p.get(k) for k in keys}, "file": Path(p.get("filepath", "")).name}
+            for p in threadpool_info()
+        ]
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        config = torch.__config__.show()
+        blas = [
+            part.split("=", 1)[1]
+            for part in config.replace(",", "\n").split()
+            if part.startswith("BLAS_INFO=")
+        ]
+        info["torch"] = {
+            "threads": torch.get_num_threads(),
+            "blas": blas[0] if blas else "?",
+            "cuda": torch.cuda.is_available(),
+        }
+        if torch.cuda.is_available():
+            info["torch"]["device"] = torch.cuda.get_device_name()
+            info["torch"]["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        try:
+            props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+            info["gpu"] = (
+                props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+            )
+            info["cuda_runtime"] = cupy.cuda.runtime.runtimeGetVersion()
+        except Exception as exc:
+            info["gpu"] = f"unavailable ({type(exc).__name__})"
+    return info
+
+
+# -- output ----------------------------------------------------------------------------
+
+
+def _ms(s: float) -> str:
+    ms = s * 1e3
+    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
+
+
+def _ratio(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def _memory_cell(mem: dict[str, Any] | None) -> str:
+    if not mem:
+        return "—"
+    if "error" in mem:
+        return "error"
+    x = mem.get("added_over_data")
+    return "—" if x is None else f"{x:.2f} ({mem['method']})"
+
+
+def target_lines(results: list[dict[str, Any]]) -> list[str]:
+    """One line per problem and dtype: xpnet against the goals of issue 4."""
+    lines = []
+    for r in results:
+        if r["role"] != "xpnet" or r["problem"] not in TARGETS:
+            continue
+        goal = TARGETS[r["problem"]]
+        speed = r["ratio_to_floor"]
+        met = "met" if speed is not None and speed <= goal else "not met"
+        text = (
+            f"{r['problem']} {r['dtype']}: xpnet {_ratio(speed)}× floor (goal ≤ {goal:.2f}: {met})"
+        )
+        mem = (r.get("memory") or {}).get("added_over_data")
+        if mem is not None:
+            met = "met" if mem <= TARGETS["memory"] else "not met"
+            text += f"; memory {mem:.2f}× (X+Y) (goal ≤ {TARGETS['memory']:.2f}: {met})"
+        lines.append(f"- {text}")
+    return lines
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: settings, the table, the goals and the machine."""
+    m, cfg = report["machine"], report["config"]
+    out = [f"# xpnet full-batch epoch benchmark — backend {cfg['backend']}", ""]
+    out.append(
+        f"{report['created']}; rounds {cfg['rounds']}; about {cfg['target_seconds']} s "
+        "per timing; medians over interleaved rounds."
+    )
+    out.append("")
+    for name in cfg["problems"]:
+        p = PROBLEMS[name]
+        sizes = sorted(
+            {(r["dtype"], r["data_bytes"]) for r in report["results"] if r["problem"] == name}
+        )
+        size = ", ".join(f"{b / 1e6:.3g} MB in {d}" for d, b in sizes)
+        out.append(
+            f"- **{name}**: {p.describe()}; {p.data}; learning rate {p.learning_rate}; "
+            f"X + Y = {size}"
+        )
+    out += [
+        "",
+        "| problem | dtype | implementation | ms / epoch | min–max ms | epochs × rounds "
+        "| × floor | xpnet ÷ this | memory added ×(X+Y) |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in report["results"]:
+        name = f"**{r['label']}**" if r["role"] == "xpnet" else r["label"]
+        out.append(
+            f"| {r['problem']} | {r['dtype']} | {name} | {_ms(r['median_s'])} | "
+            f"{_ms(r['min_s'])}–{_ms(r['max_s'])} | {r['epochs_per_timing']} × "
+            f"{len(r['seconds_per_epoch'])} | {_ratio(r['ratio_to_floor'])} | "
+            f"{_ratio(r['xpnet_over_this'])} | {_memory_cell(r.get('memory'))} |"
+        )
+    for s in report["skipped"]:
+        out.append(f"| | | {s['label']} | skipped: {s['reason']} | | | | | |")
+    loads = {(r["problem"], r["dtype"]): r["other_load_cores"] for r in report["results"]}
+    if any(v is not None for v in loads.values()):
+        text = ", ".join(f"{p} {d} {v:.2f}" for (p, d), v in loads.items() if v is not None)
+        out += ["", f"Cores kept busy by other processes during the timings: {text}."]
+        if any(v is not None and v > 0.1 * m["cores"] for v in loads.values()):
+            out.append(
+                "**Warning:** other processes competed for the cores; multithreaded BLAS "
+                "slows down erratically then, and these ratios are not reliable. Rerun on a "
+                "quiet machine."
+            )
+    fixed = [
+        f"{r['label']} {r['problem']} {r['dtype']} {_ms(r['fit_fixed_s'])} ms"
+        for r in report["results"]
+        if r.get("fit_fixed_s") is not None
+    ]
+    if fixed:
+        out += [
+            "",
+            "Cost of one `fit` call beyond its epochs (fit(max_iter=1) − one epoch; "
+            f"included above, spread over the k epochs of a timing): {'; '.join(fixed)}.",
+        ]
+    goals = target_lines(report["results"])
+    if goals:
+        out += ["", "Goals (issue 4):", *goals]
+    out += [
+        "",
+        "Machine:",
+        f"- CPU: {m['cpu']}, {m['cores']} cores usable "
+        f"({m['logical_cpus']} logical); {m['platform']}; Python {m['python']}",
+    ]
+    if "gpu" in m or "device" in m.get("torch", {}):
+        out.append(f"- GPU: {m.get('gpu') or m['torch'].get('device')}")
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    out.append(f"- versions: {versions}")
+    if "xpnet_source" in m:
+        out.append(f"- xpnet source: {m['xpnet_source']}")
+    if isinstance(m.get("threadpools"), list):
+        for p in m["threadpools"]:
+            arch = f", {p['architecture']}" if p.get("architecture") else ""
+            out.append(
+                f"- thread pool: {p['internal_api']} {p['version'] or ''} ({p['file']}"
+                f"{arch}), {p['num_threads']} threads"
+            )
+    if "torch" in m:
+        t = m["torch"]
+        out.append(f"- torch: {t['threads']} threads, BLAS {t['blas']}")
+    env = ", ".join(f"{k}={v}" for k, v in m["env"].items()) or "none set"
+    out.append(f"- BLAS environment (as found, not changed): {env}")
+    if "OPENBLAS_CORETYPE" in m["env"]:
+        out.append(
+            f"  - OPENBLAS_CORETYPE={m['env']['OPENBLAS_CORETYPE']} makes OpenBLAS use "
+            "that kernel set instead of detecting this processor; NumPy's and the "
+            "floor's numbers depend on it."
+        )
+    out += [
+        "",
+        "× floor: ratio of medians to the backend's floor (the step's matrix products "
+        "alone). xpnet ÷ this: below 1, xpnet is faster than that row. Memory: peak added "
+        "by building and training on top of X and Y, in its own process (traced = "
+        "tracemalloc, rss = resident high-water mark, device = GPU allocator).",
+    ]
+    return "\n".join(out) + "\n"
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Time xpnet's full-batch epoch against the matrix-product floor and peers.",
+    )
+    parser.add_argument("--problems", default="S,M", help="comma-separated, from S,M")
+    parser.add_argument("--dtypes", default="float32,float64", help="float32 and/or float64")
+    parser.add_argument(
+        "--backend",
+        default="numpy",
+        choices=("numpy", "torch", "cupy"),
+        help="the array library xpnet trains on (default numpy)",
+    )
+    parser.add_argument(
+        "--impls",
+        default=None,
+        help="comma-separated subset of floor,xpnet,sklearn,torch-hand,"
+        "torch-autograd,floor-torch,floor-numpy (default: all)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="interleaved rounds (default: S 9, M 5)"
+    )
+    parser.add_argument(
+        "--target-seconds",
+        type=float,
+        default=None,
+        help="about how long one timing lasts (default 0.3)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 2 rounds of short timings"
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=DEFAULT_JSON,
+        help=f"where to write the results (default {DEFAULT_JSON})",
+    )
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    parser.add_argument(
+        "--memory-child", nargs=3, metavar=("IMPL", "PROBLEM", "DTYPE"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    args.problems = [p.strip() for p in args.problems.split(",") if p.strip()]
+    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    for p in args.problems:
+        if p not in PROBLEMS:
+            parser.error(f"unknown problem {p!r}; choose from {sorted(PROBLEMS)}")
+    for d in args.dtypes:
+        if d not in ("float32", "float64"):
+            parser.error(f"unknown dtype {d!r}; choose float32 or float64")
+    if args.target_seconds is None:
+        args.target_seconds = 0.05 if args.quick else 0.3
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.memory_child:
+        memory_child(args.backend, *args.memory_child)
+        return 0
+
+    setup_threads()
+    impls, skipped = [], []
+    wanted = None if args.impls is None else {k.strip() for k in args.impls.split(",")}
+    for impl in implementations(args.backend):
+        if wanted is not None and impl.key not in wanted:
+            continue
+        reason = impl.missing()
+        if reason is None:
+            impls.append(impl)
+        else:
+            skipped.append({"impl": impl.key, "label": impl.label, "reason": reason})
+            print(f"skipping {impl.label}: {reason}", file=sys.stderr)
+    if not impls:
+        print("nothing to run", file=sys.stderr)
+        return 2
+
+    started = time.perf_counter()
+    results = []
+    for name in args.problems:
+        problem = PROBLEMS[name]
+        rounds = args.rounds or (
+            min(problem.rounds, 3 if name == "S" else 2) if args.quick else problem.rounds
+        )
+        for dtype in args.dtypes:
+            print(f"timing {name} {dtype}: {rounds} rounds ...", file=sys.stderr, flush=True)
+            rows = time_problem(problem, dtype, impls, rounds=rounds, target_s=args.target_seconds)
+            if not args.no_memory:
+                print(f"memory {name} {dtype} ...", file=sys.stderr, flush=True)
+                for impl, row in zip(impls, rows, strict=True):
+                    row["memory"] = memory_in_subprocess(impl, problem, dtype, args.backend)
+            results += rows
+
+    report = {
+        "schema": 1,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": [Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)],
+        "config": {
+            "backend": args.backend,
+            "problems": args.problems,
+            "dtypes": args.dtypes,
+            "rounds": args.rounds or ("quick" if args.quick else "default"),
+            "target_seconds": args.target_seconds,
+            "memory": not args.no_memory,
+        },
+        "machine": machine_info(args.backend),
+        "targets": TARGETS,
+        "results": results,
+        "skipped": skipped,
+        "elapsed_s": time.perf_counter() - started,
+    }
+    markdown = render_markdown(report)
+    print(markdown)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1) + "\n")
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown)
+    print(
+        f"wrote {args.json}" + (f" and {args.markdown}" if args.markdown else ""), file=sys.stderr
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
