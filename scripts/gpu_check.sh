@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One command for a machine with an NVIDIA GPU and CuPy installed: the test suite on the
+# CuPy backend, then the full-batch benchmark on CuPy against PyTorch CUDA.  Prints the
+# benchmark's table; writes it and its JSON to bench-results/ (or $OUT_DIR).
+#
+#   bash scripts/gpu_check.sh            # about five minutes at most on a current GPU
+#
+# Extra arguments go to bench.py, e.g. `bash scripts/gpu_check.sh --no-memory`.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python}"
+OUT_DIR="${OUT_DIR:-bench-results}"
+mkdir -p "$OUT_DIR"
+
+echo "== machine"
+nvidia-smi
+"$PYTHON" - <<'PY'
+import sys
+import cupy
+import numpy
+print("python", sys.version.split()[0], "| numpy", numpy.__version__, "| cupy", cupy.__version__)
+print("CUDA runtime", cupy.cuda.runtime.runtimeGetVersion(),
+      "| driver", cupy.cuda.runtime.driverGetVersion(),
+      "| devices", cupy.cuda.runtime.getDeviceCount())
+try:
+    import torch
+    print("torch", torch.__version__, "| CUDA available:", torch.cuda.is_available())
+except ImportError:
+    print("torch is not installed: the benchmark runs without its PyTorch CUDA peers")
+PY
+
+echo "== tests on the CuPy backend"
+start=$SECONDS
+timeout 180 "$PYTHON" -m pytest --backend cupy -q -x
+echo "tests took $((SECONDS - start)) s"
+
+echo "== benchmark: xpnet on CuPy, floor cupy.matmul, peers PyTorch CUDA"
+start=$SECONDS
+timeout 240 "$PYTHON" scripts/bench.py --backend cupy --rounds 5 --target-seconds 0.2 \
+    --json "$OUT_DIR/gpu_bench.json" --markdown "$OUT_DIR/gpu_bench.md" "$@"
+echo "benchmark took $((SECONDS - start)) s; table in $OUT_DIR/gpu_bench.md"
