@@ -188,9 +188,11 @@ def time_problem(
                 k = epochs[impl.key]
                 per_epoch[impl.key].append(timed(runs[impl.key], k) / k)
     # What one call of an estimator's fit costs beyond its epochs: fit(max_iter=1) less
-    # one epoch (validation, initial weights, set-up), spread over k epochs above.
-    single: dict[str, list[float]] = {i.key: [] for i in impls if i.key in ESTIMATORS}
-    for _ in range(3 if problem.N < 10000 else 1):
+    # one epoch (validation, initial weights, set-up), spread over k epochs above.  Only
+    # on small problems: on M it is lost in the noise of a single epoch.
+    small = problem.N < 10000
+    single: dict[str, list[float]] = {i.key: [] for i in impls if i.key in ESTIMATORS and small}
+    for _ in range(3):
         for key in single:
             single[key].append(timed(runs[key], 1))
     del runs
@@ -334,7 +336,10 @@ def machine_info(backend: str) -> dict[str, Any]:
             except ImportError:
                 continue
         info["versions"][name] = getattr(mod, "__version__", "?")
-    head, dirty = _git("rev-parse", "--short", "HEAD"), _git("status", "--porcelain", "xpnet")
+    head, dirty = (
+        _git("log", "-1", "--format=%h", "--", "xpnet"),
+        _git("status", "--porcelain", "xpnet"),
+    )
     if head:
         info["xpnet_source"] = f"{head}{' + uncommitted changes' if dirty else ''}"
     try:
