@@ -11,6 +11,7 @@ same cores.  A GPU is kept busy only by large products, so there a batch is one 
 from __future__ import annotations
 
 import contextvars
+import functools
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,18 +34,30 @@ def on_cpu(xp: Any, device: Any) -> bool:
     return not aac.is_cupy_namespace(xp)  # NumPy, array-api-strict and Dask compute on the CPU
 
 
+@functools.cache
+def _blas_controller() -> Any:
+    """threadpoolctl's handle on the BLAS libraries loaded (NumPy's among them), or None.
+
+    Finding the libraries reads the process's memory map, which takes about a
+    millisecond: done once.  The handle reads and sets the thread counts live.
+    """
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController().select(user_api="blas")
+
+
 def blas_threads() -> int:
     """How many threads NumPy's BLAS would use: the cores xpnet's own threads may take.
 
     Known only through threadpoolctl (installed with scikit-learn); without it, 1, and
     chunks run one after another while BLAS threads each product itself.
     """
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
+    blas = _blas_controller()
+    if blas is None:
         return 1
-    counts = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-    return max(counts, default=1)
+    return max((lib.num_threads for lib in blas.lib_controllers), default=1)
 
 
 def auto_chunk_size(N: int, widest: int, itemsize: int, *, cpu: bool, workers: int) -> int | None:
@@ -95,9 +108,7 @@ def chunked(
     if workers == 1 or chunk_size is None or chunk_size >= N:
         yield chunk_size, map
         return
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with _blas_controller().limit(limits=1), ThreadPoolExecutor(workers) as pool:
 
         def map_in_context(fn: Callable[..., Any], items: Any) -> Iterator[Any]:
             # Worker threads start with an empty context: carry the caller's over, so
