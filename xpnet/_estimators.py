@@ -25,7 +25,7 @@ from ._host import to_numpy
 from ._init import glorot_uniform
 from ._losses import OBJECTIVES
 from ._parallel import chunked
-from ._training import run_epochs
+from ._training import EarlyStopping, accuracy, r2_score, run_epochs, validation_split
 from ._validation import (
     as_array,
     check_finite,
@@ -73,6 +73,10 @@ class _BaseMLP:
         random_state: int | np.random.Generator | None = None,
         warm_start: bool = False,
         chunk_size: int | None = None,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -85,6 +89,10 @@ class _BaseMLP:
         self.random_state = random_state
         self.warm_start = warm_start
         self.chunk_size = chunk_size
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
 
     # -- scikit-learn's estimator protocol ---------------------------------------------
 
@@ -130,8 +138,12 @@ class _BaseMLP:
 
     # -- fitting ----------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any) -> _BaseMLP:
+    def fit(self, X: Any, y: Any, *, callback: Callable[..., Any] | None = None) -> _BaseMLP:
         """Train for ``max_iter`` epochs, from fresh random weights unless ``warm_start``.
+
+        With ``early_stopping``, training stops once the validation score stops improving
+        (checked every ``xpnet._training.READBACK_EVERY`` epochs, so it may run up to 15
+        epochs past that point) and the parameters of the best epoch are restored.
 
         Parameters
         ----------
@@ -140,15 +152,28 @@ class _BaseMLP:
         y : array of shape (N,) or (N, n_outputs)
             Targets (regressor) or class labels (classifier), in X's namespace or on
             the host.
+        callback : callable, optional
+            ``callback(losses, validation_scores)``, called every few epochs with the
+            new epochs' values as lists of floats (``validation_scores`` is None without
+            early stopping): progress reports at no extra host synchronisation.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, epochs=None, incremental=False)
+        return self._fit(X, y, epochs=None, incremental=False, callback=callback)
 
     @_saturation_is_expected
-    def _fit(self, X: Any, y: Any, *, epochs: int | None, incremental: bool, classes: Any = None):
+    def _fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int | None,
+        incremental: bool,
+        classes: Any = None,
+        callback: Callable[..., Any] | None = None,
+    ):
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -173,24 +198,73 @@ class _BaseMLP:
             W = [xp.asarray(W_l, dtype=X.dtype, device=device) for W_l in W0]
             b = [xp.asarray(b_l, dtype=X.dtype, device=device) for b_l in b0]
 
+        stopping = None
+        if self.early_stopping and not incremental:  # partial_fit never stops early
+            X, Y, X_val, Y_val = validation_split(
+                X, Y, fraction=float(self.validation_fraction), rng=self._rng,
+                stratify=self._validation_score is accuracy, xp=xp, device=device,
+            )  # fmt: skip
+            best = getattr(self, "best_validation_score_", None) if fitted else None
+            stopping = EarlyStopping(
+                X_val, Y_val, score=self._validation_score,
+                n_iter_no_change=int(self.n_iter_no_change), tol=float(self.tol),
+                best_score=-np.inf if best is None else best,
+            )  # fmt: skip
+
         B = X.shape[0] if self.batch_size is None else min(self.batch_size, X.shape[0])
         with chunked(xp, device, N=B, widest=max(layer_sizes), dtype=X.dtype,
                      chunk_size=self.chunk_size) as (chunk_size, map_chunks):  # fmt: skip
-            W, b, losses = run_epochs(
+            W, b, losses, val_losses, val_scores = run_epochs(
                 W, b, X, Y,
                 n_epochs=self.max_iter if epochs is None else epochs,
                 batch_size=self.batch_size, shuffle=self.shuffle, rng=self._rng,
                 mu=float(self.learning_rate), f=f, objective=OBJECTIVES[(self.loss, output)],
                 xp=xp, device=device, chunk_size=chunk_size, map=map_chunks,
+                early_stopping=stopping, callback=callback,
             )  # fmt: skip
 
         self.weights_, self.biases_ = W, b
         self.loss_curve_ = (getattr(self, "loss_curve_", []) if fitted else []) + losses
         self.n_iter_ = (getattr(self, "n_iter_", 0) if fitted else 0) + len(losses)
+        self._record_validation(stopping, val_losses, val_scores, fitted=fitted)
         self.n_features_in_ = layer_sizes[0]
         self.n_layers_ = len(layer_sizes)
         self.out_activation_ = output
         return self
+
+    def _record_validation(self, stopping, val_losses, val_scores, *, fitted: bool) -> None:
+        """Set ``validation_scores_``, ``best_validation_score_`` and ``best_loss_``."""
+        if stopping is None:
+            if not (fitted and getattr(self, "validation_scores_", None) is not None):
+                self.validation_scores_ = self.validation_loss_curve_ = None
+                self.best_validation_score_ = None
+            self.best_loss_ = min(self.loss_curve_)
+            return
+        previous = fitted and getattr(self, "validation_scores_", None) is not None
+        self.validation_scores_ = (self.validation_scores_ if previous else []) + val_scores
+        self.validation_loss_curve_ = (self.validation_loss_curve_ if previous else []) + val_losses
+        best = stopping.best_score
+        for s in val_scores:  # the same rule as on the device: strictly better, NaN never
+            best = s if s > best else best
+        self.best_validation_score_ = best
+        self.best_loss_ = None  # as scikit-learn: early stopping judges by validation
+
+    def save(self, path: Any) -> None:
+        """Write the fitted estimator to one ``.npz`` file; :func:`xpnet.load` reads it.
+
+        The file holds the parameters and JSON metadata (class, hyperparameters, layer
+        sizes, dtype, ``classes_``, ``loss_curve_``); nothing in it is pickled.  It is
+        written to a temporary file beside ``path`` and renamed, so an interrupted save
+        leaves any earlier file at ``path`` intact.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Written exactly as given (no suffix is added).
+        """
+        from ._io import save
+
+        save(self, path)
 
     def _parameters_as(self, layer_sizes: list[int], *, xp: Any, device: Any, dtype: Any):
         """The current ``weights_``/``biases_``, checked against the layer sizes and moved to X's
@@ -311,6 +385,20 @@ class MLPRegressor(_BaseMLP):
         None chooses per device: all at once on a GPU; on a CPU, chunks whose
         temporaries stay in cache, spread over the cores on NumPy when threadpoolctl
         (installed with scikit-learn) is present.
+    early_stopping : bool, default=False
+        Whether ``fit`` holds out ``validation_fraction`` of the samples and stops when
+        the score on them (R² here, the accuracy for the classifier) has not improved
+        by ``tol`` for more than ``n_iter_no_change`` epochs; the parameters of the
+        best epoch are restored.  The rule is checked each time the epoch values are
+        read back from the device (every 16 epochs), so training may run up to 15
+        epochs past the point where it fires.  ``partial_fit`` never stops early.
+    validation_fraction : float, default=0.1
+        The share of the training samples held out for early stopping (stratified by
+        class for the classifier), drawn with ``random_state``.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before stopping.
+    tol : float, default=1e-4
+        The improvement of the validation score that counts.
 
     Attributes
     ----------
@@ -322,6 +410,15 @@ class MLPRegressor(_BaseMLP):
         E_total for each epoch trained.
     n_iter_ : int
         The number of epochs trained.
+    best_loss_ : float or None
+        The smallest value in ``loss_curve_``; None after ``fit`` with early stopping
+        (as in scikit-learn, whose early stopping judges by the validation score).
+    validation_scores_ : list of float or None
+        The validation score after each epoch, with ``early_stopping``; else None.
+    validation_loss_curve_ : list of float or None
+        The loss on the validation samples after each epoch, with ``early_stopping``.
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``: the epoch whose parameters were kept.
     n_features_in_ : int
     n_outputs_ : int
     n_layers_ : int
@@ -330,6 +427,8 @@ class MLPRegressor(_BaseMLP):
     """
 
     _natural_output: ClassVar[dict[str, str]] = {"mse": "identity", "cross_entropy": "sigmoid"}
+    #: The early-stopping score, computed on the device: R², as ``score``.
+    _validation_score = staticmethod(r2_score)
 
     def __init__(
         self,
@@ -344,6 +443,10 @@ class MLPRegressor(_BaseMLP):
         random_state: int | np.random.Generator | None = None,
         warm_start: bool = False,
         chunk_size: int | None = None,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -357,6 +460,10 @@ class MLPRegressor(_BaseMLP):
             random_state=random_state,
             warm_start=warm_start,
             chunk_size=chunk_size,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
         )
 
     def __sklearn_tags__(self) -> Any:
@@ -422,8 +529,9 @@ class MLPClassifier(_BaseMLP):
     Parameters
     ----------
     hidden_layer_sizes, activation, learning_rate, max_iter, batch_size, shuffle,
-    random_state, warm_start, chunk_size
-        As for :class:`MLPRegressor`.
+    random_state, warm_start, chunk_size, early_stopping, validation_fraction,
+    n_iter_no_change, tol
+        As for :class:`MLPRegressor`; the early-stopping score is the accuracy.
     output_activation : {"softmax", "sigmoid", ...} or None, default=None
         None is the loss's natural output: softmax with "cross_entropy", sigmoid with "mse".
     loss : {"cross_entropy", "mse"}, default="cross_entropy"
@@ -435,10 +543,13 @@ class MLPClassifier(_BaseMLP):
         ``predict`` returns them there; other labels (strings) stay a NumPy array, and
         ``predict`` returns a NumPy array of them.
     weights_, biases_, loss_curve_, n_iter_, n_features_in_, n_layers_, out_activation_
+    best_loss_, validation_scores_, validation_loss_curve_, best_validation_score_
         As for :class:`MLPRegressor`.
     """
 
     _natural_output: ClassVar[dict[str, str]] = {"mse": "sigmoid", "cross_entropy": "softmax"}
+    #: The early-stopping score, computed on the device: the accuracy, as ``score``.
+    _validation_score = staticmethod(accuracy)
 
     def __init__(
         self,
@@ -453,6 +564,10 @@ class MLPClassifier(_BaseMLP):
         random_state: int | np.random.Generator | None = None,
         warm_start: bool = False,
         chunk_size: int | None = None,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -466,6 +581,10 @@ class MLPClassifier(_BaseMLP):
             random_state=random_state,
             warm_start=warm_start,
             chunk_size=chunk_size,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
+            tol=tol,
         )
 
     def __sklearn_tags__(self) -> Any:

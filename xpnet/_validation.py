@@ -184,6 +184,10 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
 def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[list[int], str]:
     """Validate an estimator's hyperparameters.
 
@@ -234,4 +238,13 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
         raise ValueError(f"chunk_size must be None or an int >= 1, got {est.chunk_size!r}.")
     if not isinstance(est.shuffle, bool):
         raise TypeError(f"shuffle must be True or False, got {est.shuffle!r}.")
+    if not isinstance(est.early_stopping, bool):
+        raise TypeError(f"early_stopping must be True or False, got {est.early_stopping!r}.")
+    fraction = est.validation_fraction
+    if not _is_real(fraction) or not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"validation_fraction must be a number in (0, 1), got {fraction!r}.")
+    if not _is_int(est.n_iter_no_change) or est.n_iter_no_change < 1:
+        raise ValueError(f"n_iter_no_change must be an int >= 1, got {est.n_iter_no_change!r}.")
+    if not _is_real(est.tol) or not 0.0 <= float(est.tol) < np.inf:
+        raise ValueError(f"tol must be a finite number >= 0, got {est.tol!r}.")
     return [int(n) for n in sizes], output
