@@ -6,6 +6,7 @@ CuPy (NVIDIA GPUs), PyTorch, JAX and array-api-strict arrays alike.
 
 from ._errors import DataConversionWarning, NotFittedError
 from ._estimators import MLPClassifier, MLPRegressor
+from ._io import load
 
 __version__ = "0.1.0"
 
@@ -15,4 +16,5 @@ __all__ = [
     "MLPRegressor",
     "NotFittedError",
     "__version__",
+    "load",
 ]

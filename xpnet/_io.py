@@ -1,0 +1,382 @@
+"""Saving and loading fitted estimators: one ``.npz`` file of parameters and JSON metadata.
+
+The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
+
+- ``metadata``: UTF-8 JSON as a uint8 array: the format marker and version, the
+  estimator's class and hyperparameters, layer sizes, dtype and training record;
+- ``W_0`` .. ``W_{L-1}`` and ``b_0`` .. ``b_{L-1}``: the parameters, as host arrays of
+  the training dtype (float32 or float64);
+- ``classes`` (classifier only): the labels, numbers or a unicode array.
+
+Nothing is pickled and it is read with ``allow_pickle=False``: loading a file runs no
+code from it.  The class comes from a fixed allow-list and every shape, dtype and name
+is checked before an estimator is built, so a damaged, tampered or foreign file gives a
+``ValueError`` that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import numbers
+import os
+import secrets
+import zipfile
+import zlib
+from typing import Any
+
+import array_api_compat as aac
+import numpy as np  # host-side: the file holds NumPy arrays
+
+from ._estimators import MLPClassifier, MLPRegressor
+from ._host import to_numpy
+from ._validation import check_hyperparameters
+
+#: The marker that tells an xpnet model file from any other ``.npz``.
+FORMAT = "xpnet-model"
+#: Bumped when a file written now could not be read by the code that reads version 1.
+FORMAT_VERSION = 1
+#: The only classes a file can name: nothing else is ever constructed from a file.
+ESTIMATORS: dict[str, type] = {"MLPRegressor": MLPRegressor, "MLPClassifier": MLPClassifier}
+DTYPES = ("float32", "float64")
+
+Array = Any
+
+
+def save(est: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> None:
+    """Write a fitted estimator to ``path`` as one ``.npz`` file, atomically.
+
+    Parameters
+    ----------
+    est : MLPRegressor or MLPClassifier, fitted
+    path : str or os.PathLike
+        Written exactly as given.  The data go to a temporary file in the same folder,
+        which is renamed over ``path`` only once complete: an interrupted save leaves
+        any earlier file at ``path`` as it was.
+    extra : dict, optional
+        More JSON-serialisable metadata, returned by :func:`load_with_metadata` (the
+        ``xpnet`` command keeps its data set and split there).
+    """
+    name = type(est).__name__
+    if name not in ESTIMATORS:
+        raise TypeError(f"Only {sorted(ESTIMATORS)} can be saved, got {name}.")
+    est._check_fitted()
+    W = [_host(W_l) for W_l in est.weights_]
+    b = [_host(b_l) for b_l in est.biases_]
+    dtype = W[0].dtype
+    if dtype.name not in DTYPES:
+        raise ValueError(f"Parameters must be float32 or float64 to be saved, got {dtype}.")
+    layer_sizes = [int(W[0].shape[1])] + [int(W_l.shape[0]) for W_l in W]
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "xpnet_version": _version(),
+        "estimator": name,
+        "params": {k: _json_param(k, v) for k, v in est.get_params().items()},
+        "layer_sizes": layer_sizes,
+        "dtype": dtype.name,
+        "out_activation": est.out_activation_,
+        "n_outputs": int(est.n_outputs_),
+        "y_ndim": int(getattr(est, "_y_ndim", 1)),
+        "n_iter": int(est.n_iter_),
+        "loss_curve": [float(v) for v in est.loss_curve_],
+        "best_loss": _float_or_none(getattr(est, "best_loss_", None)),
+        "validation_scores": _floats_or_none(getattr(est, "validation_scores_", None)),
+        "validation_loss_curve": _floats_or_none(getattr(est, "validation_loss_curve_", None)),
+        "best_validation_score": _float_or_none(getattr(est, "best_validation_score_", None)),
+        "extra": extra or {},
+    }
+    arrays: dict[str, np.ndarray] = {}
+    if name == "MLPClassifier":
+        classes = _host(est.classes_)
+        if classes.dtype.kind == "O":  # labels from pandas or lists of str: keep them as text
+            if not all(isinstance(c, str) for c in classes.tolist()):
+                kinds = sorted({type(c).__name__ for c in classes.tolist()})
+                raise ValueError(f"Only number or string class labels can be saved, got {kinds}.")
+            classes = classes.astype(str)
+        meta["classes_kind"] = "text" if classes.dtype.kind in "US" else "number"
+        arrays["classes"] = classes.astype(str) if classes.dtype.kind == "S" else classes
+    text = json.dumps(meta, ensure_ascii=False)
+    arrays["metadata"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    for l in range(len(W)):
+        arrays[f"W_{l}"] = np.asarray(W[l], dtype=dtype)
+        arrays[f"b_{l}"] = np.asarray(b[l], dtype=dtype)
+    _write_atomic(path, arrays)
+
+
+def load(path: str | os.PathLike, *, xp: Any = None, device: Any = None) -> Any:
+    """Read an estimator written by ``save``, with its parameters in ``xp`` on ``device``.
+
+    A model trained on one backend loads onto any other: trained on CuPy, served on
+    NumPy, and back.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    xp : array namespace or module, optional
+        Where the parameters go: ``numpy`` (the default), ``cupy``, ``torch``,
+        ``jax.numpy``, ``array_api_strict``, or an ``array_api_compat`` namespace.
+    device : optional
+        A device of ``xp`` (``"cuda:1"`` for PyTorch, ``cupy.cuda.Device(1)``, ...);
+        None is the namespace's default device.
+
+    Returns
+    -------
+    MLPRegressor or MLPClassifier
+        Fitted, with ``weights_``/``biases_`` in the saved dtype; numeric ``classes_``
+        on ``device`` as well, string ``classes_`` as a NumPy array.
+
+    Raises
+    ------
+    ValueError
+        If the file is not an xpnet model, is damaged, or describes an inconsistent network.
+    """
+    return load_with_metadata(path, xp=xp, device=device)[0]
+
+
+def load_with_metadata(
+    path: str | os.PathLike, *, xp: Any = None, device: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    """As :func:`load`, and the file's metadata (with the ``extra`` given to ``save``)."""
+    arrays = _read_archive(path)
+    meta = _metadata(arrays, path)
+    est = _estimator(meta, arrays, path)
+    xp = _namespace(xp)
+    if device is None:
+        device = xp.__array_namespace_info__().default_device()
+    dtype = getattr(xp, meta["dtype"])
+    L = len(meta["layer_sizes"]) - 1
+    est.weights_ = [xp.asarray(arrays[f"W_{l}"], dtype=dtype, device=device) for l in range(L)]
+    est.biases_ = [xp.asarray(arrays[f"b_{l}"], dtype=dtype, device=device) for l in range(L)]
+    if isinstance(est, MLPClassifier):
+        classes = arrays["classes"]
+        if meta["classes_kind"] == "number":
+            label_dtype = xp.bool if classes.dtype == np.bool_ else getattr(xp, classes.dtype.name)
+            classes = xp.asarray(classes, dtype=label_dtype, device=device)
+        est.classes_ = classes
+    return est, meta
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def _write_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an ``.npz`` to a temporary file beside ``path``, then rename it."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    # os.open applies the umask to 0o666, so the file gets the permissions of any other.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows alike
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _host(x: Any) -> np.ndarray:
+    return to_numpy(x) if aac.is_array_api_obj(x) else np.asarray(x)
+
+
+def _json_param(name: str, value: Any) -> Any:
+    """A hyperparameter as JSON; a random generator (not serialisable) is saved as None."""
+    if isinstance(value, (np.random.Generator, np.random.RandomState)):
+        return None
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (tuple, list)) and all(isinstance(v, numbers.Integral) for v in value):
+        return [int(v) for v in value]
+    raise ValueError(f"Cannot save hyperparameter {name}={value!r}: not a number, str or None.")
+
+
+def _float_or_none(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def _floats_or_none(v: Any) -> list[float] | None:
+    return None if v is None else [float(s) for s in v]
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def _bad(path: Any, problem: str) -> ValueError:
+    return ValueError(f"Cannot load {os.fspath(path)!r}: {problem}.")
+
+
+def _read_archive(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array in the ``.npz`` at ``path``, read without unpickling anything."""
+    # Opened here, not by np.load, so that the file is closed whatever np.load raises.
+    with open(path, "rb") as fh:
+        try:
+            archive = np.load(fh, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            problem = f"not an xpnet model file (not a readable .npz archive: {exc})"
+            raise _bad(path, problem) from None
+        if not hasattr(archive, "files"):
+            raise _bad(path, "not an xpnet model file (a single .npy array, not an .npz archive)")
+        with archive:
+            arrays = {}
+            for name in archive.files:
+                try:
+                    arrays[name] = archive[name]
+                except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile,
+                        zlib.error) as exc:  # fmt: skip
+                    problem = f"the array {name!r} is damaged or not plain data ({exc})"
+                    raise _bad(path, problem) from None
+    return arrays
+
+
+def _metadata(arrays: dict[str, np.ndarray], path: Any) -> dict[str, Any]:
+    """The file's JSON metadata, with the fields every model has checked."""
+    raw = arrays.get("metadata")
+    if raw is None:
+        raise _bad(path, "not an xpnet model file (no 'metadata' in the archive)")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise _bad(path, f"'metadata' must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _bad(path, f"the metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _bad(path, f"not an xpnet model file (no {FORMAT!r} format marker)")
+    version = meta.get("format_version")
+    if not _is_int(version) or version < 1:
+        raise _bad(path, f"format_version must be an int >= 1, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise _bad(
+            path,
+            f"it has format version {version}, newer than this xpnet reads ({FORMAT_VERSION}); "
+            "upgrade xpnet",
+        )
+    name = meta.get("estimator")
+    if name not in ESTIMATORS:
+        raise _bad(path, f"unknown estimator {name!r}; expected one of {sorted(ESTIMATORS)}")
+    sizes = meta.get("layer_sizes")
+    if not (
+        isinstance(sizes, list) and len(sizes) >= 2 and all(_is_int(n) and n > 0 for n in sizes)
+    ):
+        raise _bad(path, f"layer_sizes must be a list of >= 2 positive ints, got {sizes!r}")
+    if meta.get("dtype") not in DTYPES:
+        raise _bad(path, f"dtype must be one of {DTYPES}, got {meta.get('dtype')!r}")
+    if not isinstance(meta.get("params"), dict):
+        raise _bad(path, f"params must be a JSON object, got {meta.get('params')!r}")
+    for key in ("loss_curve", "validation_scores", "validation_loss_curve"):
+        values = meta.get(key)
+        if not (
+            (values is None and key != "loss_curve")
+            or (isinstance(values, list) and all(_is_real(v) for v in values))
+        ):
+            raise _bad(path, f"{key} must be a list of numbers, got {values!r}")
+    for key in ("best_loss", "best_validation_score"):
+        if not (meta.get(key) is None or _is_real(meta.get(key))):
+            raise _bad(path, f"{key} must be a number or null, got {meta.get(key)!r}")
+    if not (_is_int(meta.get("n_iter")) and meta["n_iter"] >= 0):
+        raise _bad(path, f"n_iter must be an int >= 0, got {meta.get('n_iter')!r}")
+    if not isinstance(meta.get("extra", {}), dict):
+        raise _bad(path, f"extra must be a JSON object, got {meta.get('extra')!r}")
+    return meta
+
+
+def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -> Any:
+    """An estimator of the file's class with its hyperparameters, after checking every array."""
+    cls = ESTIMATORS[meta["estimator"]]
+    params = dict(meta["params"])
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    try:
+        est = cls(**params)
+        hidden, output = check_hyperparameters(est, natural_output=cls._natural_output)
+    except (TypeError, ValueError) as exc:
+        raise _bad(path, f"invalid hyperparameters ({exc})") from None
+    sizes = meta["layer_sizes"]
+    if hidden != sizes[1:-1]:
+        raise _bad(path, f"hidden_layer_sizes {hidden} do not match layer_sizes {sizes}")
+    if meta.get("out_activation") != output:
+        raise _bad(path, f"out_activation {meta.get('out_activation')!r} is not {output!r}")
+
+    L = len(sizes) - 1
+    expected = {"metadata"} | {f"{p}_{l}" for p in "Wb" for l in range(L)}
+    if cls is MLPClassifier:
+        expected.add("classes")
+    if set(arrays) != expected:
+        missing, unknown = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
+        problems = [f"arrays missing: {missing}"] * bool(missing)
+        problems += [f"unexpected arrays: {unknown}"] * bool(unknown)
+        raise _bad(path, ", ".join(problems))
+    for l in range(L):
+        for key, shape in ((f"W_{l}", (sizes[l + 1], sizes[l])), (f"b_{l}", (sizes[l + 1],))):
+            a = arrays[key]
+            if a.dtype.name != meta["dtype"] or a.shape != shape:
+                raise _bad(
+                    path,
+                    f"{key} must be {meta['dtype']} of shape {shape}, got {a.dtype} {a.shape}",
+                )
+            if not np.all(np.isfinite(a)):
+                raise _bad(path, f"{key} holds NaN or infinity")
+
+    n_out = sizes[-1]
+    if cls is MLPClassifier:
+        classes = arrays["classes"]
+        kind = meta.get("classes_kind")
+        allowed = {"number": "biuf", "text": "U"}.get(kind, "")
+        if classes.ndim != 1 or classes.shape[0] != n_out or classes.dtype.kind not in allowed:
+            raise _bad(
+                path,
+                f"classes must be a 1-D array of {n_out} labels ({kind}), "
+                f"got {classes.dtype} {classes.shape}",
+            )
+        est.n_outputs_ = 1
+    else:
+        if meta.get("y_ndim") not in (1, 2) or meta.get("n_outputs") != n_out:
+            raise _bad(path, f"n_outputs and y_ndim do not fit {n_out} output(s)")
+        if meta["y_ndim"] == 1 and n_out != 1:
+            raise _bad(path, f"y_ndim 1 needs one output, got {n_out}")
+        est.n_outputs_, est._y_ndim = n_out, meta["y_ndim"]
+
+    est.n_features_in_ = sizes[0]
+    est.n_layers_ = len(sizes)
+    est.out_activation_ = output
+    est.n_iter_ = meta["n_iter"]
+    est.loss_curve_ = [float(v) for v in meta["loss_curve"]]
+    est.best_loss_ = _float_or_none(meta.get("best_loss"))
+    est.validation_scores_ = _floats_or_none(meta.get("validation_scores"))
+    est.validation_loss_curve_ = _floats_or_none(meta.get("validation_loss_curve"))
+    est.best_validation_score_ = _float_or_none(meta.get("best_validation_score"))
+    return est
+
+
+def _namespace(xp: Any) -> Any:
+    """The Array API namespace of a library module: ``numpy``, ``torch``, ``cupy``, ..."""
+    if xp is None:
+        return aac.array_namespace(np.empty(0))
+    asarray = getattr(xp, "asarray", None)
+    if not callable(asarray):
+        raise TypeError(
+            "xp must be an array library module such as numpy, cupy, torch, jax.numpy or "
+            f"array_api_strict, got {xp!r}."
+        )
+    return aac.array_namespace(asarray(0))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
