@@ -1,0 +1,210 @@
+"""Data for the ``xpnet`` command: scikit-learn's bundled data sets, CSV and ``.npz`` files.
+
+Host-side only (NumPy): the command moves the arrays to the chosen backend afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+
+import numpy as np  # host-side: files and data sets are read into NumPy arrays
+
+#: scikit-learn's bundled data sets, by the name ``--data`` takes.
+DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
+#: Integer targets with at most this many distinct values are taken for class labels.
+MAX_INFERRED_CLASSES = 20
+
+
+class DataError(ValueError):
+    """A data set that cannot be read or used; its message names the source."""
+
+
+@dataclass
+class Data:
+    """Samples as rows, on the host.
+
+    Attributes
+    ----------
+    X : float64 array of shape (N, n_features)
+    y : array of shape (N,), or None when the source has no target
+        Numbers (float64, or int64 when all are integers) or strings.
+    features : list of str
+        The feature names (column names of a CSV file).
+    target : str
+        The name of the target column or array.
+    source : str
+        What ``--data`` named.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    features: list[str]
+    target: str
+    source: str
+
+
+def require(module: str) -> None:
+    """Import ``module`` (an optional dependency of the command) or explain how to get it."""
+    try:
+        __import__(module)
+    except ImportError:
+        package = {"sklearn": "scikit-learn"}.get(module, module)
+        raise DataError(
+            f'{package} is needed here but is not installed: pip install "xpnet[examples]"'
+        ) from None
+
+
+def load_data(
+    source: str,
+    *,
+    target: str | None = None,
+    features: list[str] | None = None,
+    need_target: bool = True,
+) -> Data:
+    """Read ``source``: a bundled data set's name, or a ``.csv`` or ``.npz`` file.
+
+    Parameters
+    ----------
+    source : str
+        One of ``DATASETS``; a CSV file with a header row; or an ``.npz`` file holding
+        the features as ``X`` (N, n_features) and the target as a 1-D array.
+    target : str, optional
+        The target column (CSV) or array (``.npz``); by default ``target``, else ``y``,
+        else the last CSV column.
+    features : list of str, optional
+        The CSV columns to use as features, in this order (a model's own); by default
+        every column but the target.
+    need_target : bool
+        Whether a missing target is an error (prediction does without one).
+    """
+    if source in DATASETS:
+        require("sklearn")
+        import sklearn.datasets
+
+        bunch = getattr(sklearn.datasets, f"load_{source}")()
+        names = list(getattr(bunch, "feature_names", None) or [])
+        names = [str(n) for n in names] or [f"x{j}" for j in range(bunch.data.shape[1])]
+        y = np.asarray(bunch.target)
+        return Data(np.asarray(bunch.data, dtype=np.float64), y, names, "target", source)
+    suffix = os.path.splitext(source)[1].lower()
+    if suffix not in (".csv", ".npz"):
+        raise DataError(
+            f"--data {source!r} is neither a bundled data set {DATASETS} nor a .csv or .npz file"
+        )
+    if not os.path.isfile(source):
+        raise DataError(f"--data {source!r}: no such file")
+    read = _read_csv if suffix == ".csv" else _read_npz
+    data = read(source, target=target, features=features)
+    if need_target and data.y is None:
+        raise DataError(f"{source!r} has no target {data.target!r}; name it with --target")
+    if data.y is not None and data.y.shape[0] != data.X.shape[0]:
+        raise DataError(f"{source!r}: {data.X.shape[0]} samples but {data.y.shape[0]} targets")
+    if data.X.shape[0] == 0:
+        raise DataError(f"{source!r} holds no samples")
+    return data
+
+
+def _read_csv(path: str, *, target: str | None, features: list[str] | None) -> Data:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = [row for row in csv.reader(fh) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read {path!r}: {exc}") from None
+    if len(rows) < 2:
+        raise DataError(f"{path!r} needs a header row and at least one row of data")
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    if target is None:
+        target = next((t for t in ("target", "y") if t in header), header[-1])
+    if features is None:
+        features = [h for h in header if h != target]
+    missing = [f for f in features if f not in header]
+    if missing:
+        raise DataError(f"{path!r} has no column(s) {missing}; its columns are {header}")
+    if not features:
+        raise DataError(f"{path!r} has no feature columns besides the target {target!r}")
+    for i, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise DataError(f"{path!r} line {i}: {len(row)} fields, the header has {len(header)}")
+    X = np.empty((len(body), len(features)), dtype=np.float64)
+    for j, name in enumerate(features):
+        k = header.index(name)
+        for i, row in enumerate(body):
+            try:
+                X[i, j] = float(row[k])
+            except ValueError:
+                raise DataError(
+                    f"{path!r} line {i + 2}, column {name!r}: {row[k]!r} is not a number"
+                ) from None
+    y = None
+    if target in header:
+        k = header.index(target)
+        y = _as_target(np.array([row[k].strip() for row in body]))
+    return Data(X, y, list(features), target, path)
+
+
+def _read_npz(path: str, *, target: str | None, features: list[str] | None) -> Data:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read {path!r} as .npz without pickle: {exc}") from None
+    if "X" not in arrays:
+        raise DataError(f"{path!r} must hold the features as an array 'X'; it has {list(arrays)}")
+    X = arrays["X"]
+    if X.ndim != 2 or X.dtype.kind not in "biuf":
+        raise DataError(f"{path!r}: 'X' must be a 2-D array of numbers, got {X.dtype} {X.shape}")
+    if target is None:
+        target = next((t for t in ("y", "target") if t in arrays), "y")
+    names = [f"x{j}" for j in range(X.shape[1])]
+    if features is not None and len(features) != X.shape[1]:
+        raise DataError(f"{path!r}: 'X' has {X.shape[1]} features, the model {len(features)}")
+    y = arrays.get(target)
+    if y is not None:
+        if y.ndim != 1:
+            raise DataError(f"{path!r}: the target {target!r} must be 1-D, got shape {y.shape}")
+        y = _as_target(y.astype(str) if y.dtype.kind == "S" else y)
+    return Data(X.astype(np.float64), y, features or names, target, path)
+
+
+def _as_target(y: np.ndarray) -> np.ndarray:
+    """Numbers where every value is one (int64 when all are whole), else the strings."""
+    if y.dtype.kind == "U":
+        try:
+            y = y.astype(np.float64)
+        except ValueError:
+            return y
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        return y.astype(np.int64)
+    return y
+
+
+def infer_task(y: np.ndarray) -> str:
+    """``"classify"`` for labels (text, or few distinct integers), else ``"regress"``."""
+    if y.dtype.kind in "USbO":
+        return "classify"
+    if y.dtype.kind in "iu" and len(np.unique(y)) <= MAX_INFERRED_CLASSES:
+        return "classify"
+    return "regress"
+
+
+def split(y: np.ndarray | None, N: int, *, task: str, test_fraction: float, seed: int):
+    """Indices of the training and held-out samples, as scikit-learn's ``train_test_split``.
+
+    Stratified by class for classification (when every class has two samples or more).
+    """
+    require("sklearn")
+    from sklearn.model_selection import train_test_split
+
+    stratify = None
+    if task == "classify" and y is not None:
+        _, counts = np.unique(y, return_counts=True)
+        stratify = y if counts.min() >= 2 else None
+    try:
+        return train_test_split(
+            np.arange(N), test_size=test_fraction, random_state=seed, stratify=stratify
+        )
+    except ValueError as exc:
+        problem = f"cannot hold out --test-fraction {test_fraction} of {N} samples: {exc}"
+        raise DataError(problem) from None

@@ -1,0 +1,671 @@
+"""The ``xpnet`` command: train, predict, evaluate, info.
+
+``xpnet train`` with no arguments trains a classifier on scikit-learn's digits on NumPy
+and prints its held-out accuracy.  Features are standardised with the training split's
+mean and standard deviation (and regression targets likewise); the scaling is then
+folded into the first (and last) layer's W and b, so a saved model takes raw features
+and returns targets in their own units, from ``xpnet.load`` as from ``xpnet predict``.
+
+Every expected failure (a bad option, a missing file, a backend that cannot run here)
+ends with one line ``xpnet: error: ...`` on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np  # host-side: data sets, scaling and results on the host
+
+from . import __version__
+from ._backends import BACKENDS, BackendError, device_name
+from ._data import DATASETS, DataError, infer_task, load_data, require, split
+
+#: Defaults of ``xpnet train``: the README's digits job reaches ~97% held-out accuracy.
+DEFAULT_EPOCHS = 300
+DEFAULT_LEARNING_RATE = {"classify": 2.0, "regress": 0.1}
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+class CommandError(Exception):
+    """An error to report as one line and exit status 2."""
+
+
+# -- argument parsing ----------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        sizes = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected layer sizes like 64,32 (or none), got {text!r}"
+        ) from None
+    if any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
+    return sizes
+
+
+_DATA_HELP = (
+    f"a bundled data set ({', '.join(DATASETS)}), a .csv file with a header row, or an .npz "
+    "file with the features in X"
+)
+
+_TRAIN_EXAMPLES = """examples:
+  xpnet train                                   digits on NumPy: the quick start
+  xpnet train --data iris --hidden 16 --epochs 200 --quiet
+  xpnet train --backend cupy --dtype float32    the same job on an NVIDIA GPU
+  xpnet train --backend torch --device cuda:0
+  xpnet train --data houses.csv --target price --task regress --lr 0.05
+  xpnet train --early-stopping --save m.npz --plot loss.png
+"""
+
+_PREDICT_EXAMPLES = """examples:
+  xpnet predict --model m.npz                   the held-out split of the model's data
+  xpnet predict --model m.npz --data new.csv --output predictions.csv
+  xpnet predict --model m.npz --data new.npz --output out.npz --proba
+  xpnet predict --model m.npz --backend torch --device cuda:0
+"""
+
+_EVALUATE_EXAMPLES = """examples:
+  xpnet evaluate --model m.npz                  the held-out split the training reported on
+  xpnet evaluate --model m.npz --data more.csv  every row of another file
+  xpnet evaluate --model m.npz --backend cupy   served on the GPU
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with examples shown verbatim."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="numpy",
+        help="the array library to compute with (default: numpy)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="a device of the backend: cpu, cuda:0, gpu:1, device1, ... "
+        "(default: the backend's default device)",
+    )
+
+
+def _add_serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="PATH", help="a model saved by --save")
+    p.add_argument(
+        "--data", metavar="DATA", help=_DATA_HELP + " (default: the data the model was trained on)"
+    )
+    p.add_argument(
+        "--target", metavar="NAME", help="the target column/array (default: the model's)"
+    )
+    p.add_argument(
+        "--split",
+        choices=("test", "train", "all"),
+        help="which rows: the held-out split of training ('test', the default "
+        "without --data), the training split, or 'all' (the default with --data)",
+    )
+    _add_backend_options(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="xpnet",
+        description="Train, use and inspect multilayer perceptrons on any Array API backend.",
+        epilog="run 'xpnet COMMAND --help' for a command's options and examples",
+    )
+    parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train a network and report its held-out score",
+        description="Train a multilayer perceptron by backpropagation and batch gradient "
+        "descent, and report its score on a held-out split.",
+        epilog=_TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--data", default="digits", help=_DATA_HELP + " (default: digits)")
+    train.add_argument(
+        "--target",
+        metavar="NAME",
+        help="the target column (CSV) or array (.npz) (default: 'target', "
+        "else 'y', else the last CSV column)",
+    )
+    train.add_argument(
+        "--task",
+        choices=("classify", "regress"),
+        help="default: classify for text labels or few distinct integers, else regress",
+    )
+    _add_backend_options(train)
+    train.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="the floating dtype to train in (default: float32)",
+    )
+    train.add_argument(
+        "--hidden",
+        type=_hidden,
+        default=(64,),
+        metavar="SIZES",
+        help="hidden layer sizes, comma-separated (default: 64)",
+    )
+    train.add_argument(
+        "--activation",
+        default="sigmoid",
+        help="hidden layers' f: sigmoid, tanh, relu, identity (default: sigmoid)",
+    )
+    train.add_argument(
+        "--output-activation",
+        default=None,
+        help="the output layer's f (default: the loss's natural one: softmax "
+        "for cross_entropy, identity for regression)",
+    )
+    train.add_argument(
+        "--loss",
+        default=None,
+        help="mse or cross_entropy (default: cross_entropy to classify, mse to regress)",
+    )
+    train.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=None,
+        metavar="MU",
+        help="the learning rate μ (default: 2.0 to classify, 0.1 to regress)",
+    )
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=DEFAULT_EPOCHS,
+        help=f"epochs to train (default: {DEFAULT_EPOCHS})",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        metavar="B",
+        help="mini-batch size (default: all samples: batch gradient descent)",
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the split, the initial weights and the batches (default: 0)",
+    )
+    train.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        default=0.25,
+        metavar="F",
+        help="share of the samples held out for the score (default: 0.25)",
+    )
+    train.add_argument(
+        "--early-stopping",
+        action="store_true",
+        help="hold out part of the training split and stop when its score "
+        "stops improving; keeps the best epoch's parameters",
+    )
+    train.add_argument(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.1,
+        metavar="F",
+        help="share of the training split held out by --early-stopping (default: 0.1)",
+    )
+    train.add_argument(
+        "--n-iter-no-change",
+        type=_positive_int,
+        default=30,
+        metavar="N",
+        help="epochs without improvement before --early-stopping stops (default: 30)",
+    )
+    train.add_argument(
+        "--tol",
+        type=float,
+        default=1e-4,
+        help="the improvement that counts for --early-stopping (default: 1e-4)",
+    )
+    train.add_argument("--save", metavar="PATH", help="write the trained model to PATH (.npz)")
+    train.add_argument(
+        "--plot", metavar="PATH.png", help="draw the loss per epoch to PATH (.png, .svg or .pdf)"
+    )
+    train.add_argument("--quiet", action="store_true", help="print only the result")
+    train.set_defaults(run=_train)
+
+    predict = commands.add_parser(
+        "predict",
+        help="write a saved model's predictions (CSV or .npz)",
+        description="Predict with a model saved by 'xpnet train --save'.",
+        epilog=_PREDICT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_serve_options(predict)
+    predict.add_argument(
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="a .csv or .npz file (default: CSV on standard output)",
+    )
+    predict.add_argument(
+        "--proba", action="store_true", help="add each class's probability (classifiers)"
+    )
+    predict.set_defaults(run=_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="print a saved model's score on data",
+        description="Score a model saved by 'xpnet train --save': accuracy for a "
+        "classifier; R², RMSE and MAE for a regressor.",
+        epilog=_EVALUATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_serve_options(evaluate)
+    evaluate.set_defaults(run=_evaluate)
+
+    info = commands.add_parser(
+        "info",
+        help="print the version and the backends and devices usable here",
+        description="Print xpnet's version, each backend's devices (or why it cannot run "
+        "here) and the optional packages the command uses.",
+        epilog="example:\n  xpnet info",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # the reader went away (xpnet predict | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (CommandError, DataError, BackendError, ValueError, TypeError, OSError) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"xpnet: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xpnet: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- train -----------------------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace) -> int:
+    # Check everything that can be checked before the minutes of training.
+    require("sklearn")
+    if not args.quiet:
+        require("tqdm")
+    if args.plot is not None:
+        require("matplotlib")
+        if os.path.splitext(args.plot)[1].lower() not in PLOT_SUFFIXES:
+            raise CommandError(f"--plot {args.plot!r} must end in one of {PLOT_SUFFIXES}")
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise CommandError(f"{option} {path!r}: the folder does not exist")
+
+    data = load_data(args.data, target=args.target)
+    task = args.task or infer_task(data.y)
+    if task == "regress" and data.y.dtype.kind not in "biuf":
+        raise CommandError(f"--task regress needs a numeric target; {data.target!r} holds text")
+    train, test = split(
+        data.y, data.X.shape[0], task=task, test_fraction=args.test_fraction, seed=args.seed
+    )
+    X_train, y_train = data.X[train], data.y[train]
+
+    est = _estimator(args, task)
+    output = est.output_activation or est._natural_output.get(est.loss, "")
+    # Standardise with the training split's statistics; a constant feature keeps scale 1.
+    mu_x, s_x = X_train.mean(axis=0), X_train.std(axis=0)
+    s_x = np.where(s_x > 0, s_x, 1.0)
+    mu_y = s_y = None
+    if task == "regress" and output == "identity":  # a linear output can absorb the scaling
+        mu_y, s_y = float(np.mean(y_train)), float(np.std(y_train)) or 1.0
+
+    xp, device, dtype = _backend(args.backend, args.device, args.dtype)
+    X_dev = xp.asarray((X_train - mu_x) / s_x, dtype=dtype, device=device)
+    if task == "regress":
+        y_scaled = y_train if mu_y is None else (y_train - mu_y) / s_y
+        y_dev = xp.asarray(y_scaled, dtype=dtype, device=device)
+    else:
+        y_dev = y_train  # labels may stay on the host: fit moves numbers to X's device
+    score_name = "accuracy" if task == "classify" else "R²"
+
+    bar = None if args.quiet else _progress_bar(args.epochs, score_name)
+    start = time.perf_counter()
+    try:
+        est.fit(X_dev, y_dev, callback=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - start
+
+    _fold_scaling(est, mu_x, s_x, mu_y, s_y, xp=xp, device=device, dtype=dtype)
+    X_test = xp.asarray(data.X[test], dtype=dtype, device=device)
+    metrics = _metrics(est, X_test, data.y[test], task=task, xp=xp, device=device, dtype=dtype)
+    name, value = next(iter(metrics.items()))
+
+    if args.save is not None:
+        from ._io import save
+
+        save(
+            est,
+            args.save,
+            extra={
+                "cli": {
+                    "data": data.source,
+                    "target": data.target,
+                    "features": data.features,
+                    "task": task,
+                    "test_fraction": args.test_fraction,
+                    "seed": args.seed,
+                    "metrics": metrics,
+                }
+            },
+        )
+    if args.plot is not None:
+        from ._progress import plot_losses
+
+        layers = "-".join(
+            str(n)
+            for n in est.weights_[0].shape[::-1][:1] + tuple(W_l.shape[0] for W_l in est.weights_)
+        )
+        plot_losses(
+            args.plot,
+            est.loss_curve_,
+            validation_losses=est.validation_loss_curve_,
+            validation_scores=est.validation_scores_,
+            score_name=score_name,
+            title=f"xpnet: {os.path.basename(data.source)}, {layers}, "
+            f"{args.backend} {args.dtype}, μ = {est.learning_rate}",
+        )
+
+    if args.quiet:
+        print(f"{name}: {value:.4f}")
+        return 0
+    from ._progress import duration, table
+
+    epochs = est.n_iter_
+    rows = [
+        (f"{name} (held out)", f"{value:.4f}"),
+        *[(f"{k} (held out)", f"{v:.4g}") for k, v in list(metrics.items())[1:]],
+        (
+            "data",
+            f"{data.source}: {len(train)} training, {len(test)} held-out samples, "
+            f"{data.X.shape[1]} features",
+        ),
+        (
+            "network",
+            f"{_layer_sizes(est)}, {est.activation} → {est.out_activation_}, "
+            f"loss {est.loss}, μ = {est.learning_rate}",
+        ),
+        (
+            "epochs",
+            f"{epochs}"
+            + (
+                f" of {args.epochs} (early stopping, best validation "
+                f"{score_name} {est.best_validation_score_:.4f})"
+                if args.early_stopping
+                else ""
+            ),
+        ),
+        ("final training loss", f"{est.loss_curve_[-1]:.4g}"),
+        ("wall time", duration(wall)),
+        ("time per epoch", duration(wall / epochs)),
+        ("samples per second", f"{epochs * X_dev.shape[0] / wall:.3g}"),
+        ("backend", args.backend),
+        ("device", device_name(device)),
+        ("dtype", args.dtype),
+    ]
+    if args.save is not None:
+        rows.append(("saved to", args.save))
+    if args.plot is not None:
+        rows.append(("plot", args.plot))
+    print(table(rows))
+    return 0
+
+
+def _estimator(args: argparse.Namespace, task: str) -> Any:
+    from . import MLPClassifier, MLPRegressor
+
+    cls = MLPClassifier if task == "classify" else MLPRegressor
+    kw = {}
+    if args.loss is not None:
+        kw["loss"] = args.loss
+    if args.output_activation is not None:
+        kw["output_activation"] = args.output_activation
+    est = cls(
+        hidden_layer_sizes=args.hidden,
+        activation=args.activation,
+        learning_rate=args.lr or DEFAULT_LEARNING_RATE[task],
+        max_iter=args.epochs,
+        batch_size=args.batch_size,
+        random_state=args.seed,
+        early_stopping=args.early_stopping,
+        validation_fraction=args.validation_fraction,
+        n_iter_no_change=args.n_iter_no_change,
+        tol=args.tol,
+        **kw,
+    )
+    from ._validation import check_hyperparameters
+
+    check_hyperparameters(est, natural_output=cls._natural_output)  # report before loading data
+    return est
+
+
+def _progress_bar(epochs: int, score_name: str) -> Any:
+    from ._progress import ProgressBar
+
+    return ProgressBar(epochs, score_name=score_name)
+
+
+def _backend(name: str, device_spec: str | None, dtype_name: str) -> tuple[Any, Any, Any]:
+    from ._backends import device, namespace
+
+    xp = namespace(name)
+    return xp, device(name, xp, device_spec), getattr(xp, dtype_name)
+
+
+def _fold_scaling(est, mu_x, s_x, mu_y, s_y, *, xp, device, dtype) -> None:
+    """Fold x ↦ (x − mu_x)/s_x into layer 1 and o ↦ s_y·o + mu_y into layer L.
+
+    W⁽¹⁾(x − m)/s + b⁽¹⁾ = (W⁽¹⁾/s) x + (b⁽¹⁾ − (W⁽¹⁾/s) m), and for an identity output
+    s_y(W⁽ᴸ⁾a + b⁽ᴸ⁾) + m_y = (s_y W⁽ᴸ⁾) a + (s_y b⁽ᴸ⁾ + m_y): the network then takes raw
+    features and returns raw targets.  Done in float64 on the host, once.
+    """
+    from ._host import to_numpy
+
+    W = [to_numpy(W_l).astype(np.float64) for W_l in est.weights_]
+    b = [to_numpy(b_l).astype(np.float64) for b_l in est.biases_]
+    W[0] = W[0] / s_x[None, :]
+    b[0] = b[0] - W[0] @ mu_x
+    if mu_y is not None:
+        W[-1], b[-1] = s_y * W[-1], s_y * b[-1] + mu_y
+    est.weights_ = [xp.asarray(W_l, dtype=dtype, device=device) for W_l in W]
+    est.biases_ = [xp.asarray(b_l, dtype=dtype, device=device) for b_l in b]
+
+
+def _layer_sizes(est: Any) -> str:
+    sizes = [est.weights_[0].shape[1], *(W_l.shape[0] for W_l in est.weights_)]
+    return "-".join(str(n) for n in sizes)
+
+
+def _metrics(est, X, y, *, task, xp, device, dtype) -> dict[str, float]:
+    """Accuracy for a classifier; R², RMSE and MAE for a regressor (the first is the headline)."""
+    if task == "classify":
+        return {"accuracy": est.score(X, y)}
+    from ._host import to_numpy
+
+    prediction = to_numpy(est.predict(X)).astype(np.float64)
+    residual = np.asarray(y, dtype=np.float64) - prediction
+    return {
+        "R²": est.score(X, xp.asarray(y, dtype=dtype, device=device)),
+        "RMSE": float(np.sqrt(np.mean(residual**2))),
+        "MAE": float(np.mean(np.abs(residual))),
+    }
+
+
+# -- predict and evaluate --------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace, *, need_target: bool):
+    """The model on the chosen backend, the rows to serve it, and the training record."""
+    from ._backends import device, namespace
+    from ._io import load_with_metadata
+
+    if not os.path.isfile(args.model):
+        raise CommandError(f"--model {args.model!r}: no such file")
+    xp = namespace(args.backend)
+    dev = device(args.backend, xp, args.device)
+    est, meta = load_with_metadata(args.model, xp=xp, device=dev)
+    cli = meta.get("extra", {}).get("cli") or {}
+    source = args.data or cli.get("data")
+    if source is None:
+        raise CommandError(f"{args.model!r} does not record its data: name it with --data")
+    same = args.data is None or (cli.get("data") is not None and args.data == cli["data"])
+    target = args.target or cli.get("target")
+    features = cli.get("features") if same or source.lower().endswith(".csv") else None
+    if features is not None and not source.lower().endswith(".csv"):
+        features = None if source in DATASETS else features
+    data = load_data(source, target=target, features=features, need_target=need_target)
+    if data.X.shape[1] != est.n_features_in_:
+        raise CommandError(
+            f"{source!r} has {data.X.shape[1]} features but the model takes {est.n_features_in_}"
+        )
+    which = args.split or ("test" if args.data is None else "all")
+    rows = np.arange(data.X.shape[0])
+    if which != "all":
+        if "seed" not in cli:
+            raise CommandError(f"{args.model!r} does not record its split: use --split all")
+        task = cli.get("task", "classify")
+        train, test = split(
+            data.y, data.X.shape[0], task=task, test_fraction=cli["test_fraction"], seed=cli["seed"]
+        )
+        rows = test if which == "test" else train
+    dtype = est.weights_[0].dtype
+    X = xp.asarray(data.X[rows], dtype=dtype, device=dev)
+    y = None if data.y is None else data.y[rows]
+    return est, X, y, xp, dev, dtype, data, which, cli
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from . import MLPClassifier
+    from ._host import to_numpy
+
+    if args.output is not None and os.path.splitext(args.output)[1].lower() not in (".csv", ".npz"):
+        raise CommandError(f"--output {args.output!r} must end in .csv or .npz")
+    est, X, _, _, _, _, _, _, _ = _serve(args, need_target=False)
+    prediction = to_numpy(est.predict(X))
+    columns = {"prediction": prediction}
+    if prediction.ndim == 2:
+        columns = {f"prediction_{j}": prediction[:, j] for j in range(prediction.shape[1])}
+    proba = None
+    if args.proba:
+        if not isinstance(est, MLPClassifier):
+            raise CommandError("--proba needs a classifier; this model is a regressor")
+        proba = to_numpy(est.predict_proba(X))
+        for k, label in enumerate(to_numpy(est.classes_).tolist()):
+            columns[f"proba_{label}"] = proba[:, k]
+    if args.output is not None and args.output.lower().endswith(".npz"):
+        arrays = {"prediction": prediction}
+        if proba is not None:
+            arrays |= {"proba": proba, "classes": to_numpy(est.classes_)}
+        from ._io import _write_atomic
+
+        _write_atomic(args.output, arrays)
+        return 0
+    import csv
+
+    out = sys.stdout if args.output is None else open(args.output, "w", newline="")
+    try:
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        for row in zip(*columns.values(), strict=True):
+            writer.writerow([_csv_value(v) for v in row])
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def _csv_value(v: Any) -> str:
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    est, X, y, xp, dev, dtype, data, which, _ = _serve(args, need_target=True)
+    from . import MLPClassifier
+    from ._progress import table
+
+    task = "classify" if isinstance(est, MLPClassifier) else "regress"
+    metrics = _metrics(est, X, y, task=task, xp=xp, device=dev, dtype=dtype)
+    rows = [(name, f"{value:.4f}") for name, value in metrics.items()]
+    rows.append(("samples", f"{X.shape[0]} ({data.source}, {which})"))
+    print(table(rows))
+    return 0
+
+
+# -- info ------------------------------------------------------------------------------------
+
+
+def _info(args: argparse.Namespace) -> int:
+    import array_api_compat
+
+    from ._backends import report
+    from ._progress import extras, table
+
+    print(
+        f"xpnet {__version__} (Python {sys.version.split()[0]}, NumPy {np.__version__}, "
+        f"array-api-compat {array_api_compat.__version__})"
+    )
+    print("backends:")
+    print(table([(name, f"{version:<10} {status}") for name, version, status in report()]))
+    print('optional packages of the command (pip install "xpnet[examples]"):')
+    print(table(extras()))
+    return 0
