@@ -412,17 +412,13 @@ def _train(args: argparse.Namespace) -> int:
     if args.plot is not None:
         from ._progress import plot_losses
 
-        layers = "-".join(
-            str(n)
-            for n in est.weights_[0].shape[::-1][:1] + tuple(W_l.shape[0] for W_l in est.weights_)
-        )
         plot_losses(
             args.plot,
             est.loss_curve_,
             validation_losses=est.validation_loss_curve_,
             validation_scores=est.validation_scores_,
             score_name=score_name,
-            title=f"xpnet: {os.path.basename(data.source)}, {layers}, "
+            title=f"xpnet: {os.path.basename(data.source)}, {_layer_sizes(est)}, "
             f"{args.backend} {args.dtype}, μ = {est.learning_rate}",
         )
 
@@ -568,11 +564,9 @@ def _serve(args: argparse.Namespace, *, need_target: bool):
     source = args.data or cli.get("data")
     if source is None:
         raise CommandError(f"{args.model!r} does not record its data: name it with --data")
-    same = args.data is None or (cli.get("data") is not None and args.data == cli["data"])
     target = args.target or cli.get("target")
-    features = cli.get("features") if same or source.lower().endswith(".csv") else None
-    if features is not None and not source.lower().endswith(".csv"):
-        features = None if source in DATASETS else features
+    # A file's columns are matched to the model's features by name (CSV) or count (.npz).
+    features = cli.get("features") if source.lower().endswith((".csv", ".npz")) else None
     data = load_data(source, target=target, features=features, need_target=need_target)
     if data.X.shape[1] != est.n_features_in_:
         raise CommandError(
