@@ -193,3 +193,11 @@ def test_import_stays_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, check=True)  # fmt: skip
     assert result.stdout.strip() == "[]"
+
+
+def test_csv_values_are_plain_numbers():
+    from xpnet.cli import _csv_value
+
+    assert _csv_value(np.float64(0.25)) == "0.25"
+    assert _csv_value(np.float32(0.5)) == "0.5"
+    assert _csv_value("cat") == "cat" and _csv_value(np.int64(3)) == "3"

@@ -197,10 +197,12 @@ def test_warm_start_continues_the_validation_record():
     kw = dict(hidden_layer_sizes=(5,), max_iter=20, random_state=0, early_stopping=True,
               n_iter_no_change=1000, warm_start=True)  # fmt: skip
     est = xpnet.MLPClassifier(**kw).fit(X, y)
-    first = list(est.validation_scores_)
+    first, W_first = list(est.validation_scores_), est.weights_[0].copy()
     est.fit(X, y)
     assert est.validation_scores_[:20] == first and len(est.validation_scores_) == 40
-    assert est.best_validation_score_ >= max(first)
+    # The second fit is judged on its own split alone, and its training is kept.
+    assert est.best_validation_score_ == max(est.validation_scores_[20:])
+    assert not np.array_equal(est.weights_[0], W_first)
 
 
 @pytest.mark.parametrize(

@@ -285,3 +285,13 @@ def test_sklearn_clone_pipeline_and_grid_search():
     search.fit(X, labels)
     assert search.best_params_["mlpclassifier__learning_rate"] in (0.1, 1.0)
     assert repr(est) == "MLPClassifier(hidden_layer_sizes=(5,), max_iter=50, random_state=0)"
+
+
+def test_numeric_labels_follow_X_to_another_backend(backend):
+    X, y = _data(N=30)
+    labels = (y[:, 0] > 0).astype(np.int64)
+    est = xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=20, random_state=0)
+    est.fit(X, labels)  # fitted on NumPy
+    pred = est.predict(backend.asarray(X))
+    assert_same_kind(pred, backend, shape=(30,))
+    np.testing.assert_array_equal(to_numpy(pred), est.predict(X))

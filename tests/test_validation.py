@@ -134,7 +134,7 @@ def test_wrong_number_of_features_after_fit():
 
 def test_wrong_number_of_outputs_in_partial_fit():
     est = xpnet.MLPRegressor(max_iter=1).fit(X, y)
-    with pytest.raises(ValueError, match=r"y has 2 output\(s\) but .* fitted with 1"):
+    with pytest.raises(ValueError, match=r"y has shape \(12, 2\) but .* of shape \(n_samples,\)"):
         est.partial_fit(X, np.stack([y, y], axis=1))
 
 
@@ -170,3 +170,23 @@ def test_divergence_is_reported_with_the_learning_rate():
 def test_invalid_parameter_name_in_set_params():
     with pytest.raises(ValueError, match=r"Invalid parameter 'alpha' for MLPRegressor"):
         xpnet.MLPRegressor().set_params(alpha=0.1)
+
+
+def test_a_failed_fit_leaves_the_estimator_as_it_was():
+    clf = xpnet.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, labels)
+    with pytest.raises(ValueError, match="early stopping needs"):
+        clf.set_params(early_stopping=True).fit(X[:1], [7])
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    assert clf.predict(X).shape == (12,)
+
+    Y2 = np.stack([y, -y], axis=1)
+    reg = xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, Y2)
+    with pytest.raises(ValueError, match="diverged"):
+        reg.set_params(learning_rate=1e30, max_iter=50).fit(X * 1e3, y * 1e3)
+    assert reg.n_outputs_ == 2 and reg.predict(X).shape == (12, 2)
+
+
+@pytest.mark.parametrize("output", ["identity", "tanh", "relu"])
+def test_classifier_outputs_must_be_probabilities(output):
+    with pytest.raises(ValueError, match=rf"output_activation='{output}' does not go with"):
+        xpnet.MLPClassifier(loss="mse", output_activation=output).fit(X, labels)

@@ -7,8 +7,10 @@ so each equation below is one operation over all N samples at once.
 Python lists are 0-based while the seed numbers layers 1..L, so ``W[l]`` holds W⁽ˡ⁺¹⁾
 and is fed by ``A[l]`` = A⁽ˡ⁾; ``A`` has L + 1 entries with ``A[0]`` the input.
 
-These functions trust their inputs (the estimators validate at the boundary), take the
-array namespace ``xp`` by keyword and never write into an array they were given.
+These functions trust their inputs (the estimators validate at the boundary) and take the
+array namespace ``xp`` by keyword.  They never write into the input A⁽⁰⁾, the targets or
+the parameters; the arrays they create themselves (Z, A⁽ˡ⁾ for l ≥ 1, Δ) are worked on
+in place, and :func:`backward` consumes the hidden activations it is given.
 """
 
 from __future__ import annotations

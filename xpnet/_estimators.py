@@ -184,8 +184,9 @@ class _BaseMLP:
         X, xp, device = check_X(
             X, n_features=self.n_features_in_ if fitted else None, estimator=type(self).__name__
         )
-        Y = self._encode_targets(y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0],
-                                 fitted=fitted, classes=classes)  # fmt: skip
+        Y, fitted_targets = self._encode_targets(
+            y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0], fitted=fitted, classes=classes
+        )
         layer_sizes = [X.shape[1], *hidden, Y.shape[0]]
         f = [ACTIVATIONS[self.activation]] * len(hidden) + [ACTIVATIONS[output]]
 
@@ -204,11 +205,11 @@ class _BaseMLP:
                 X, Y, fraction=float(self.validation_fraction), rng=self._rng,
                 stratify=self._validation_score is accuracy, xp=xp, device=device,
             )  # fmt: skip
-            best = getattr(self, "best_validation_score_", None) if fitted else None
+            # Each fit holds out its own split and is judged on it alone: a best score
+            # carried over from another split would not be comparable.
             stopping = EarlyStopping(
                 X_val, Y_val, score=self._validation_score,
                 n_iter_no_change=int(self.n_iter_no_change), tol=float(self.tol),
-                best_score=-np.inf if best is None else best,
             )  # fmt: skip
 
         B = X.shape[0] if self.batch_size is None else min(self.batch_size, X.shape[0])
@@ -223,6 +224,10 @@ class _BaseMLP:
                 early_stopping=stopping, callback=callback,
             )  # fmt: skip
 
+        # Every fitted attribute is set here, after training succeeded: a fit that fails
+        # (bad input, divergence, an interrupt) leaves the estimator as it was.
+        for name, value in fitted_targets.items():
+            setattr(self, name, value)
         self.weights_, self.biases_ = W, b
         self.loss_curve_ = (getattr(self, "loss_curve_", []) if fitted else []) + losses
         self.n_iter_ = (getattr(self, "n_iter_", 0) if fitted else 0) + len(losses)
@@ -332,8 +337,8 @@ class _BaseMLP:
         grad_b : list of L arrays, ``grad_b[l]`` shaped like ``biases_[l]``
         """
         X, xp, device, W, b, f = self._network(X)
-        Y = self._encode_targets(y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0],
-                                 fitted=True, classes=None)  # fmt: skip
+        Y, _ = self._encode_targets(y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0],
+                                    fitted=True, classes=None)  # fmt: skip
         objective = OBJECTIVES[(self.loss, self.out_activation_)]
         widest = max(W_l.shape[0] for W_l in W)
         with chunked(xp, device, N=X.shape[0], widest=widest, dtype=X.dtype,
@@ -484,15 +489,20 @@ class MLPRegressor(_BaseMLP):
         return self._fit(X, y, epochs=1, incremental=True)
 
     def _encode_targets(self, y, *, xp, device, dtype, N, fitted, classes):
-        """Y of shape (n_outputs, N): the targets, one column per sample."""
+        """Y of shape (n_outputs, N), the targets one column per sample, and the fitted
+        attributes they imply (set only once training has succeeded)."""
         y = check_targets(y, xp=xp, device=device, dtype=dtype, N=N)
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         if fitted and (n_outputs, y.ndim) != (self.n_outputs_, self._y_ndim):
-            raise ValueError(
-                f"y has {n_outputs} output(s) but the estimator was fitted with {self.n_outputs_}."
+            fitted_shape = (
+                "(n_samples,)" if self._y_ndim == 1 else f"(n_samples, {self.n_outputs_})"
             )
-        self.n_outputs_, self._y_ndim = n_outputs, y.ndim
-        return y[None, :] if y.ndim == 1 else y.T
+            raise ValueError(
+                f"y has shape {tuple(y.shape)} but the estimator was fitted with y of shape "
+                f"{fitted_shape}."
+            )
+        Y = y[None, :] if y.ndim == 1 else y.T
+        return Y, {"n_outputs_": n_outputs, "_y_ndim": y.ndim}
 
     def predict(self, X: Any) -> Array:
         """The network's output for each row of ``X``.
@@ -512,11 +522,11 @@ class MLPRegressor(_BaseMLP):
         y = check_targets(y, xp=xp, device=aac.device(y_pred), dtype=y_pred.dtype,
                           N=y_pred.shape[0])  # fmt: skip
         y = xp.reshape(y, y_pred.shape)
-        ss_res = to_numpy(xp.sum((y - y_pred) ** 2, axis=0))
-        ss_tot = to_numpy(xp.sum((y - xp.mean(y, axis=0)) ** 2, axis=0))
-        # A constant target has ss_tot = 0: R² is then 1 for a perfect fit and 0 otherwise.
-        r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), ss_res == 0)
-        return float(np.mean(r2))
+        if y.ndim == 1:
+            y, y_pred = y[None, :], y_pred[None, :]
+        else:
+            y, y_pred = y.T, y_pred.T
+        return float(r2_score(y_pred, y, xp=xp))  # columns are samples, as in training
 
 
 class MLPClassifier(_BaseMLP):
@@ -548,6 +558,8 @@ class MLPClassifier(_BaseMLP):
     """
 
     _natural_output: ClassVar[dict[str, str]] = {"mse": "sigmoid", "cross_entropy": "softmax"}
+    #: Outputs in [0, 1] that predict_proba can turn into probabilities.
+    _usable_outputs: ClassVar[tuple[str, ...]] = ("sigmoid", "softmax")
     #: The early-stopping score, computed on the device: the accuracy, as ``score``.
     _validation_score = staticmethod(accuracy)
 
@@ -609,7 +621,8 @@ class MLPClassifier(_BaseMLP):
         return self._fit(X, y, epochs=1, incremental=True, classes=classes)
 
     def _encode_targets(self, y, *, xp, device, dtype, N, fitted, classes):
-        """Y of shape (n_classes, N): the one-hot labels, one column per sample."""
+        """Y of shape (n_classes, N), the one-hot labels one column per sample, and the
+        fitted attributes they imply (set only once training has succeeded)."""
         y = host_or_namespace(y, xp=xp, name="y", numeric=False)
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn(
@@ -631,23 +644,26 @@ class MLPClassifier(_BaseMLP):
         y = xp.asarray(y, device=device) if numeric else y
 
         if not fitted:
-            self.classes_ = _unique(y)
+            classes_ = _unique(y)
             if classes is not None:
                 given = _unique(
-                    xp.asarray(classes, device=device) if numeric else np.asarray(classes)
+                    xp.asarray(classes, dtype=y.dtype, device=device)
+                    if numeric
+                    else np.asarray(classes)
                 )
-                _check_subset(self.classes_, given)
-                self.classes_ = given
+                _check_subset(classes_, given)
+                classes_ = given
         else:
-            _check_subset(_unique(y), self.classes_)
-        self.n_outputs_ = 1
+            classes_ = self.classes_
+            _check_subset(_unique(y), classes_)
 
-        one_hot = self.classes_[:, None] == y[None, :]
-        return (
+        one_hot = classes_[:, None] == y[None, :]
+        Y = (
             xp.astype(one_hot, dtype)
             if numeric
             else xp.asarray(one_hot, dtype=dtype, device=device)
         )
+        return Y, {"classes_": classes_, "n_outputs_": 1}
 
     def predict_proba(self, X: Any) -> Array:
         """Class probabilities: the network's output for each row of ``X``.
@@ -668,9 +684,10 @@ class MLPClassifier(_BaseMLP):
         """The most likely class label for each row of ``X``, of shape (N,)."""
         O, xp = self._output(X)
         k = xp.argmax(O, axis=0)
-        if aac.is_numpy_array(self.classes_) and not aac.is_numpy_namespace(xp):
-            return self.classes_[to_numpy(k)]
-        return xp.take(self.classes_, k)
+        if aac.is_numpy_array(self.classes_) and self.classes_.dtype.kind in "OUS":
+            return self.classes_[to_numpy(k)]  # text labels stay on the host
+        # Numeric labels follow X, also when the classifier was fitted on another backend.
+        return xp.take(xp.asarray(self.classes_, device=aac.device(k)), k)
 
     def score(self, X: Any, y: Any) -> float:
         """The accuracy: the fraction of rows of ``X`` whose label is predicted correctly."""

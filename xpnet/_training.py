@@ -65,9 +65,9 @@ def r2_score(O: Array, Y: Array, *, xp: Any) -> Array:
 class EarlyStopping:
     """A held-out validation set and scikit-learn's rule for stopping on it.
 
-    Training stops once the validation score has failed, ``n_iter_no_change`` epochs
-    in a row, to exceed the best score so far by at least ``tol``; the parameters of
-    the best epoch are then restored.
+    Training stops once the validation score has failed, more than
+    ``n_iter_no_change`` epochs in a row, to exceed the best score so far by at least
+    ``tol``; the parameters of the best epoch are then restored.
 
     Attributes
     ----------
@@ -257,7 +257,8 @@ def run_epochs(
             )
             W, b = gradient_descent_step(W, b, grad_W, grad_b, mu=mu)
         else:
-            order = xp.asarray(rng.permutation(N), device=device) if shuffle else None
+            index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
+            order = xp.asarray(rng.permutation(N), dtype=index, device=device) if shuffle else None
             E = 0.0
             for start in range(0, N, B):
                 stop = min(start + B, N)

@@ -221,7 +221,11 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
     output = est.output_activation
     if output is None:
         output = natural_output[est.loss]
-    allowed = tuple(f for (loss, f) in OBJECTIVES if loss == est.loss)
+    # A classifier's outputs must be probabilities: its class narrows the choice.
+    usable = getattr(est, "_usable_outputs", None)
+    allowed = tuple(
+        f for (loss, f) in OBJECTIVES if loss == est.loss and (usable is None or f in usable)
+    )
     if output not in allowed:
         raise ValueError(
             f"output_activation={output!r} does not go with loss={est.loss!r}; "

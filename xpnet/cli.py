@@ -629,7 +629,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _csv_value(v: Any) -> str:
-    return repr(v) if isinstance(v, float) else str(v)
+    # NumPy scalars included: under NumPy 2 their repr is "np.float64(...)".
+    return repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
