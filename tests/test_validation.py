@@ -190,3 +190,13 @@ def test_a_failed_fit_leaves_the_estimator_as_it_was():
 def test_classifier_outputs_must_be_probabilities(output):
     with pytest.raises(ValueError, match=rf"output_activation='{output}' does not go with"):
         xpnet.MLPClassifier(loss="mse", output_activation=output).fit(X, labels)
+
+
+def test_assigned_parameters_as_lists_and_with_nan():
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(2,), max_iter=1).fit(X, y)
+    est.weights_ = [np.ones((2, 3)).tolist(), np.ones((1, 2)).tolist()]
+    est.biases_ = [[0.0, 0.0], [0.0]]
+    est.partial_fit(X, y)  # nested lists are converted like any array-like
+    est.weights_ = [np.full((2, 3), np.nan), np.ones((1, 2))]
+    with pytest.raises(ValueError, match=r"Input weights_\[0\] contains NaN"):
+        est.partial_fit(X, y)

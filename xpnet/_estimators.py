@@ -281,6 +281,8 @@ class _BaseMLP:
                 f"weights_ and biases_ must hold {L} arrays for layer sizes {layer_sizes}, "
                 f"got {len(W)} and {len(b)}."
             )
+        W = [host_or_namespace(W_l, xp=xp, name=f"weights_[{l}]") for l, W_l in enumerate(W)]
+        b = [host_or_namespace(b_l, xp=xp, name=f"biases_[{l}]") for l, b_l in enumerate(b)]
         for l in range(L):
             shape_W, shape_b = (layer_sizes[l + 1], layer_sizes[l]), (layer_sizes[l + 1],)
             if tuple(W[l].shape) != shape_W or tuple(b[l].shape) != shape_b:
@@ -288,10 +290,11 @@ class _BaseMLP:
                     f"weights_[{l}] and biases_[{l}] must have shapes {shape_W} and {shape_b}, "
                     f"got {tuple(W[l].shape)} and {tuple(b[l].shape)}."
                 )
-        W = [xp.asarray(host_or_namespace(w, xp=xp, name=f"weights_[{l}]"), dtype=dtype,
-                        device=device) for l, w in enumerate(W)]  # fmt: skip
-        b = [xp.asarray(host_or_namespace(c, xp=xp, name=f"biases_[{l}]"), dtype=dtype,
-                        device=device) for l, c in enumerate(b)]  # fmt: skip
+        W = [xp.asarray(W_l, dtype=dtype, device=device) for W_l in W]
+        b = [xp.asarray(b_l, dtype=dtype, device=device) for b_l in b]
+        for l in range(L):
+            check_finite(W[l], xp, f"weights_[{l}]")
+            check_finite(b[l], xp, f"biases_[{l}]")
         return W, b
 
     # -- using the network ------------------------------------------------------------
