@@ -368,7 +368,8 @@ class MLPRegressor(_BaseMLP):
     activation : {"sigmoid", "tanh", "relu", "identity"}, default="sigmoid"
         f of the hidden layers (the seed's f is the sigmoid).
     output_activation : {"identity", "sigmoid", "tanh", "relu"} or None, default="identity"
-        f of the output layer.  With ``loss="cross_entropy"``: "sigmoid" (None means that).
+        f of the output layer.  With ``loss="cross_entropy"``: "sigmoid" or "softmax"
+        (None means "sigmoid").
     loss : {"mse", "cross_entropy"}, default="mse"
         "mse" is the seed's E_total = (1/N) Σᵢ ½‖yᵢ − oᵢ‖²; "cross_entropy" is the binary
         cross-entropy of sigmoid outputs, for targets in [0, 1].
