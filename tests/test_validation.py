@@ -200,3 +200,9 @@ def test_assigned_parameters_as_lists_and_with_nan():
     est.weights_ = [np.full((2, 3), np.nan), np.ones((1, 2))]
     with pytest.raises(ValueError, match=r"Input weights_\[0\] contains NaN"):
         est.partial_fit(X, y)
+
+
+def test_gradients_after_the_loss_was_changed():
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(2,), max_iter=1).fit(X, y)
+    with pytest.raises(ValueError, match=r"loss='cross_entropy' does not go with the fitted"):
+        est.set_params(loss="cross_entropy").gradients(X, y)

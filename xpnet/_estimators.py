@@ -342,7 +342,12 @@ class _BaseMLP:
         X, xp, device, W, b, f = self._network(X)
         Y, _ = self._encode_targets(y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0],
                                     fitted=True, classes=None)  # fmt: skip
-        objective = OBJECTIVES[(self.loss, self.out_activation_)]
+        objective = OBJECTIVES.get((self.loss, self.out_activation_))
+        if objective is None:  # set_params changed the loss after fitting
+            raise ValueError(
+                f"loss={self.loss!r} does not go with the fitted output activation "
+                f"{self.out_activation_!r}; fit again after changing the loss."
+            )
         widest = max(W_l.shape[0] for W_l in W)
         with chunked(xp, device, N=X.shape[0], widest=widest, dtype=X.dtype,
                      chunk_size=self.chunk_size) as (chunk_size, map_chunks):  # fmt: skip
