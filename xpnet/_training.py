@@ -256,6 +256,7 @@ def run_epochs(
                 W, b, X.T, Y, f=f, objective=objective, xp=xp, chunk_size=chunk_size, map=map
             )
             W, b = gradient_descent_step(W, b, grad_W, grad_b, mu=mu)
+            W, b, (E,) = materialize(W, b, [E])  # Dask: evaluate each step, keep graphs small
         else:
             index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
             order = xp.asarray(rng.permutation(N), dtype=index, device=device) if shuffle else None
@@ -279,6 +280,7 @@ def run_epochs(
                     map=map,
                 )
                 W, b = gradient_descent_step(W, b, grad_W, grad_b, mu=mu)
+                W, b, (E_B,) = materialize(W, b, [E_B])
                 E = E + E_B * ((stop - start) / N)
         pending.append(E)
         if es is not None:
