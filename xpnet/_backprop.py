@@ -171,14 +171,12 @@ def loss_and_gradients(
     grad_W, grad_b : lists of L arrays
         ∇W⁽ˡ⁾ E_total and ∇b⁽ˡ⁾ E_total.
     """
-    N = A0.shape[1]
-    step = N if chunk_size is None else chunk_size
-    chunks = [slice(start, min(start + step, N)) for start in range(0, N, step)]
 
     def sums(chunk: slice) -> tuple[Array, list[Array], list[Array]]:
         return chunk_sums(W, b, A0[:, chunk], Y[:, chunk], f=f, objective=objective, xp=xp)
 
-    parts = map(sums, chunks)
+    N = A0.shape[1]
+    parts = map(sums, _chunks(N, chunk_size))
     E, sum_W, sum_b = next(parts)
     for E_c, sum_W_c, sum_b_c in parts:
         E += E_c  # the first chunk's sums are fresh arrays: accumulate into them
@@ -202,14 +200,18 @@ def output(
 
     ``map`` is as in :func:`loss_and_gradients`.
     """
-    N = A0.shape[1]
-    step = N if chunk_size is None else chunk_size
 
-    def output_of(start: int) -> Array:
-        return forward(W, b, A0[:, start : min(start + step, N)], f=f, xp=xp)[-1]
+    def output_of(chunk: slice) -> Array:
+        return forward(W, b, A0[:, chunk], f=f, xp=xp)[-1]
 
-    O = list(map(output_of, range(0, N, step)))
+    O = list(map(output_of, _chunks(A0.shape[1], chunk_size)))
     return O[0] if len(O) == 1 else xp.concat(O, axis=1)
+
+
+def _chunks(N: int, chunk_size: int | None) -> list[slice]:
+    """The column ranges of N samples taken ``chunk_size`` at a time (None: all at once)."""
+    step = N if chunk_size is None else chunk_size
+    return [slice(start, min(start + step, N)) for start in range(0, N, step)]
 
 
 def gradient_descent_step(

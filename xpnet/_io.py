@@ -256,7 +256,7 @@ def _metadata(arrays: dict[str, np.ndarray], path: Any) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _bad(path, f"not an xpnet model file (no {FORMAT!r} format marker)")
     version = meta.get("format_version")
-    if not _is_int(version) or version < 1:
+    if not _json_int(version) or version < 1:
         raise _bad(path, f"format_version must be an int >= 1, got {version!r}")
     if version > FORMAT_VERSION:
         raise _bad(
@@ -269,7 +269,7 @@ def _metadata(arrays: dict[str, np.ndarray], path: Any) -> dict[str, Any]:
         raise _bad(path, f"unknown estimator {name!r}; expected one of {sorted(ESTIMATORS)}")
     sizes = meta.get("layer_sizes")
     if not (
-        isinstance(sizes, list) and len(sizes) >= 2 and all(_is_int(n) and n > 0 for n in sizes)
+        isinstance(sizes, list) and len(sizes) >= 2 and all(_json_int(n) and n > 0 for n in sizes)
     ):
         raise _bad(path, f"layer_sizes must be a list of >= 2 positive ints, got {sizes!r}")
     if meta.get("dtype") not in DTYPES:
@@ -280,13 +280,13 @@ def _metadata(arrays: dict[str, np.ndarray], path: Any) -> dict[str, Any]:
         values = meta.get(key)
         if not (
             (values is None and key != "loss_curve")
-            or (isinstance(values, list) and all(_is_real(v) for v in values))
+            or (isinstance(values, list) and all(_json_number(v) for v in values))
         ):
             raise _bad(path, f"{key} must be a list of numbers, got {values!r}")
     for key in ("best_loss", "best_validation_score"):
-        if not (meta.get(key) is None or _is_real(meta.get(key))):
+        if not (meta.get(key) is None or _json_number(meta.get(key))):
             raise _bad(path, f"{key} must be a number or null, got {meta.get(key)!r}")
-    if not (_is_int(meta.get("n_iter")) and meta["n_iter"] >= 0):
+    if not (_json_int(meta.get("n_iter")) and meta["n_iter"] >= 0):
         raise _bad(path, f"n_iter must be an int >= 0, got {meta.get('n_iter')!r}")
     if not isinstance(meta.get("extra", {}), dict):
         raise _bad(path, f"extra must be a JSON object, got {meta.get('extra')!r}")
@@ -374,9 +374,11 @@ def _namespace(xp: Any) -> Any:
     return aac.array_namespace(asarray(0))
 
 
-def _is_int(v: Any) -> bool:
+def _json_int(v: Any) -> bool:
+    """A JSON integer (json.load gives int, never a NumPy scalar)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_real(v: Any) -> bool:
+def _json_number(v: Any) -> bool:
+    """A JSON number."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
