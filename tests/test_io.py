@@ -8,6 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import import_jax
 
 import xpnet
 from xpnet._host import to_numpy
@@ -37,8 +38,7 @@ def _namespace(name):
     if name == "torch":
         return pytest.importorskip("torch"), None
     if name == "jax":
-        jax = pytest.importorskip("jax")
-        jax.config.update("jax_enable_x64", True)
+        import_jax()
         import jax.numpy as jnp
 
         return jnp, None
