@@ -273,10 +273,11 @@ class Xpnet(Impl):
     epochs; ``bench.py`` picks k so that a call takes a few tenths of a second.
     """
 
-    key, role = "xpnet", "xpnet"
-
-    def __init__(self, lib: str) -> None:
-        self.lib = lib
+    def __init__(self, lib: str, *, role: str = "xpnet") -> None:
+        self.lib, self.role = lib, role
+        # As a peer, xpnet on another library of the same device (PyTorch CUDA beside
+        # CuPy): what the same code gains or loses from that library's kernels.
+        self.key = "xpnet" if role == "xpnet" else f"xpnet-{lib.split('-')[0]}"
         self.label = f"xpnet [{lib}]"
 
     def missing(self) -> str | None:
@@ -477,6 +478,7 @@ def implementations(backend: str) -> list[Impl]:
         return [
             Floor("cupy"),
             Xpnet("cupy"),
+            Xpnet("torch-cuda", role="peer"),
             TorchByHand("torch-cuda"),
             TorchAutograd("torch-cuda"),
             Floor("torch-cuda", role="reference"),

@@ -91,7 +91,7 @@ DEFAULT_JSON = REPO / "bench-results" / "bench.json"
 TARGETS = {"M": 1.10, "S": 1.5, "memory": 0.25}
 
 #: Implementations timed through an estimator's ``fit(max_iter=k)``.
-ESTIMATORS = ("xpnet", "sklearn")
+ESTIMATORS = ("xpnet", "xpnet-torch", "sklearn")
 
 #: Environment variables that change how the BLAS libraries run; reported, never set.
 THREAD_ENV = (
@@ -547,7 +547,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--impls",
         default=None,
         help="comma-separated subset of floor,xpnet,sklearn,torch-hand,"
-        "torch-autograd,floor-torch,floor-numpy (default: all)",
+        "torch-autograd,floor-torch,floor-numpy,xpnet-torch (default: all)",
     )
     parser.add_argument(
         "--rounds", type=int, default=None, help="interleaved rounds (default: S 9, M 5)"
