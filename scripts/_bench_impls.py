@@ -564,7 +564,8 @@ def measure_memory(impl: Impl, problem: Problem, dtype: str, epochs: int = 2) ->
     """
     import tracemalloc
 
-    setup_threads()
+    if impl.lib.startswith("torch"):  # the others need not pay for importing PyTorch
+        setup_threads()
     X, Y, _ = make_data(problem, dtype)
     data = impl.prepare(X, Y)
     small = min(problem.N, 256)

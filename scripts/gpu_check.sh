@@ -3,7 +3,7 @@
 # CuPy backend, then the full-batch benchmark on CuPy against PyTorch CUDA.  Prints the
 # benchmark's table; writes it and its JSON to bench-results/ (or $OUT_DIR).
 #
-#   bash scripts/gpu_check.sh            # about five minutes at most on a current GPU
+#   bash scripts/gpu_check.sh            # about five minutes on an H200: tests 2, benchmark 3
 #
 # Extra arguments go to bench.py, e.g. `bash scripts/gpu_check.sh --no-memory`.
 set -euo pipefail
