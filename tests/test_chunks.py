@@ -79,3 +79,22 @@ def test_devices_that_are_cpus(backend):
 def test_bad_chunk_size():
     with pytest.raises(ValueError, match=r"chunk_size must be None or an int >= 1, got 0"):
         xpnet.MLPRegressor(chunk_size=0).fit(*_data(10))
+
+
+def test_allocator_is_primed_once_per_larger_size(monkeypatch):
+    freed = []
+
+    class NumpyLike:  # records the blocks prime_allocator allocates (and drops)
+        uint8 = np.uint8
+
+        @staticmethod
+        def empty(shape, dtype):
+            freed.append(shape[0])
+            return np.empty(shape, dtype=dtype)
+
+    monkeypatch.setattr(_parallel, "_primed_bytes", 0)
+    _parallel.prime_allocator(NumpyLike, 3 * 2**20)
+    _parallel.prime_allocator(NumpyLike, 2**20)  # not larger: nothing to do
+    _parallel.prime_allocator(NumpyLike, 10 * 2**30)  # beyond glibc's adaptive range: capped
+    _parallel.prime_allocator(NumpyLike, 10 * 2**30)
+    assert freed == [3 * 2**20, 31 * 2**20]
