@@ -358,6 +358,77 @@ class Sklearn(Impl):
         return run
 
 
+class NumpyByHand(Impl):
+    """The same equations in NumPy as a person tuning them by hand would write them.
+
+    Whole batch, samples as columns (xpnet's layout), every array allocated once and
+    written in place through ``out=``, the bias gradients as products with a ones vector
+    (a BLAS call instead of a reduction).  It uses what the Array API does not offer
+    (``out=``, ``vdot``), so it shows the least a NumPy step can cost on this machine
+    beyond the floor: the yardstick for xpnet's own overhead on NumPy.
+    """
+
+    key, label, role, lib = "numpy-hand", "numpy by hand", "peer", "numpy"
+
+    def build(self, data: tuple[Any, Any], problem: Problem, dtype: str) -> Runner:
+        X, Y = data
+        W = _host_weights(problem, dtype)
+        b = [np.zeros(w.shape[0], dtype=dtype) for w in W]
+        step = numpy_step(W, b, X, Y, mu=problem.learning_rate)
+
+        def run(k: int) -> None:
+            for _ in range(k):
+                step()
+
+        return run
+
+
+def numpy_step(
+    W: list[np.ndarray], b: list[np.ndarray], X: np.ndarray, Y: np.ndarray, *, mu: float
+) -> Callable[[], np.ndarray]:
+    """``step()``: one full-batch step on ``W`` and ``b`` in place; returns E_total.
+
+    Sigmoid hidden layers, identity output, squared error; ``X`` (N, n_0) and ``Y``
+    (N, n_L) as the bench holds them.  Buffers for every layer are allocated here, once.
+    """
+    N, L, dtype = X.shape[0], len(W), X.dtype
+    A = [X.T] + [np.empty((w.shape[0], N), dtype=dtype) for w in W]
+    D = [None] + [np.empty((w.shape[0], N), dtype=dtype) for w in W]
+    grad_W = [np.empty_like(w) for w in W]
+    grad_b = [np.empty_like(c) for c in b]
+    ones = np.ones(N, dtype=dtype)
+    Y_cols = Y.T
+
+    def step() -> np.ndarray:
+        for l in range(L):
+            Z = A[l + 1]
+            np.matmul(W[l], A[l], out=Z)
+            Z += b[l][:, None]
+            if l < L - 1:  # a = 1 / (1 + e^{-z}), in place
+                np.negative(Z, out=Z)
+                np.exp(Z, out=Z)
+                Z += 1.0
+                np.divide(1.0, Z, out=Z)
+        np.subtract(A[L], Y_cols, out=D[L])  # Δ⁽ᴸ⁾ = O − Y
+        E = np.vdot(D[L], D[L]) / (2 * N)
+        for l in range(L, 0, -1):
+            np.matmul(D[l], A[l - 1].T, out=grad_W[l - 1])
+            np.matmul(D[l], ones, out=grad_b[l - 1])
+            if l > 1:  # Δ⁽ˡ⁻¹⁾ = (W⁽ˡ⁾ᵀ Δ⁽ˡ⁾) ⊙ a (1 − a); A⁽ˡ⁻¹⁾ is not needed after this
+                np.matmul(W[l - 1].T, D[l], out=D[l - 1])
+                D[l - 1] *= A[l - 1]
+                np.subtract(1.0, A[l - 1], out=A[l - 1])
+                D[l - 1] *= A[l - 1]
+        for l in range(L):
+            grad_W[l] *= mu / N
+            W[l] -= grad_W[l]
+            grad_b[l] *= mu / N
+            b[l] -= grad_b[l]
+        return E
+
+    return step
+
+
 def _torch_params(problem: Problem, dtype: str, device: str) -> list[Any]:
     """[W⁽¹⁾, b⁽¹⁾, ..., W⁽ᴸ⁾, b⁽ᴸ⁾] as torch tensors, W⁽ˡ⁾ of shape (n_l, n_{l-1})."""
     import torch
@@ -460,6 +531,7 @@ def implementations(backend: str) -> list[Impl]:
         return [
             Floor("numpy"),
             Xpnet("numpy"),
+            NumpyByHand(),
             Sklearn(),
             TorchByHand("torch-cpu"),
             TorchAutograd("torch-cpu"),
@@ -469,6 +541,7 @@ def implementations(backend: str) -> list[Impl]:
         return [
             Floor("torch-cpu"),
             Xpnet("torch-cpu"),
+            NumpyByHand(),
             Sklearn(),
             TorchByHand("torch-cpu"),
             TorchAutograd("torch-cpu"),

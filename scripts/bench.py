@@ -11,7 +11,8 @@ error, one gradient step over all N samples per epoch):
 
 For each, these implementations run in one process, in interleaved rounds (every round
 runs each implementation once, in a rotating order, so that the machine's noise falls on
-all of them alike):
+all of them alike; each timing starts after a pause of ``SETTLE_S``, once the thread pools
+of the implementation before it have stopped spinning):
 
 * **floor** — exactly the matrix products of a step and nothing else: per layer W·A
   (forward), Wᵀ·Δ (backward, not for the first layer) and Δ·Aᵀ (gradient), written with
@@ -19,6 +20,10 @@ all of them alike):
   them out (samples are columns; A⁽⁰⁾ = Xᵀ is a transposed view of the C-contiguous X).
   No implementation can be faster than this with the same BLAS.
 * **xpnet** — ``xpnet.MLPRegressor(...).fit(X, Y)`` with ``max_iter=k``, divided by k.
+* **numpy by hand** — the same equations in NumPy, tuned by hand: whole batch, every
+  array allocated once and written through ``out=``, bias gradients as products with a
+  ones vector.  It steps outside the Array API, so it shows the least any NumPy step
+  costs here beyond the floor (``--backend numpy`` and ``torch``).
 * **scikit-learn** — ``MLPRegressor(solver="sgd", batch_size=N, momentum=0, alpha=0)``,
   ``fit`` with ``max_iter=k``, divided by k.
 * **torch by hand** — the same equations with PyTorch tensors under ``no_grad``;
@@ -86,6 +91,12 @@ from _bench_impls import (  # the helper module beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = REPO / "bench-results" / "bench.json"
+
+#: Pause before each timing.  A BLAS or OpenMP library keeps its worker threads spinning
+#: for some milliseconds after a call (OpenBLAS about 20–50 ms here); without the pause,
+#: they would take a core from whichever implementation is timed next.  Measured on S:
+#: xpnet's threaded chunks took 0.67 ms per step right after the floor, 0.52 ms 50 ms later.
+SETTLE_S = 0.1
 
 #: The goals issue 4 sets for xpnet (ratio of medians to the floor; memory over X + Y).
 TARGETS = {"M": 1.10, "S": 1.5, "memory": 0.25}
@@ -186,6 +197,7 @@ def time_problem(
             order = impls[r % len(impls) :] + impls[: r % len(impls)]
             for impl in order:
                 k = epochs[impl.key]
+                time.sleep(SETTLE_S)
                 per_epoch[impl.key].append(timed(runs[impl.key], k) / k)
     # What one call of an estimator's fit costs beyond its epochs: fit(max_iter=1) less
     # one epoch (validation, initial weights, set-up), spread over k epochs above.  Only
@@ -546,7 +558,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--impls",
         default=None,
-        help="comma-separated subset of floor,xpnet,sklearn,torch-hand,"
+        help="comma-separated subset of floor,xpnet,numpy-hand,sklearn,torch-hand,"
         "torch-autograd,floor-torch,floor-numpy,xpnet-torch (default: all)",
     )
     parser.add_argument(

@@ -39,3 +39,36 @@ def test_bench_quick_run_writes_json(tmp_path: Path) -> None:
     table = md.read_text()
     assert "| S | float32 | floor [numpy]" in table
     assert "xpnet [numpy]" in proc.stdout
+
+
+def test_numpy_by_hand_takes_the_step_xpnet_takes() -> None:
+    # The bench's hand-written NumPy peer must compute the same step as the library,
+    # or its time would not be a yardstick for xpnet's.
+    import numpy as np
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from _bench_impls import numpy_step
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    import array_api_compat.numpy as xp
+
+    from xpnet._activations import ACTIVATIONS
+    from xpnet._backprop import gradient_descent_step, loss_and_gradients
+    from xpnet._losses import OBJECTIVES
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((50, 6)), rng.random((50, 3))
+    W = [rng.standard_normal((5, 6)), rng.standard_normal((4, 5)), rng.standard_normal((3, 4))]
+    b = [rng.standard_normal(5), rng.standard_normal(4), rng.standard_normal(3)]
+    f = [ACTIVATIONS["sigmoid"]] * 2 + [ACTIVATIONS["identity"]]
+    E, grad_W, grad_b = loss_and_gradients(
+        W, b, X.T, Y.T, f=f, objective=OBJECTIVES[("mse", "identity")], xp=xp
+    )
+    W_next, b_next = gradient_descent_step(W, b, grad_W, grad_b, mu=0.3)
+
+    W_hand, b_hand = [w.copy() for w in W], [c.copy() for c in b]
+    E_hand = numpy_step(W_hand, b_hand, X, Y, mu=0.3)()
+    np.testing.assert_allclose(E_hand, E, rtol=1e-12)
+    for got, want in zip(W_hand + b_hand, W_next + b_next, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
