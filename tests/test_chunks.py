@@ -52,6 +52,23 @@ def test_threads_give_the_same_bits_as_one_after_another(monkeypatch):
     assert threaded.loss_curve_ == serial.loss_curve_
 
 
+def test_threads_take_up_at_most_two_chunks_each_ahead_of_the_sums(monkeypatch):
+    # Every chunk's result holds gradient-sized arrays until it is summed: however many
+    # chunks a batch has, only a few may be under way or waiting at any time.
+    pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
+    started = []
+    pool = _parallel.chunked(np, None, N=1000, widest=4, dtype=np.float64, chunk_size=10)
+    with pool as (_, map_chunks):
+        results = map_chunks(lambda i: started.append(i) or i * i, range(100))
+        consumed = []
+        for r in results:
+            # Two per worker, and the next one, started before a result is handed over.
+            assert len(started) - len(consumed) <= 2 * 2 + 1
+            consumed.append(r)
+    assert consumed == [i * i for i in range(100)]
+
+
 def test_saturated_units_do_not_warn_in_worker_threads(monkeypatch):
     pytest.importorskip("threadpoolctl")
     monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)

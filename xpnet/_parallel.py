@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import itertools
 import math
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -168,9 +170,21 @@ def chunked(
     with _blas_controller().limit(limits=1), ThreadPoolExecutor(workers) as pool:
 
         def map_in_context(fn: Callable[..., Any], items: Any) -> Iterator[Any]:
+            """``fn`` over ``items`` on the pool, results in order, at most two chunks
+            per worker under way: a pool's own ``map`` would start every chunk at once,
+            and results that wait to be summed hold a gradient-sized array each."""
             # Worker threads start with an empty context: carry the caller's over, so
             # that context-local settings such as NumPy's errstate hold in them too.
             context = contextvars.copy_context()
-            return pool.map(lambda item: context.copy().run(fn, item), items)
+            items = iter(items)
+            under_way = deque(
+                pool.submit(context.copy().run, fn, item)
+                for item in itertools.islice(items, 2 * workers)
+            )
+            while under_way:
+                result = under_way.popleft().result()
+                for item in itertools.islice(items, 1):
+                    under_way.append(pool.submit(context.copy().run, fn, item))
+                yield result
 
         yield chunk_size, map_in_context
