@@ -62,7 +62,7 @@ PROBLEMS = {
         (64, 64, 10),
         learning_rate=0.05,
         min_epochs=1,
-        rounds=9,
+        rounds=15,
         data="scikit-learn's digits: X/16, one-hot targets (random data of that shape "
         "with a fixed seed without scikit-learn)",
     ),

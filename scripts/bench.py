@@ -41,13 +41,17 @@ estimators' numbers; the floor and the torch loops have none.
 How to read the table
 ---------------------
 ``ms / epoch`` is the median over the rounds (min–max beside it).  ``× floor`` is the
-ratio of medians to the backend's floor: 1.00 would be pure matrix products, and the rest
-is overhead (elementwise passes, temporaries, allocation, Python).  ``xpnet ÷ this`` is
-xpnet's median over this row's: below 1 xpnet is faster.  ``memory`` is the peak that
+median over the rounds of this row's time over the floor's in the same round: 1.00 would
+be pure matrix products, and the rest is overhead (elementwise passes, temporaries,
+allocation, Python).  Pairing within rounds matters on a shared machine: it has slow
+spells of several seconds (the floor of S taking 0.32 ms instead of 0.22), and a ratio
+of medians taken over different rounds can put one row's median inside such a spell and
+another's outside.  ``xpnet ÷ this`` is xpnet's time over this row's, paired the same
+way: below 1 xpnet is faster.  ``memory`` is the peak that
 training adds on top of X and Y, as a multiple of their size, measured in a separate
 process per implementation (see ``_bench_impls.measure_memory``; ``traced`` counts NumPy
 buffers with tracemalloc, ``rss`` is the resident high-water mark, ``device`` the GPU
-allocator's peak).  The JSON also holds every timing and the paired per-round ratios.
+allocator's peak).  The JSON also holds every timing and the ratios of the medians.
 
 The script only measures; it sets no environment variables for the process it runs in
 (OPENBLAS_*, OMP_NUM_THREADS, ... are reported as found).
@@ -428,7 +432,7 @@ def target_lines(results: list[dict[str, Any]]) -> list[str]:
         if r["role"] != "xpnet" or r["problem"] not in TARGETS:
             continue
         goal = TARGETS[r["problem"]]
-        speed = r["ratio_to_floor"]
+        speed = r["paired_ratio_to_floor"]
         met = "met" if speed is not None and speed <= goal else "not met"
         text = (
             f"{r['problem']} {r['dtype']}: xpnet {_ratio(speed)}× floor (goal ≤ {goal:.2f}: {met})"
@@ -471,8 +475,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         out.append(
             f"| {r['problem']} | {r['dtype']} | {name} | {_ms(r['median_s'])} | "
             f"{_ms(r['min_s'])}–{_ms(r['max_s'])} | {r['epochs_per_timing']} × "
-            f"{len(r['seconds_per_epoch'])} | {_ratio(r['ratio_to_floor'])} | "
-            f"{_ratio(r['xpnet_over_this'])} | {_memory_cell(r.get('memory'))} |"
+            f"{len(r['seconds_per_epoch'])} | {_ratio(r['paired_ratio_to_floor'])} | "
+            f"{_ratio(r['paired_xpnet_over_this'])} | {_memory_cell(r.get('memory'))} |"
         )
     for s in report["skipped"]:
         out.append(f"| | | {s['label']} | skipped: {s['reason']} | | | | | |")
@@ -532,8 +536,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     out += [
         "",
-        "× floor: ratio of medians to the backend's floor (the step's matrix products "
-        "alone). xpnet ÷ this: below 1, xpnet is faster than that row. Memory: peak added "
+        "× floor: this row's time over the backend's floor (the step's matrix products "
+        "alone) within each round, the median over the rounds. xpnet ÷ this: likewise "
+        "xpnet's time over this row's; below 1, xpnet is faster. (The ratios of the medians "
+        "are in the JSON; a slow spell of the machine that covers some rows' rounds and not "
+        "others' skews them.) Memory: peak added "
         "by building and training on top of X and Y, in its own process (traced = "
         "tracemalloc, rss = resident high-water mark, device = GPU allocator).",
     ]
@@ -562,7 +569,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "torch-autograd,floor-torch,floor-numpy,xpnet-torch (default: all)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=None, help="interleaved rounds (default: S 9, M 5)"
+        "--rounds", type=int, default=None, help="interleaved rounds (default: S 15, M 5)"
     )
     parser.add_argument(
         "--target-seconds",
