@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from conftest import assert_close
@@ -67,6 +69,27 @@ def test_threads_take_up_at_most_two_chunks_each_ahead_of_the_sums(monkeypatch):
             assert len(started) - len(consumed) <= 2 * 2 + 1
             consumed.append(r)
     assert consumed == [i * i for i in range(100)]
+
+
+def test_a_failing_chunk_fails_the_map_and_starts_no_more(monkeypatch):
+    pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
+    started = []
+
+    def fn(i):
+        started.append(i)
+        if i == 3:
+            raise FloatingPointError(f"chunk {i}")
+        return i
+
+    pool = _parallel.chunked(np, None, N=1000, widest=4, dtype=np.float64, chunk_size=10)
+    with pool as (_, map_chunks):
+        with pytest.raises(FloatingPointError, match="chunk 3"):
+            list(map_chunks(fn, range(100)))
+        assert len(started) <= 3 + 2 * 2 + 1  # those under way when chunk 3 failed
+        started.clear()
+        assert list(itertools.islice(map_chunks(fn, range(4, 100)), 2)) == [4, 5]
+    assert len(started) <= 2 + 2 * 2 + 1  # the caller stopped early: no more were started
 
 
 def test_saturated_units_do_not_warn_in_worker_threads(monkeypatch):

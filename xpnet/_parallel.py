@@ -181,10 +181,14 @@ def chunked(
                 pool.submit(context.copy().run, fn, item)
                 for item in itertools.islice(items, 2 * workers)
             )
-            while under_way:
-                result = under_way.popleft().result()
-                for item in itertools.islice(items, 1):
-                    under_way.append(pool.submit(context.copy().run, fn, item))
-                yield result
+            try:
+                while under_way:
+                    result = under_way.popleft().result()
+                    for item in itertools.islice(items, 1):
+                        under_way.append(pool.submit(context.copy().run, fn, item))
+                    yield result
+            finally:  # a chunk failed, or the caller stopped early: start no more
+                for future in under_way:
+                    future.cancel()
 
         yield chunk_size, map_in_context
