@@ -102,7 +102,8 @@ DEFAULT_JSON = REPO / "bench-results" / "bench.json"
 #: xpnet's threaded chunks took 0.67 ms per step right after the floor, 0.52 ms 50 ms later.
 SETTLE_S = 0.1
 
-#: The goals issue 4 sets for xpnet (ratio of medians to the floor; memory over X + Y).
+#: The goals issue 4 sets for xpnet (its time over the floor, paired within rounds; memory
+#: over X + Y).
 TARGETS = {"M": 1.10, "S": 1.5, "memory": 0.25}
 
 #: Implementations timed through an estimator's ``fit(max_iter=k)``.
