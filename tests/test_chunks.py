@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -54,42 +56,73 @@ def test_threads_give_the_same_bits_as_one_after_another(monkeypatch):
     assert threaded.loss_curve_ == serial.loss_curve_
 
 
+class _CountingPool(ThreadPoolExecutor):
+    """A thread pool that counts the calls submitted to it."""
+
+    submitted = 0
+
+    def submit(self, *args, **kwargs):
+        type(self).submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+def _threaded_map(monkeypatch, N=1000, chunk_size=10):
+    """``chunked``'s context manager, made to run chunks on two threads."""
+    pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
+    monkeypatch.setattr(_parallel, "ThreadPoolExecutor", _CountingPool)
+    monkeypatch.setattr(_CountingPool, "submitted", 0)
+    return _parallel.chunked(np, None, N=N, widest=4, dtype=np.float64, chunk_size=chunk_size)
+
+
 def test_threads_take_up_at_most_two_chunks_each_ahead_of_the_sums(monkeypatch):
     # Every chunk's result holds gradient-sized arrays until it is summed: however many
     # chunks a batch has, only a few may be under way or waiting at any time.
-    pytest.importorskip("threadpoolctl")
-    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
-    started = []
-    pool = _parallel.chunked(np, None, N=1000, widest=4, dtype=np.float64, chunk_size=10)
-    with pool as (_, map_chunks):
-        results = map_chunks(lambda i: started.append(i) or i * i, range(100))
-        consumed = []
-        for r in results:
-            # Two per worker, and the next one, started before a result is handed over.
-            assert len(started) - len(consumed) <= 2 * 2 + 1
-            consumed.append(r)
+    consumed = []
+    with _threaded_map(monkeypatch) as (_, map_chunks):
+        for result in map_chunks(lambda i: i * i, range(100)):
+            assert _CountingPool.submitted - len(consumed) <= 2 * 2 + 1  # + the one in hand
+            consumed.append(result)
     assert consumed == [i * i for i in range(100)]
+    assert _CountingPool.submitted == 100
 
 
-def test_a_failing_chunk_fails_the_map_and_starts_no_more(monkeypatch):
-    pytest.importorskip("threadpoolctl")
-    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
-    started = []
+def _gated(started, gate, *, fail=None):
+    """A chunk function that records its start, fails on chunk ``fail`` and waits for
+    ``gate`` from chunk 2 on, so that the chunks queued behind it stay unstarted."""
 
     def fn(i):
         started.append(i)
-        if i == 3:
+        if i == fail:
             raise FloatingPointError(f"chunk {i}")
+        if i >= 2:
+            assert gate.wait(timeout=10)
         return i
 
-    pool = _parallel.chunked(np, None, N=1000, widest=4, dtype=np.float64, chunk_size=10)
-    with pool as (_, map_chunks):
-        with pytest.raises(FloatingPointError, match="chunk 3"):
-            list(map_chunks(fn, range(100)))
-        assert len(started) <= 3 + 2 * 2 + 1  # those under way when chunk 3 failed
-        started.clear()
-        assert list(itertools.islice(map_chunks(fn, range(4, 100)), 2)) == [4, 5]
-    assert len(started) <= 2 + 2 * 2 + 1  # the caller stopped early: no more were started
+    return fn
+
+
+def test_a_failing_chunk_fails_the_map_and_cancels_the_queued_ones(monkeypatch):
+    started, gate = [], threading.Event()
+    with _threaded_map(monkeypatch) as (_, map_chunks):
+        # Taking result 0 queues chunk 4 behind 1-3; 1 fails while the workers wait in
+        # 2 and 3 (or 3 is still queued): 4 must never start, even once they go on.
+        with pytest.raises(FloatingPointError, match="chunk 1"):
+            list(map_chunks(_gated(started, gate, fail=1), range(100)))
+        gate.set()
+    assert {0, 1} <= set(started) <= {0, 1, 2, 3}
+
+
+def test_a_map_closed_early_cancels_the_queued_chunks(monkeypatch):
+    started, gate = [], threading.Event()
+    with _threaded_map(monkeypatch) as (_, map_chunks):
+        # Taking results 0 and 1 queues chunks 4 and 5 behind 2 and 3, where the workers
+        # wait (or 3 is still queued): 4 and 5 must never start, even once they go on.
+        results = map_chunks(_gated(started, gate), range(100))
+        assert list(itertools.islice(results, 2)) == [0, 1]
+        results.close()
+        gate.set()
+    assert {0, 1} <= set(started) <= {0, 1, 2, 3}
 
 
 def test_saturated_units_do_not_warn_in_worker_threads(monkeypatch):
@@ -110,6 +143,9 @@ def test_automatic_chunk_sizes():
     # Half of a float32 S batch (230 KB per temporary) is too little work for a thread.
     assert _parallel.auto_chunk_size(1797, 64, 4, cpu=True, workers=2) is None
     assert _parallel.auto_chunk_size(4096, 64, 4, cpu=True, workers=2) == 2048
+    # Many cores: as many even shares as are worth a thread (1024 samples of 64 here).
+    assert _parallel.auto_chunk_size(12000, 64, 4, cpu=True, workers=16) == 1091
+    assert _parallel.auto_chunk_size(1500, 64, 4, cpu=True, workers=16) is None
 
 
 def test_devices_that_are_cpus(backend):

@@ -161,8 +161,8 @@ def loss_and_gradients(
     chunk_size : int, optional
         Samples per chunk; None takes all N at once.
     map : callable, default: the built-in ``map``
-        Applies :func:`chunk_sums` to the chunks and yields the results in order; a
-        thread pool's ``map`` spreads the chunks over the processor's cores.
+        Applies :func:`chunk_sums` to the chunks and yields the results in order; the
+        map of ``xpnet._parallel.chunked`` spreads the chunks over the processor's cores.
 
     Returns
     -------

@@ -28,10 +28,10 @@ CHUNK_BYTES = 2 * 2**20
 
 #: The least work per worker for which a batch is split over the cores: one (n_l, chunk)
 #: temporary of at least this size.  Below it, each NumPy operation is so short that the
-#: threads' hand-offs of the GIL cost more than the second core gives.  Measured on two
+#: threads' hand-offs of the GIL cost more than another core gives.  Measured on two
 #: cores, N samples through 64→64→10 in float32, epochs split in two against whole:
-#: 2.0× the floor against 1.8× at 230 KB per thread (N 1797), level at 307 KB (N 2400),
-#: 1.69× against 1.88× at 384 KB (N 3000).
+#: 2.0× the floor against 1.8× at 225 KiB per thread (N 1797), level at 300 KiB
+#: (N 2400), 1.69× against 1.88× at 375 KiB (N 3000).
 MIN_SHARE_BYTES = 256 * 2**10
 
 #: How many (widest × chunk) temporaries a chunk's step frees together, about: the
@@ -114,15 +114,18 @@ def blas_threads() -> int:
 
 
 def auto_chunk_size(N: int, widest: int, itemsize: int, *, cpu: bool, workers: int) -> int | None:
-    """The samples per chunk: None (all N at once) on a GPU, else about ``CHUNK_BYTES``
-    per (widest layer × chunk) temporary, and at least one chunk per worker when each
-    worker's share is worth a thread (``MIN_SHARE_BYTES``)."""
+    """The samples per chunk, or None for all N at once.
+
+    None on a GPU.  On a CPU, about ``CHUNK_BYTES`` per (widest layer × chunk)
+    temporary, and the batch shared among as many workers as get at least
+    ``MIN_SHARE_BYTES`` each: a batch too small for two shares runs whole.
+    """
     if not cpu:
         return None
     chunk = max(256, CHUNK_BYTES // (widest * itemsize))
-    share = math.ceil(N / workers)
-    if share * widest * itemsize >= MIN_SHARE_BYTES:
-        chunk = min(chunk, share)
+    min_share = math.ceil(MIN_SHARE_BYTES / (widest * itemsize))
+    shares = max(1, min(workers, N // min_share))
+    chunk = min(chunk, math.ceil(N / shares))
     return chunk if chunk < N else None
 
 
@@ -154,7 +157,9 @@ def chunked(
     chunk_size : int or None
         Samples per chunk (None: all at once).
     map : callable
-        The built-in ``map``, or a thread pool's while the chunks run on several cores.
+        The built-in ``map``, or, while the chunks run on several cores, a map over a
+        thread pool that yields the results in order and has at most two chunks per
+        worker under way.
     """
     cpu = on_cpu(xp, device)
     workers = blas_threads() if cpu and aac.is_numpy_namespace(xp) and N > 256 else 1
@@ -170,25 +175,35 @@ def chunked(
     with _blas_controller().limit(limits=1), ThreadPoolExecutor(workers) as pool:
 
         def map_in_context(fn: Callable[..., Any], items: Any) -> Iterator[Any]:
-            """``fn`` over ``items`` on the pool, results in order, at most two chunks
-            per worker under way: a pool's own ``map`` would start every chunk at once,
-            and results that wait to be summed hold a gradient-sized array each."""
+            """``fn`` over ``items`` on the pool, in order, two per worker under way."""
             # Worker threads start with an empty context: carry the caller's over, so
             # that context-local settings such as NumPy's errstate hold in them too.
             context = contextvars.copy_context()
-            items = iter(items)
-            under_way = deque(
-                pool.submit(context.copy().run, fn, item)
-                for item in itertools.islice(items, 2 * workers)
+            return _in_order(
+                pool, lambda item: context.copy().run(fn, item), items, ahead=2 * workers
             )
-            try:
-                while under_way:
-                    result = under_way.popleft().result()
-                    for item in itertools.islice(items, 1):
-                        under_way.append(pool.submit(context.copy().run, fn, item))
-                    yield result
-            finally:  # a chunk failed, or the caller stopped early: start no more
-                for future in under_way:
-                    future.cancel()
 
         yield chunk_size, map_in_context
+
+
+def _in_order(
+    pool: ThreadPoolExecutor, fn: Callable[..., Any], items: Any, *, ahead: int
+) -> Iterator[Any]:
+    """The results of ``fn`` over ``items``, computed on ``pool``, in order.
+
+    Besides the result in the caller's hands, at most ``ahead`` calls are under way or
+    waiting to be consumed: a pool's own ``map`` submits every call at once, and each
+    chunk's result holds gradient-sized arrays until it is summed.  A call that fails,
+    or a caller that closes the iterator early, cancels the calls not yet started.
+    """
+    items = iter(items)
+    under_way: deque[Any] = deque()
+    try:
+        under_way.extend(pool.submit(fn, item) for item in itertools.islice(items, ahead))
+        while under_way:
+            result = under_way.popleft().result()
+            under_way.extend(pool.submit(fn, item) for item in itertools.islice(items, 1))
+            yield result
+    finally:
+        for future in under_way:
+            future.cancel()
