@@ -365,7 +365,9 @@ class NumpyByHand(Impl):
     written in place through ``out=``, the bias gradients as products with a ones vector
     (a BLAS call instead of a reduction).  It uses what the Array API does not offer
     (``out=``, ``vdot``), so it shows the least a NumPy step can cost on this machine
-    beyond the floor: the yardstick for xpnet's own overhead on NumPy.
+    beyond the floor: the yardstick for xpnet's own overhead on NumPy.  With
+    ``--backend torch`` its ratio is to PyTorch's floor, so it also holds the difference
+    between the two BLAS libraries (the reference floor row shows that difference).
     """
 
     key, label, role, lib = "numpy-hand", "numpy by hand", "peer", "numpy"
@@ -385,8 +387,9 @@ class NumpyByHand(Impl):
 
 def numpy_step(
     W: list[np.ndarray], b: list[np.ndarray], X: np.ndarray, Y: np.ndarray, *, mu: float
-) -> Callable[[], np.ndarray]:
-    """``step()``: one full-batch step on ``W`` and ``b`` in place; returns E_total.
+) -> Callable[[], Any]:
+    """``step()``: one full-batch step on ``W`` and ``b`` in place; returns E_total at the
+    parameters it started from (a NumPy scalar).
 
     Sigmoid hidden layers, identity output, squared error; ``X`` (N, n_0) and ``Y``
     (N, n_L) as the bench holds them.  Buffers for every layer are allocated here, once.
@@ -399,7 +402,7 @@ def numpy_step(
     ones = np.ones(N, dtype=dtype)
     Y_cols = Y.T
 
-    def step() -> np.ndarray:
+    def step() -> Any:
         for l in range(L):
             Z = A[l + 1]
             np.matmul(W[l], A[l], out=Z)

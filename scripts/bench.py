@@ -97,9 +97,10 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = REPO / "bench-results" / "bench.json"
 
 #: Pause before each timing.  A BLAS or OpenMP library keeps its worker threads spinning
-#: for some milliseconds after a call (OpenBLAS about 20–50 ms here); without the pause,
-#: they would take a core from whichever implementation is timed next.  Measured on S:
-#: xpnet's threaded chunks took 0.67 ms per step right after the floor, 0.52 ms 50 ms later.
+#: for some milliseconds after a call; without the pause, they would take a core from
+#: whichever implementation is timed next.  Measured here on S in float32, split over two
+#: threads: a step took 0.67 ms when started 0–20 ms after the floor's OpenBLAS calls and
+#: 0.52–0.53 ms when started 50, 100 or 400 ms after them.
 SETTLE_S = 0.1
 
 #: The goals issue 4 sets for xpnet (its time over the floor, paired within rounds; memory
