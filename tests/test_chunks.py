@@ -140,7 +140,7 @@ def test_automatic_chunk_sizes():
     assert _parallel.auto_chunk_size(60000, 256, 8, cpu=True, workers=2) == 1024
     assert _parallel.auto_chunk_size(1797, 64, 8, cpu=True, workers=2) == 899
     assert _parallel.auto_chunk_size(1797, 64, 8, cpu=True, workers=1) is None
-    # Half of a float32 S batch (230 KB per temporary) is too little work for a thread.
+    # Half of a float32 S batch (225 KiB per temporary) is too little work for a thread.
     assert _parallel.auto_chunk_size(1797, 64, 4, cpu=True, workers=2) is None
     assert _parallel.auto_chunk_size(4096, 64, 4, cpu=True, workers=2) == 2048
     # Many cores: as many even shares as are worth a thread (1024 samples of 64 here).
