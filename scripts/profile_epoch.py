@@ -34,13 +34,9 @@ from _bench_impls import PROBLEMS, make_data, synchronize, to_lib
 
 import xpnet
 from xpnet._activations import ACTIVATIONS
-from xpnet._backprop import (
-    backward,
-    forward,
-    gradient_descent_step,
-    loss_and_gradients,
-)
+from xpnet._backprop import backward, forward, loss_and_gradients
 from xpnet._losses import OBJECTIVES
+from xpnet._optimizers import apply_updates, gradient_descent
 
 
 def stages(X: Any, Y: Any, problem: Any, dtype: str, lib: str) -> dict[str, Any]:
@@ -76,9 +72,13 @@ def stages(X: Any, Y: Any, problem: Any, dtype: str, lib: str) -> dict[str, Any]
     def grads() -> Any:
         return loss_and_gradients(W, b, A0, YT, f=f, objective=objective, xp=xp)
 
+    sgd = gradient_descent()
+    state = sgd.init(W + b, xp=xp)
+
     def step() -> Any:
         _, gW, gb = grads()
-        return gradient_descent_step(W, b, gW, gb, mu=0.01)
+        U, _ = sgd.update(gW + gb, state, mu=0.01, xp=xp)
+        return apply_updates(W + b, U)
 
     def floor() -> Any:
         A = A0

@@ -56,8 +56,10 @@ def test_numpy_by_hand_takes_the_step_xpnet_takes() -> None:
     import array_api_compat.numpy as xp
 
     from xpnet._activations import ACTIVATIONS
-    from xpnet._backprop import gradient_descent_step, loss_and_gradients
     from xpnet._losses import OBJECTIVES
+    from xpnet._optimizers import gradient_descent
+    from xpnet._training import Step
+    from xpnet._training import step as xpnet_step
 
     rng = np.random.default_rng(0)
     X, Y = rng.random((50, 6)), rng.random((50, 3))
@@ -66,11 +68,10 @@ def test_numpy_by_hand_takes_the_step_xpnet_takes() -> None:
     f = [ACTIVATIONS["sigmoid"]] * 2 + [ACTIVATIONS["identity"]]
     W_hand, b_hand = [w.copy() for w in W], [c.copy() for c in b]
     step = numpy_step(W_hand, b_hand, X, Y, mu=0.3)
+    how = Step(f, OBJECTIVES[("mse", "identity")], gradient_descent(), 0.0, xp)
+    state = how.optimizer.init(W + b, xp=xp)
     for _ in range(3):  # the buffers are reused from step to step
-        E, grad_W, grad_b = loss_and_gradients(
-            W, b, X.T, Y.T, f=f, objective=OBJECTIVES[("mse", "identity")], xp=xp
-        )
-        W, b = gradient_descent_step(W, b, grad_W, grad_b, mu=0.3)
+        W, b, state, E = xpnet_step(W, b, state, X.T, Y.T, None, None, mu=0.3, how=how)
         np.testing.assert_allclose(step(), E, rtol=1e-12)
         for got, want in zip(W_hand + b_hand, W + b, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)

@@ -12,9 +12,13 @@ from conftest import assert_close
 import xpnet
 from xpnet._activations import ACTIVATIONS
 from xpnet._losses import OBJECTIVES
+from xpnet._optimizers import gradient_descent
 from xpnet._training import (
     READBACK_EVERY,
     EarlyStopping,
+    Samples,
+    Schedule,
+    Step,
     accuracy,
     r2_score,
     run_epochs,
@@ -63,14 +67,18 @@ def test_stops_by_sklearns_rule_at_a_block_boundary_and_restores_the_best(task):
         objective, score, mu = OBJECTIVES[("mse", "identity")], r2_score, 0.3
     X_tr, Y_tr, X_val, Y_val = X[:80], Y[:, :80], X[80:], Y[:, 80:]
     W0, b0 = _network([X.shape[1], 8, Y.shape[0]])
-    kw = dict(batch_size=None, shuffle=False, rng=np.random.default_rng(0), mu=mu, f=f,
-              objective=objective, xp=np, device="cpu")  # fmt: skip
+    optimizer = gradient_descent()
+    schedule = Schedule("constant", mu)
+    kw = dict(how=Step(f, objective, optimizer, 0.0, np), schedule=schedule,
+              schedule_state=schedule.start(), optimizer_state=optimizer.init([*W0, *b0], xp=np),
+              batch_size=None, shuffle=False, rng=np.random.default_rng(0),
+              device="cpu")  # fmt: skip
     n_iter_no_change, tol, max_epochs = 5, 1e-3, 400
 
     # The oracle: one epoch at a time, scored on the host, sklearn's rule applied per epoch.
     W, b, params, scores, stop_at = W0, b0, [], [], None
     for _ in range(max_epochs):
-        W, b, *_ = run_epochs(W, b, X_tr, Y_tr, n_epochs=1, **kw)
+        W, b, *_ = run_epochs(W, b, Samples(X_tr, Y_tr), n_epochs=1, **kw)
         params.append((W, b))
         scores.append(_host_score(W, b, X_val, Y_val, f, score))
     best, no_change = -math.inf, 0
@@ -83,8 +91,8 @@ def test_stops_by_sklearns_rule_at_a_block_boundary_and_restores_the_best(task):
     assert stop_at is not None and stop_at < max_epochs - READBACK_EVERY, "no early stop to test"
 
     history = run_epochs(
-        W0, b0, X_tr, Y_tr, n_epochs=max_epochs, **kw,
-        early_stopping=EarlyStopping(X_val, Y_val, score, n_iter_no_change, tol),
+        W0, b0, Samples(X_tr, Y_tr), n_epochs=max_epochs, **kw,
+        early_stopping=EarlyStopping(Samples(X_val, Y_val), score, n_iter_no_change, tol),
     )  # fmt: skip
     n = len(history.losses)
     assert n == (stop_at // READBACK_EVERY + 1) * READBACK_EVERY  # the end of stop_at's block
@@ -143,7 +151,7 @@ def test_validation_split_is_stratified_seeded_and_ordered():
     Y = (np.arange(3)[:, None] == y[None, :]).astype(np.float64)
     parts = validation_split(X, Y, fraction=0.2, rng=np.random.default_rng(1), stratify=True,
                              xp=np, device="cpu")  # fmt: skip
-    X_tr, _, X_val, Y_val = parts
+    (X_tr, _, *_), (X_val, Y_val, *_) = parts
     assert X_val.shape == (20, 4) and X_tr.shape == (80, 4)
     counts = Y.sum(axis=1)
     np.testing.assert_allclose(Y_val.sum(axis=1), np.round(counts * 0.2), atol=1)
@@ -154,7 +162,7 @@ def test_validation_split_is_stratified_seeded_and_ordered():
     assert rows[:80] == sorted(rows[:80]) and rows[80:] == sorted(rows[80:])
     again = validation_split(X, Y, fraction=0.2, rng=np.random.default_rng(1), stratify=True,
                              xp=np, device="cpu")  # fmt: skip
-    np.testing.assert_array_equal(again[2], X_val)
+    np.testing.assert_array_equal(again[1].X, X_val)
 
 
 def test_early_stopping_on_every_backend(backend):

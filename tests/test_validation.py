@@ -168,8 +168,9 @@ def test_divergence_is_reported_with_the_learning_rate():
 
 
 def test_invalid_parameter_name_in_set_params():
-    with pytest.raises(ValueError, match=r"Invalid parameter 'alpha' for MLPRegressor"):
-        xpnet.MLPRegressor().set_params(alpha=0.1)
+    # scikit-learn's name for the step size; xpnet's is learning_rate.
+    with pytest.raises(ValueError, match=r"Invalid parameter 'learning_rate_init' for MLPRegressor"):
+        xpnet.MLPRegressor().set_params(learning_rate_init=0.1)
 
 
 def test_a_failed_fit_leaves_the_estimator_as_it_was():

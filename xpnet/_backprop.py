@@ -1,4 +1,4 @@
-"""The functional core: forward pass, backpropagation and one batch gradient descent step.
+"""The functional core: forward pass, backpropagation, and E_total with its gradients.
 
 The code follows the seed equation by equation.  Samples are *columns*: the input is
 A⁽⁰⁾ = Xᵀ of shape (n_0, N), and every quantity of layer l holds one column per sample,
@@ -96,12 +96,16 @@ def chunk_sums(
     b: Sequence[Array],
     A0: Array,
     Y: Array,
+    s: Array | None = None,
     *,
     f: Sequence[Activation],
     objective: Objective,
     xp: Any,
 ) -> tuple[Array, list[Array], list[Array]]:
-    """Σᵢ E(cᵢ) and the gradients summed over the samples (columns) of one chunk.
+    """Σᵢ sᵢ E(cᵢ) and the gradients summed over the samples (columns) of one chunk.
+
+    With sample weights, each column of Δ⁽ᴸ⁾ is scaled by its sᵢ; the chain rule carries
+    the weight through every Δ⁽ˡ⁾ below it.
 
     Parameters
     ----------
@@ -111,6 +115,8 @@ def chunk_sums(
         The chunk's input, one column per sample.
     Y : array of shape (n_L, n)
         The chunk's targets, one column per sample.
+    s : array of shape (n,), optional
+        The chunk's sample weights; None weighs every sample 1.
     objective : Objective
         The (loss, output activation) pair: E(cᵢ) and Δ⁽ᴸ⁾.
 
@@ -120,8 +126,10 @@ def chunk_sums(
     sum_W, sum_b : lists of L arrays, as from :func:`backward`
     """
     A = forward(W, b, A0, f=f, xp=xp)
-    E_sum = objective.loss_sum(Y, A[-1], xp=xp)
+    E_sum = objective.loss_sum(Y, A[-1], s, xp=xp)
     D_L = objective.output_delta(Y, A[-1], xp=xp)
+    if s is not None:
+        D_L *= s[None, :]  # a fresh Δ⁽ᴸ⁾: scaled in place
     return (E_sum, *backward(W, A, D_L, f=f, xp=xp))
 
 
@@ -134,6 +142,9 @@ def loss_and_gradients(
     f: Sequence[Activation],
     objective: Objective,
     xp: Any,
+    s: Array | None = None,
+    S: float | None = None,
+    alpha: float = 0.0,
     chunk_size: int | None = None,
     map: Callable[..., Iterator[Any]] = map,
 ) -> tuple[Array, list[Array], list[Array]]:
@@ -142,6 +153,12 @@ def loss_and_gradients(
         E_total = (1/N) Σᵢ E(cᵢ)
         ∇W⁽ˡ⁾ E_total = (1/N) Δ⁽ˡ⁾ (A⁽ˡ⁻¹⁾)ᵀ
         ∇b⁽ˡ⁾ E_total = (1/N) Σᵢ Δ⁽ˡ⁾ᵢ
+
+    With sample weights sᵢ, each E(cᵢ) and Δ⁽ᴸ⁾ᵢ is scaled by sᵢ and N becomes S = Σᵢ sᵢ.
+    With the L2 penalty α (scikit-learn's ``alpha``; weights only, never biases)::
+
+        E_total += (α / 2S) Σₗ ‖W⁽ˡ⁾‖²
+        ∇W⁽ˡ⁾ E_total += (α / S) W⁽ˡ⁾
 
     Every term is a sum over samples, so the samples are taken in chunks of columns and
     the chunks' sums added, in chunk order: the (n_l, chunk) temporaries stay small
@@ -158,6 +175,13 @@ def loss_and_gradients(
         The targets, one column per sample.
     objective : Objective
         The (loss, output activation) pair: E(cᵢ) and Δ⁽ᴸ⁾.
+    s : array of shape (N,), optional
+        Sample weights; None weighs every sample 1.
+    S : float, optional
+        Σᵢ sᵢ, which the caller knows on the host (it is needed there to check the
+        weights); None means N, and is required when ``s`` is None.
+    alpha : float, default 0
+        The L2 penalty α.
     chunk_size : int, optional
         Samples per chunk; None takes all N at once.
     map : callable, default: the built-in ``map``
@@ -173,7 +197,8 @@ def loss_and_gradients(
     """
 
     def sums(chunk: slice) -> tuple[Array, list[Array], list[Array]]:
-        return chunk_sums(W, b, A0[:, chunk], Y[:, chunk], f=f, objective=objective, xp=xp)
+        s_c = None if s is None else s[chunk]
+        return chunk_sums(W, b, A0[:, chunk], Y[:, chunk], s_c, f=f, objective=objective, xp=xp)
 
     N = A0.shape[1]
     parts = map(sums, _chunks(N, chunk_size))
@@ -183,7 +208,13 @@ def loss_and_gradients(
         for l in range(len(W)):
             sum_W[l] += sum_W_c[l]
             sum_b[l] += sum_b_c[l]
-    return E / N, [s / N for s in sum_W], [s / N for s in sum_b]
+    if alpha != 0.0:
+        for l, W_l in enumerate(W):
+            E += (alpha / 2.0) * xp.sum(W_l * W_l)
+            sum_W[l] += alpha * W_l
+    if S is None:
+        S = N
+    return E / S, [g / S for g in sum_W], [g / S for g in sum_b]
 
 
 def output(
@@ -212,22 +243,3 @@ def _chunks(N: int, chunk_size: int | None) -> list[slice]:
     """The column ranges of N samples taken ``chunk_size`` at a time (None: all at once)."""
     step = N if chunk_size is None else chunk_size
     return [slice(start, min(start + step, N)) for start in range(0, N, step)]
-
-
-def gradient_descent_step(
-    W: Sequence[Array],
-    b: Sequence[Array],
-    grad_W: Sequence[Array],
-    grad_b: Sequence[Array],
-    *,
-    mu: float,
-) -> tuple[list[Array], list[Array]]:
-    """One step of batch gradient descent: W⁽ˡ⁾ ← W⁽ˡ⁾ − μ ∇W⁽ˡ⁾,  b⁽ˡ⁾ ← b⁽ˡ⁾ − μ ∇b⁽ˡ⁾.
-
-    Returns new arrays (names are rebound, nothing is written), so the step is the same
-    on mutable (NumPy, CuPy, PyTorch) and immutable (JAX, Dask) arrays, and parameters
-    the user assigned are never modified.
-    """
-    W = [W_l - mu * g for W_l, g in zip(W, grad_W, strict=True)]
-    b = [b_l - mu * g for b_l, g in zip(b, grad_b, strict=True)]
-    return W, b

@@ -24,12 +24,24 @@ from ._errors import data_conversion_warning, not_fitted_error
 from ._host import to_numpy
 from ._init import glorot_uniform
 from ._losses import OBJECTIVES
+from ._optimizers import OptimizerState, make_optimizer
 from ._parallel import chunked
-from ._training import EarlyStopping, accuracy, r2_score, run_epochs, validation_split
+from ._training import (
+    EarlyStopping,
+    Samples,
+    Schedule,
+    Step,
+    accuracy,
+    r2_score,
+    run_epochs,
+    subset_accuracy,
+    validation_split,
+)
 from ._validation import (
     as_array,
     check_finite,
     check_hyperparameters,
+    check_sample_weight,
     check_targets,
     check_X,
     host_or_namespace,
@@ -77,6 +89,16 @@ class _BaseMLP:
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         tol: float = 1e-4,
+        solver: str = "sgd",
+        momentum: float = 0.0,
+        nesterovs_momentum: bool = True,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        alpha: float = 0.0,
+        learning_rate_schedule: str = "constant",
+        power_t: float = 0.5,
+        verbose: bool = False,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -93,6 +115,16 @@ class _BaseMLP:
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.tol = tol
+        self.solver = solver
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.alpha = alpha
+        self.learning_rate_schedule = learning_rate_schedule
+        self.power_t = power_t
+        self.verbose = verbose
 
     # -- scikit-learn's estimator protocol ---------------------------------------------
 
@@ -138,12 +170,21 @@ class _BaseMLP:
 
     # -- fitting ----------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any, *, callback: Callable[..., Any] | None = None) -> _BaseMLP:
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any = None,
+        *,
+        callback: Callable[..., Any] | None = None,
+    ) -> _BaseMLP:
         """Train for ``max_iter`` epochs, from fresh random weights unless ``warm_start``.
 
-        With ``early_stopping``, training stops once the validation score stops improving
-        (checked every ``xpnet._training.READBACK_EVERY`` epochs, so it may run up to 15
-        epochs past that point) and the parameters of the best epoch are restored.
+        The optimizer's state (momentum, Adam's moments) starts at zero in every ``fit``,
+        also with ``warm_start``; ``partial_fit`` carries it on.  With ``early_stopping``,
+        training stops once the validation score stops improving (checked every
+        ``xpnet._training.READBACK_EVERY`` epochs, so it may run up to 15 epochs past
+        that point) and the parameters of the best epoch are restored.
 
         Parameters
         ----------
@@ -152,6 +193,10 @@ class _BaseMLP:
         y : array of shape (N,) or (N, n_outputs)
             Targets (regressor) or class labels (classifier), in X's namespace or on
             the host.
+        sample_weight : array of shape (N,) or a number, optional
+            Non-negative weights sᵢ: each sample's loss and output delta are scaled by
+            sᵢ and sums over samples are divided by Σᵢ sᵢ instead of N.  None weighs
+            every sample 1, exactly as the unweighted step.
         callback : callable, optional
             ``callback(losses, validation_scores)``, called every few epochs with the
             new epochs' values as lists of floats (``validation_scores`` is None without
@@ -161,13 +206,14 @@ class _BaseMLP:
         -------
         self
         """
-        return self._fit(X, y, epochs=None, incremental=False, callback=callback)
+        return self._fit(X, y, sample_weight, epochs=None, incremental=False, callback=callback)
 
     @_saturation_is_expected
     def _fit(
         self,
         X: Any,
         y: Any,
+        sample_weight: Any = None,
         *,
         epochs: int | None,
         incremental: bool,
@@ -187,6 +233,12 @@ class _BaseMLP:
         Y, fitted_targets = self._encode_targets(
             y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0], fitted=fitted, classes=classes
         )
+        output = self._output_activation(output, fitted_targets)
+        s, s_host = (None, None)
+        if sample_weight is not None:
+            s, s_host = check_sample_weight(
+                sample_weight, xp=xp, device=device, dtype=X.dtype, N=X.shape[0]
+            )
         layer_sizes = [X.shape[1], *hidden, Y.shape[0]]
         f = [ACTIVATIONS[self.activation]] * len(hidden) + [ACTIVATIONS[output]]
 
@@ -199,43 +251,113 @@ class _BaseMLP:
             W = [xp.asarray(W_l, dtype=X.dtype, device=device) for W_l in W0]
             b = [xp.asarray(b_l, dtype=X.dtype, device=device) for b_l in b0]
 
+        optimizer = make_optimizer(
+            self.solver, momentum_=float(self.momentum), nesterovs_momentum=self.nesterovs_momentum,
+            beta_1=float(self.beta_1), beta_2=float(self.beta_2), epsilon=float(self.epsilon),
+        )  # fmt: skip
+        schedule = Schedule(
+            self.learning_rate_schedule, float(self.learning_rate), power_t=float(self.power_t),
+            tol=float(self.tol), n_iter_no_change=int(self.n_iter_no_change),
+        )  # fmt: skip
+        # The optimizer's state starts at zero in every fit (scikit-learn's rule, also with
+        # warm_start) and is carried from one partial_fit to the next.
+        state = getattr(self, "_optimizer_state", None) if incremental and continuing else None
+        if state is None or len(state.moments) != optimizer.n_moments:
+            state = optimizer.init([*W, *b], xp=xp)
+        else:
+            state = _state_as(state, xp=xp, device=device, dtype=X.dtype)
+        sched = getattr(self, "_schedule_state", None) if incremental and continuing else None
+        if sched is None:
+            sched = schedule.start()._replace(t=getattr(self, "t_", 0) if continuing else 0)
+
+        data = Samples(X, Y, s, s_host)
         stopping = None
         if self.early_stopping and not incremental:  # partial_fit never stops early
-            X, Y, X_val, Y_val = validation_split(
-                X, Y, fraction=float(self.validation_fraction), rng=self._rng,
-                stratify=self._validation_score is accuracy, xp=xp, device=device,
+            multilabel = fitted_targets.get("_multilabel", False)
+            data, validation = validation_split(
+                X, Y, s_host, fraction=float(self.validation_fraction), rng=self._rng,
+                stratify=self._validation_score is accuracy and not multilabel,
+                xp=xp, device=device,
             )  # fmt: skip
+            if data.s_host is not None and not np.any(data.s_host > 0):
+                raise ValueError(
+                    "Every sample left for training after the validation split has weight "
+                    "zero; give more samples a positive sample_weight."
+                )
             # Each fit holds out its own split and is judged on it alone: a best score
             # carried over from another split would not be comparable.
             stopping = EarlyStopping(
-                X_val, Y_val, score=self._validation_score,
+                validation, score=subset_accuracy if multilabel else self._validation_score,
                 n_iter_no_change=int(self.n_iter_no_change), tol=float(self.tol),
             )  # fmt: skip
 
         B = X.shape[0] if self.batch_size is None else min(self.batch_size, X.shape[0])
         with chunked(xp, device, N=B, widest=max(layer_sizes), dtype=X.dtype,
                      chunk_size=self.chunk_size) as (chunk_size, map_chunks):  # fmt: skip
-            W, b, losses, val_losses, val_scores = run_epochs(
-                W, b, X, Y,
-                n_epochs=self.max_iter if epochs is None else epochs,
-                batch_size=self.batch_size, shuffle=self.shuffle, rng=self._rng,
-                mu=float(self.learning_rate), f=f, objective=OBJECTIVES[(self.loss, output)],
-                xp=xp, device=device, chunk_size=chunk_size, map=map_chunks,
-                early_stopping=stopping, callback=callback,
+            how = Step(
+                f, OBJECTIVES[(self.loss, output)], optimizer, float(self.alpha), xp,
+                chunk_size=chunk_size, map=map_chunks,
+            )  # fmt: skip
+            history = run_epochs(
+                W, b, data, n_epochs=self.max_iter if epochs is None else epochs, how=how,
+                optimizer_state=state, schedule=schedule, schedule_state=sched,
+                batch_size=self.batch_size, shuffle=self.shuffle, rng=self._rng, device=device,
+                early_stopping=stopping, callback=self._reporter(callback, fitted=fitted),
             )  # fmt: skip
 
         # Every fitted attribute is set here, after training succeeded: a fit that fails
         # (bad input, divergence, an interrupt) leaves the estimator as it was.
         for name, value in fitted_targets.items():
             setattr(self, name, value)
-        self.weights_, self.biases_ = W, b
+        self.weights_, self.biases_ = history.W, history.b
+        self._optimizer_state, self._schedule_state = (
+            history.optimizer_state,
+            history.schedule_state,
+        )
+        self.t_ = history.schedule_state.t
+        losses = history.losses
         self.loss_curve_ = (getattr(self, "loss_curve_", []) if fitted else []) + losses
         self.n_iter_ = (getattr(self, "n_iter_", 0) if fitted else 0) + len(losses)
-        self._record_validation(stopping, val_losses, val_scores, fitted=fitted)
+        self._record_validation(
+            stopping, history.validation_losses, history.validation_scores, fitted=fitted
+        )
         self.n_features_in_ = layer_sizes[0]
         self.n_layers_ = len(layer_sizes)
         self.out_activation_ = output
         return self
+
+    def _output_activation(self, output: str, fitted_targets: dict[str, Any]) -> str:
+        """The output activation, once the targets are known (the classifier's multi-label
+        targets change it)."""
+        return output
+
+    def _reporter(self, callback: Callable[..., Any] | None, *, fitted: bool):
+        """The user's callback, preceded by ``verbose``'s line per read-back block."""
+        if not self.verbose:
+            return callback
+        count = [getattr(self, "n_iter_", 0) if fitted else 0]
+
+        def report(losses: list[float], scores: list[float] | None) -> None:
+            count[0] += len(losses)
+            line = f"Iteration {count[0]}, loss = {losses[-1]:.8f}"
+            print(line if scores is None else f"{line}, validation score = {scores[-1]:.8f}")
+            if callback is not None:
+                callback(losses, scores)
+
+        return report
+
+    @property
+    def coefs_(self) -> list[Array]:
+        """The weights in scikit-learn's layout: ``coefs_[l]`` = W⁽ˡ⁺¹⁾ᵀ, of shape
+        (n_l, n_{l+1}).  Read-only views of ``weights_``; assign ``weights_`` instead."""
+        self._check_fitted()
+        return [W_l.T for W_l in self.weights_]
+
+    @property
+    def intercepts_(self) -> list[Array]:
+        """The biases, as scikit-learn names them: ``intercepts_[l]`` = ``biases_[l]``."""
+        self._check_fitted()
+        return list(self.biases_)
 
     def _record_validation(self, stopping, val_losses, val_scores, *, fitted: bool) -> None:
         """Set ``validation_scores_``, ``best_validation_score_`` and ``best_loss_``."""
@@ -326,13 +448,19 @@ class _BaseMLP:
             return output(W, b, X.T, f=f, xp=xp, chunk_size=chunk_size, map=map_chunks), xp
 
     @_saturation_is_expected
-    def gradients(self, X: Any, y: Any) -> tuple[list[Array], list[Array]]:
+    def gradients(
+        self, X: Any, y: Any, sample_weight: Any = None
+    ) -> tuple[list[Array], list[Array]]:
         """∇W⁽ˡ⁾ E_total and ∇b⁽ˡ⁾ E_total at the current parameters, over all of ``X``.
+
+        E_total is the loss that training minimises: with ``alpha`` > 0 it includes the
+        L2 penalty, and with ``sample_weight`` it is the weighted mean.
 
         Parameters
         ----------
         X : array of shape (N, n_features)
         y : array of shape (N,) or (N, n_outputs), or class labels for a classifier
+        sample_weight : array of shape (N,) or a number, optional
 
         Returns
         -------
@@ -348,12 +476,19 @@ class _BaseMLP:
                 f"loss={self.loss!r} does not go with the fitted output activation "
                 f"{self.out_activation_!r}; fit again after changing the loss."
             )
+        s, s_host = (None, None)
+        if sample_weight is not None:
+            s, s_host = check_sample_weight(
+                sample_weight, xp=xp, device=device, dtype=X.dtype, N=X.shape[0]
+            )
         widest = max(W_l.shape[0] for W_l in W)
         with chunked(xp, device, N=X.shape[0], widest=widest, dtype=X.dtype,
                      chunk_size=self.chunk_size) as (chunk_size, map_chunks):  # fmt: skip
             _, grad_W, grad_b = loss_and_gradients(
-                W, b, X.T, Y, f=f, objective=objective, xp=xp, chunk_size=chunk_size, map=map_chunks
-            )
+                W, b, X.T, Y, f=f, objective=objective, xp=xp, s=s,
+                S=Samples(X, Y, s, s_host).weight(), alpha=float(self.alpha),
+                chunk_size=chunk_size, map=map_chunks,
+            )  # fmt: skip
         return grad_W, grad_b
 
 
@@ -461,6 +596,16 @@ class MLPRegressor(_BaseMLP):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         tol: float = 1e-4,
+        solver: str = "sgd",
+        momentum: float = 0.0,
+        nesterovs_momentum: bool = True,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        alpha: float = 0.0,
+        learning_rate_schedule: str = "constant",
+        power_t: float = 0.5,
+        verbose: bool = False,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -478,6 +623,16 @@ class MLPRegressor(_BaseMLP):
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,
             tol=tol,
+            solver=solver,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            alpha=alpha,
+            learning_rate_schedule=learning_rate_schedule,
+            power_t=power_t,
+            verbose=verbose,
         )
 
     def __sklearn_tags__(self) -> Any:
@@ -490,12 +645,14 @@ class MLPRegressor(_BaseMLP):
         tags.target_tags.single_output = True
         return tags
 
-    def partial_fit(self, X: Any, y: Any) -> MLPRegressor:
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """Train for exactly one epoch, continuing from the current parameters if fitted.
 
-        With ``batch_size=None`` that is one step of batch gradient descent.
+        With ``batch_size=None`` that is one step of batch gradient descent.  The
+        optimizer's state and the learning-rate schedule carry on from the previous call.
+        ``sample_weight`` is as for :meth:`fit`.
         """
-        return self._fit(X, y, epochs=1, incremental=True)
+        return self._fit(X, y, sample_weight, epochs=1, incremental=True)
 
     def _encode_targets(self, y, *, xp, device, dtype, N, fitted, classes):
         """Y of shape (n_outputs, N), the targets one column per sample, and the fitted
@@ -589,6 +746,16 @@ class MLPClassifier(_BaseMLP):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         tol: float = 1e-4,
+        solver: str = "sgd",
+        momentum: float = 0.0,
+        nesterovs_momentum: bool = True,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        alpha: float = 0.0,
+        learning_rate_schedule: str = "constant",
+        power_t: float = 0.5,
+        verbose: bool = False,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -606,6 +773,16 @@ class MLPClassifier(_BaseMLP):
             validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change,
             tol=tol,
+            solver=solver,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            alpha=alpha,
+            learning_rate_schedule=learning_rate_schedule,
+            power_t=power_t,
+            verbose=verbose,
         )
 
     def __sklearn_tags__(self) -> Any:
@@ -616,18 +793,23 @@ class MLPClassifier(_BaseMLP):
         tags.classifier_tags = ClassifierTags(multi_label=False)
         return tags
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
+    def partial_fit(
+        self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
+    ) -> MLPClassifier:
         """Train for exactly one epoch, continuing from the current parameters if fitted.
+
+        The optimizer's state and the learning-rate schedule carry on from the previous
+        call.
 
         Parameters
         ----------
-        X, y
+        X, y, sample_weight
             As for :meth:`fit`.
         classes : array-like of shape (n_classes,), optional
             Every label that will ever be seen, for the first call when ``y`` of that
             call does not show them all.  Ignored once fitted.
         """
-        return self._fit(X, y, epochs=1, incremental=True, classes=classes)
+        return self._fit(X, y, sample_weight, epochs=1, incremental=True, classes=classes)
 
     def _encode_targets(self, y, *, xp, device, dtype, N, fitted, classes):
         """Y of shape (n_classes, N), the one-hot labels one column per sample, and the
@@ -705,6 +887,17 @@ class MLPClassifier(_BaseMLP):
         if y_true.shape != y_pred.shape:
             y_true = y_true.reshape(y_pred.shape)
         return float(np.mean(y_pred == y_true))
+
+
+def _state_as(state: OptimizerState, *, xp: Any, device: Any, dtype: Any) -> OptimizerState:
+    """An optimizer state moved to X's namespace, device and dtype (it may have been
+    loaded from a file, or kept from a partial_fit on another backend)."""
+
+    def moved(m: Array) -> Array:
+        m = host_or_namespace(m, xp=xp, name="the optimizer state")
+        return xp.asarray(m, dtype=dtype, device=device)
+
+    return OptimizerState(state.t, tuple([moved(m) for m in group] for group in state.moments))
 
 
 def _generator(random_state: Any) -> np.random.Generator:

@@ -25,8 +25,9 @@ class Objective:
     ----------
     loss, output_activation : str
         The names users pass.
-    loss_sum : callable ``loss_sum(Y, A_L, *, xp) -> 0-D array``
-        Σᵢ E(cᵢ) over the samples (columns): N · E_total.
+    loss_sum : callable ``loss_sum(Y, A_L, s=None, *, xp) -> 0-D array``
+        Σᵢ sᵢ E(cᵢ) over the samples (columns), with ``s`` of shape (n,) the sample
+        weights; without them Σᵢ E(cᵢ) = N · E_total.
     output_delta : callable ``output_delta(Y, A_L, *, xp) -> (n_L, n) array``
         Δ⁽ᴸ⁾, one column per sample.  May overwrite ``A_L``: call it after ``loss_sum``.
     """
@@ -37,10 +38,15 @@ class Objective:
     output_delta: Callable[..., Array]
 
 
-def _mse(Y: Array, A_L: Array, *, xp: Any) -> Array:
-    """Σᵢ ½‖yᵢ − oᵢ‖²: N times the seed's E_total (step 4)."""
+def _weighted_sum(E: Array, s: Array | None, *, xp: Any) -> Array:
+    """Σᵢ sᵢ Eᵢ over the samples, or Σᵢ Eᵢ without weights (the same sum when s = 1)."""
+    return xp.sum(E if s is None else s * E)
+
+
+def _mse(Y: Array, A_L: Array, s: Array | None = None, *, xp: Any) -> Array:
+    """Σᵢ sᵢ ½‖yᵢ − oᵢ‖²: N times the seed's E_total (step 4) when s = 1."""
     R = Y - A_L
-    return xp.sum(R * R) / 2.0
+    return _weighted_sum(xp.sum(R * R, axis=0), s, xp=xp) / 2.0
 
 
 def _mse_delta(name: str) -> Callable[..., Array]:
@@ -60,14 +66,15 @@ def _log(A: Array, *, xp: Any) -> Array:
     return xp.log(xp.clip(A, eps, 1.0 - eps))
 
 
-def _cross_entropy(Y: Array, A_L: Array, *, xp: Any) -> Array:
-    """−Σᵢ Σₖ y_ki log o_ki  (softmax outputs, one-hot targets)."""
-    return -xp.sum(Y * _log(A_L, xp=xp))
+def _cross_entropy(Y: Array, A_L: Array, s: Array | None = None, *, xp: Any) -> Array:
+    """−Σᵢ sᵢ Σₖ y_ki log o_ki  (softmax outputs, one-hot targets)."""
+    return -_weighted_sum(xp.sum(Y * _log(A_L, xp=xp), axis=0), s, xp=xp)
 
 
-def _binary_cross_entropy(Y: Array, A_L: Array, *, xp: Any) -> Array:
-    """−Σᵢ Σₖ [y_ki log o_ki + (1 − y_ki) log(1 − o_ki)]  (sigmoid outputs)."""
-    return -xp.sum(Y * _log(A_L, xp=xp) + (1.0 - Y) * _log(1.0 - A_L, xp=xp))
+def _binary_cross_entropy(Y: Array, A_L: Array, s: Array | None = None, *, xp: Any) -> Array:
+    """−Σᵢ sᵢ Σₖ [y_ki log o_ki + (1 − y_ki) log(1 − o_ki)]  (sigmoid outputs)."""
+    E = xp.sum(Y * _log(A_L, xp=xp) + (1.0 - Y) * _log(1.0 - A_L, xp=xp), axis=0)
+    return -_weighted_sum(E, s, xp=xp)
 
 
 def _residual(Y: Array, A_L: Array, *, xp: Any) -> Array:

@@ -1,10 +1,19 @@
 """The training loop: epochs of (mini-)batch gradient descent over the functional core.
 
-Everything a training run records per epoch (the loss, and with early stopping the
-validation loss and score) stays on the device and is read back a block of
-``READBACK_EVERY`` epochs at a time: one host synchronisation per block, not per epoch.
-Decisions that need those values on the host (divergence, early stopping, progress
-reports) are therefore taken at block boundaries.
+It is built from four named pieces, read top to bottom:
+
+- :func:`step`: one gradient step on one batch: E_total and its gradients (the core),
+  then the optimizer's update.  Every way of training goes through it.
+- :func:`epoch`: one pass over the training samples, as one full-batch step or as a
+  step per mini-batch.
+- :class:`BestParameters`: with early stopping, the validation pass after each epoch
+  and the best parameters so far, both kept on the device.
+- :func:`run_epochs`: the loop.  Everything an epoch records (its loss, and with early
+  stopping the validation loss and score) stays on the device and is read back a block
+  of ``READBACK_EVERY`` epochs at a time: one host synchronisation per block, not per
+  epoch.  Decisions that need those values on the host (divergence, early stopping,
+  the adaptive learning rate, progress reports) are taken at block boundaries by
+  :class:`NoImprovement` and :class:`Schedule`.
 """
 
 from __future__ import annotations
@@ -17,9 +26,10 @@ from typing import Any, NamedTuple
 import numpy as np  # host-side: the seeded generator that orders mini-batches
 
 from ._activations import Activation
-from ._backprop import gradient_descent_step, loss_and_gradients, output
+from ._backprop import loss_and_gradients, output
 from ._host import materialize, to_numpy
 from ._losses import Objective
+from ._optimizers import Optimizer, OptimizerState, apply_updates
 
 Array = Any
 
@@ -28,7 +38,17 @@ Array = Any
 READBACK_EVERY = 16
 
 
-def accuracy(O: Array, Y: Array, *, xp: Any) -> Array:
+# -- scores ------------------------------------------------------------------------------
+
+
+def _weighted_mean(x: Array, s: Array | None, *, xp: Any) -> Array:
+    """The mean of ``x`` over its last axis (the samples), weighted by ``s`` if given."""
+    if s is None:
+        return xp.mean(x, axis=-1)
+    return xp.sum(s * x, axis=-1) / xp.sum(s)
+
+
+def accuracy(O: Array, Y: Array, s: Array | None = None, *, xp: Any) -> Array:
     """The fraction of samples whose largest output is their class: a 0-D array.
 
     Parameters
@@ -37,28 +57,310 @@ def accuracy(O: Array, Y: Array, *, xp: Any) -> Array:
         The network output, one column per sample.
     Y : array of shape (n_classes, N)
         The one-hot labels.
+    s : array of shape (N,), optional
+        Sample weights: the weighted fraction.
     """
     hit = xp.argmax(O, axis=0) == xp.argmax(Y, axis=0)
-    return xp.mean(xp.astype(hit, O.dtype))
+    return _weighted_mean(xp.astype(hit, O.dtype), s, xp=xp)
 
 
-def r2_score(O: Array, Y: Array, *, xp: Any) -> Array:
+def subset_accuracy(O: Array, Y: Array, s: Array | None = None, *, xp: Any) -> Array:
+    """Multi-label accuracy: the fraction of samples whose every label is right.
+
+    A label is predicted present where its sigmoid output exceeds 0.5, as
+    scikit-learn's ``accuracy_score`` judges multi-label predictions.
+
+    Parameters
+    ----------
+    O, Y : arrays of shape (n_labels, N)
+        The network output and the 0/1 targets, one column per sample.
+    s : array of shape (N,), optional
+        Sample weights.
+    """
+    hit = xp.all((O > 0.5) == (Y > 0.5), axis=0)
+    return _weighted_mean(xp.astype(hit, O.dtype), s, xp=xp)
+
+
+def r2_score(O: Array, Y: Array, s: Array | None = None, *, xp: Any) -> Array:
     """R² = 1 − Σ(y − o)² / Σ(y − ȳ)², averaged over the outputs: a 0-D array.
 
     A constant target (Σ(y − ȳ)² = 0) scores 1 when predicted exactly and 0 otherwise,
-    as in scikit-learn.
+    as in scikit-learn.  With sample weights, both sums and the mean ȳ are weighted.
 
     Parameters
     ----------
     O, Y : arrays of shape (n_outputs, N)
         The network output and the targets, one column per sample.
+    s : array of shape (N,), optional
+        Sample weights.
     """
-    ss_res = xp.sum((Y - O) ** 2, axis=1)
-    ss_tot = xp.sum((Y - xp.mean(Y, axis=1, keepdims=True)) ** 2, axis=1)
+    w = 1.0 if s is None else s
+    y_bar = _weighted_mean(Y, s, xp=xp)[:, None]
+    ss_res = xp.sum(w * (Y - O) ** 2, axis=1)
+    ss_tot = xp.sum(w * (Y - y_bar) ** 2, axis=1)
     varies = ss_tot > 0
     safe = xp.where(varies, ss_tot, xp.ones_like(ss_tot))
     r2 = xp.where(varies, 1.0 - ss_res / safe, xp.astype(ss_res == 0, O.dtype))
     return xp.mean(r2)
+
+
+# -- what training works on ----------------------------------------------------------------
+
+
+class Samples(NamedTuple):
+    """Training (or validation) samples and what goes with them.
+
+    Attributes
+    ----------
+    X : array of shape (N, n_0)
+        The samples as rows, as the user passed them; the core sees Xᵀ (a view).
+    Y : array of shape (n_L, N)
+        The targets, one column per sample.
+    s : array of shape (N,) or None
+        Sample weights on the device; None weighs every sample 1.
+    s_host : numpy.ndarray of shape (N,) or None
+        The same weights on the host, where each batch's Σ sᵢ is taken without reading
+        the device.
+    """
+
+    X: Array
+    Y: Array
+    s: Array | None = None
+    s_host: np.ndarray | None = None
+
+    def weight(self, rows: Any = slice(None)) -> float | None:
+        """Σ sᵢ over ``rows`` (a slice or host indices); None without weights (Σ = N)."""
+        return None if self.s_host is None else float(np.sum(self.s_host[rows]))
+
+
+@dataclass(frozen=True)
+class Step:
+    """Everything a gradient step needs besides the parameters and the data.
+
+    Attributes
+    ----------
+    f : sequence of L activations
+    objective : Objective
+        The (loss, output activation) pair.
+    optimizer : Optimizer
+        The update rule (see ``xpnet._optimizers``).
+    alpha : float
+        The L2 penalty.
+    xp : array namespace
+    chunk_size, map
+        How each batch's samples are taken, as in ``xpnet._backprop.loss_and_gradients``.
+    """
+
+    f: Sequence[Activation]
+    objective: Objective
+    optimizer: Optimizer
+    alpha: float
+    xp: Any
+    chunk_size: int | None = None
+    map: Callable[..., Iterator[Any]] = map
+
+
+def step(
+    W: list[Array],
+    b: list[Array],
+    state: OptimizerState,
+    A0: Array,
+    Y: Array,
+    s: Array | None,
+    S: float | None,
+    *,
+    mu: float,
+    how: Step,
+) -> tuple[list[Array], list[Array], OptimizerState, Array]:
+    """One gradient step on one batch (samples in the columns of ``A0`` and ``Y``)::
+
+        E, ∇E = E_total and its gradients at (W, b)
+        U, state = optimizer.update(∇E, state)
+        (W, b) ← (W, b) + U
+
+    Returns the new parameters and optimizer state, and E (at the parameters the step
+    started from) as a 0-D array on the device.  ``S`` is Σ sᵢ, or None for N.
+    """
+    xp = how.xp
+    E, grad_W, grad_b = loss_and_gradients(
+        W, b, A0, Y, f=how.f, objective=how.objective, xp=xp, s=s, S=S, alpha=how.alpha,
+        chunk_size=how.chunk_size, map=how.map,
+    )  # fmt: skip
+    U, state = how.optimizer.update([*grad_W, *grad_b], state, mu=mu, xp=xp)
+    P = apply_updates([*W, *b], U)
+    L = len(W)
+    # Dask: evaluate each step, so that no graph outgrows one step.
+    P, (E,), *moments = materialize(P, [E], *state.moments)
+    return P[:L], P[L:], OptimizerState(state.t, tuple(moments)), E
+
+
+def epoch(
+    W: list[Array],
+    b: list[Array],
+    state: OptimizerState,
+    data: Samples,
+    *,
+    mu: float,
+    batch_size: int | None,
+    order: np.ndarray | None,
+    how: Step,
+    device: Any,
+) -> tuple[list[Array], list[Array], OptimizerState, Array]:
+    """One pass over the training samples; returns W, b, the optimizer state and E.
+
+    With ``batch_size=None`` (or ≥ N) the epoch is one full-batch step, the seed's
+    method, and E is E_total at the parameters it started from (as scikit-learn records
+    it).  Otherwise it takes one step per batch of ``batch_size`` samples (the last one
+    smaller), visiting the samples in ``order`` (host indices, or None for their own
+    order), and E is the mean of the batch losses weighted by batch size.  A batch
+    whose sample weights are all zero has nothing to learn from and takes no step.
+    """
+    xp = how.xp
+    N = data.X.shape[0]
+    B = N if batch_size is None else min(batch_size, N)
+    if B == N:
+        return step(W, b, state, data.X.T, data.Y, data.s, data.weight(), mu=mu, how=how)
+    if order is not None:
+        index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
+        on_device = xp.asarray(order, dtype=index, device=device)
+    batches = [slice(start, min(start + B, N)) for start in range(0, N, B)]
+    weights = [data.weight(rows if order is None else order[rows]) for rows in batches]
+    n_stepped = sum(r.stop - r.start for r, S in zip(batches, weights, strict=True) if S != 0.0)
+    E = 0.0
+    for rows, S in zip(batches, weights, strict=True):
+        if S == 0.0:
+            continue
+        if order is None:
+            X_B, Y_B = data.X[rows, :], data.Y[:, rows]
+            s_B = None if data.s is None else data.s[rows]
+        else:
+            i = on_device[rows]
+            X_B, Y_B = xp.take(data.X, i, axis=0), xp.take(data.Y, i, axis=1)
+            s_B = None if data.s is None else xp.take(data.s, i, axis=0)
+        W, b, state, E_B = step(W, b, state, X_B.T, Y_B, s_B, S, mu=mu, how=how)
+        E = E + E_B * ((rows.stop - rows.start) / n_stepped)
+    return W, b, state, E
+
+
+class BestParameters:
+    """Early stopping's device side: the validation pass, and the best parameters so far.
+
+    After each epoch, :meth:`after_epoch` scores the network on the validation samples
+    and keeps a copy of the parameters if the score beats the best so far.  The choice
+    is made by ``xp.where`` on the device, so no value is read back for it; the scores
+    and validation losses wait on the device for the read-back.
+    """
+
+    def __init__(
+        self, W: list[Array], b: list[Array], validation: Samples, score: Callable[..., Array],
+        best_score: float, *, how: Step, device: Any,
+    ) -> None:  # fmt: skip
+        self.validation, self.score, self.how = validation, score, how
+        self.W, self.b = list(W), list(b)
+        # The best score lives on the device so that the best parameters can be chosen
+        # there; a Python float in xp.where/comparisons would not fix the dtype.
+        self.best = how.xp.asarray(best_score, dtype=validation.X.dtype, device=device)
+        self.pending: list[Array] = []
+
+    def after_epoch(self, W: list[Array], b: list[Array]) -> None:
+        """Score (W, b) on the validation samples; keep them if strictly better."""
+        xp, how, val = self.how.xp, self.how, self.validation
+        O = output(W, b, val.X.T, f=how.f, xp=xp, chunk_size=how.chunk_size, map=how.map)
+        score = self.score(O, val.Y, val.s, xp=xp)
+        S = val.X.shape[0] if val.s_host is None else val.weight()
+        self.pending.append(xp.stack([how.objective.loss_sum(val.Y, O, val.s, xp=xp) / S, score]))
+        improved = score > self.best  # strictly better, as scikit-learn: a tie keeps the earlier
+        self.best = xp.where(improved, score, self.best)
+        self.W = [xp.where(improved, W_l, V_l) for W_l, V_l in zip(W, self.W, strict=True)]
+        self.b = [xp.where(improved, b_l, c_l) for b_l, c_l in zip(b, self.b, strict=True)]
+
+    def materialize(self) -> None:
+        self.W, self.b, [self.best], self.pending = materialize(
+            self.W, self.b, [self.best], self.pending
+        )
+
+
+# -- the host side: stopping rules and the learning rate ------------------------------------
+
+
+@dataclass
+class NoImprovement:
+    """scikit-learn's count of epochs without improvement, for a value to maximise.
+
+    An epoch counts as no change unless its value beats the best by ``tol``; the best
+    itself moves on any strict improvement, and NaN never improves.  The count runs
+    over (training loss, negated) or over the validation score.
+    """
+
+    tol: float
+    patience: int
+    best: float = -math.inf
+    count: int = 0
+
+    def stalled(self, value: float) -> bool:
+        """Count ``value``'s epoch; True once more than ``patience`` epochs in a row failed."""
+        self.count = 0 if value >= self.best + self.tol else self.count + 1
+        self.best = value if value > self.best else self.best
+        return self.count > self.patience
+
+
+class ScheduleState(NamedTuple):
+    """What the learning-rate schedule carries from one ``partial_fit`` to the next.
+
+    Attributes
+    ----------
+    mu : float
+        The current step size of the adaptive schedule.
+    t : int
+        The number of samples trained on so far (scikit-learn's ``t_``).
+    no_change, best : int, float
+        The adaptive schedule's :class:`NoImprovement` count and best value (the
+        negated training loss).
+    """
+
+    mu: float
+    t: int = 0
+    no_change: int = 0
+    best: float = -math.inf
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The step size μ of each epoch: scikit-learn's three learning-rate schedules.
+
+    - ``"constant"``: μ = ``learning_rate``.
+    - ``"invscaling"``: μ = ``learning_rate`` / (t + 1)^``power_t``, with t the number of
+      samples trained on before the epoch.
+    - ``"adaptive"``: μ starts at ``learning_rate`` and is divided by 5 each time the
+      training loss (with early stopping: the validation score) fails to improve by
+      ``tol`` for more than ``n_iter_no_change`` epochs in a row; training stops when
+      that happens with μ already at 1e-6 or less.  The rule is applied when the epochs
+      are read back, so a new μ takes effect from the next read-back block on.
+    """
+
+    kind: str
+    mu0: float
+    power_t: float = 0.5
+    tol: float = 1e-4
+    n_iter_no_change: int = 10
+
+    def start(self) -> ScheduleState:
+        return ScheduleState(self.mu0)
+
+    def mu(self, state: ScheduleState) -> float:
+        """The step size of the next epoch."""
+        if self.kind == "invscaling":
+            return self.mu0 / (state.t + 1) ** self.power_t
+        return state.mu if self.kind == "adaptive" else self.mu0
+
+    def stall(self, state: ScheduleState) -> tuple[ScheduleState, bool]:
+        """What a stall does: with ``"adaptive"``, μ / 5 (or stop at μ ≤ 1e-6); else stop."""
+        if self.kind != "adaptive" or state.mu <= 1e-6:
+            return state, True
+        return state._replace(mu=state.mu / 5.0), False
+
+
+# -- the loop ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -71,36 +373,184 @@ class EarlyStopping:
 
     Attributes
     ----------
-    X : array of shape (N_val, n_0)
-        The validation samples, as rows.
-    Y : array of shape (n_L, N_val)
-        Their targets, one column per sample.
-    score : callable ``score(O, Y, *, xp) -> 0-D array``
-        Higher is better: :func:`accuracy` or :func:`r2_score`.
+    validation : Samples
+        The validation samples, their targets and weights.
+    score : callable ``score(O, Y, s, *, xp) -> 0-D array``
+        Higher is better: :func:`accuracy`, :func:`subset_accuracy` or :func:`r2_score`.
     n_iter_no_change : int
     tol : float
     best_score : float
         The score to beat; the starting parameters are "best" until one epoch beats it.
     """
 
-    X: Array
-    Y: Array
+    validation: Samples
     score: Callable[..., Array]
     n_iter_no_change: int
     tol: float
     best_score: float = -math.inf
 
 
+class History(NamedTuple):
+    """What :func:`run_epochs` returns: the parameters, the states and the per-epoch record."""
+
+    W: list[Array]
+    b: list[Array]
+    optimizer_state: OptimizerState
+    schedule_state: ScheduleState
+    losses: list[float]
+    #: Validation loss and score after each epoch; None without early stopping.
+    validation_losses: list[float] | None = None
+    validation_scores: list[float] | None = None
+
+
+#: ``callback(losses, validation_scores)``: the values of the epochs of one read-back
+#: block, as Python floats (``validation_scores`` is None without early stopping).
+Callback = Callable[[list[float], "list[float] | None"], None]
+
+
+def run_epochs(
+    W: Sequence[Array],
+    b: Sequence[Array],
+    data: Samples,
+    *,
+    n_epochs: int,
+    how: Step,
+    optimizer_state: OptimizerState,
+    schedule: Schedule,
+    schedule_state: ScheduleState,
+    batch_size: int | None,
+    shuffle: bool,
+    rng: np.random.Generator,
+    device: Any,
+    early_stopping: EarlyStopping | None = None,
+    callback: Callback | None = None,
+) -> History:
+    """Train for up to ``n_epochs`` epochs; return the new parameters and the record.
+
+    Each :func:`epoch` is one full-batch step (``batch_size=None``) or a step per
+    mini-batch, in an order drawn from ``rng`` when ``shuffle`` is set.  With
+    ``early_stopping``, each epoch ends with a validation pass (:class:`BestParameters`),
+    and the stopping rule is applied when a block of ``READBACK_EVERY`` epochs is read
+    back, so training may run up to ``READBACK_EVERY - 1`` epochs past the epoch where
+    the rule fires; those epochs are kept in the record, and the best parameters are
+    restored all the same.
+
+    Parameters
+    ----------
+    W, b : sequences of L arrays
+        The starting parameters; they are not modified.
+    data : Samples
+        The training samples.
+    how : Step
+        The network's activations, the objective, the optimizer and the penalty.
+    optimizer_state, schedule_state
+        Where the optimizer and the learning-rate schedule take up (fresh ones for a
+        new fit, the previous ones for ``partial_fit``).
+    schedule : Schedule
+        The step size of each epoch.
+    rng : numpy.random.Generator
+        Orders the mini-batches; drawn on the host, so every backend sees the same batches.
+    early_stopping : EarlyStopping, optional
+        The validation set and the stopping rule; None trains for ``n_epochs`` epochs.
+    callback : callable, optional
+        Called after each read-back with that block's values (see ``Callback``), for
+        progress reports that cost no extra synchronisation.
+
+    Returns
+    -------
+    History
+        ``W, b``: the parameters after the last step (with early stopping: of the best
+        epoch); the optimizer and schedule states after the last step.  ``losses``:
+        E_total for each epoch (see :func:`epoch`).  ``validation_losses``,
+        ``validation_scores``: after each epoch, or None.
+
+    Raises
+    ------
+    ValueError
+        If the loss becomes NaN or infinite: the step size is too large for the data.
+    """
+    W, b, state, sched = list(W), list(b), optimizer_state, schedule_state
+    N = data.X.shape[0]
+    es = early_stopping
+    best = None if es is None else BestParameters(
+        W, b, es.validation, es.score, es.best_score, how=how, device=device
+    )  # fmt: skip
+    stop_rule = None if es is None else NoImprovement(es.tol, es.n_iter_no_change, es.best_score)
+    adaptive = None
+    if schedule.kind == "adaptive" and es is None:
+        adaptive = NoImprovement(
+            schedule.tol, schedule.n_iter_no_change, sched.best, sched.no_change
+        )
+    losses: list[float] = []
+    val_losses: list[float] | None = None if es is None else []
+    val_scores: list[float] | None = None if es is None else []
+    pending: list[Array] = []
+    block_mu: list[float] = []
+    for e in range(n_epochs):
+        mu = schedule.mu(sched)
+        order = (
+            rng.permutation(N) if shuffle and batch_size is not None and batch_size < N else None
+        )
+        W, b, state, E = epoch(W, b, state, data, mu=mu, batch_size=batch_size, order=order,
+                               how=how, device=device)  # fmt: skip
+        sched = sched._replace(t=sched.t + N)
+        pending.append(E)
+        block_mu.append(mu)
+        if best is not None:
+            best.after_epoch(W, b)
+        if len(pending) < READBACK_EVERY and e < n_epochs - 1:
+            continue
+
+        # The block's losses (and validation losses and scores) in one transfer.
+        n = len(pending)
+        first_epoch = e + 2 - n
+        if best is not None:
+            best.materialize()
+            values = _to_host(
+                [*pending, *[v[0] for v in best.pending], *[v[1] for v in best.pending]], xp=how.xp
+            )
+            best.pending = []
+        else:
+            values = _to_host(pending, xp=how.xp)
+        block = _check_losses(values[:n], first_epoch=first_epoch, mu=block_mu)
+        losses += block
+        scores = None
+        if best is not None:
+            scores = values[2 * n :]
+            val_losses += values[n : 2 * n]
+            val_scores += scores
+        pending, block_mu = [], []
+        if callback is not None:
+            callback(block, scores)
+
+        # The stopping rules, epoch by epoch through the block, as scikit-learn applies them.
+        rule, stop = stop_rule or adaptive, False
+        for k in range(n if rule is not None else 0):
+            if rule.stalled(scores[k] if scores is not None else -block[k]):
+                sched, stop = schedule.stall(sched)
+                rule.count = 0
+                if stop:
+                    break
+        if adaptive is not None:
+            sched = sched._replace(no_change=adaptive.count, best=adaptive.best)
+        if stop:
+            break
+    if best is not None:
+        W, b = best.W, best.b
+    return History(W, b, state, sched, losses, val_losses, val_scores)
+
+
 def validation_split(
     X: Array,
     Y: Array,
+    s_host: np.ndarray | None = None,
     *,
     fraction: float,
     rng: np.random.Generator,
     stratify: bool,
     xp: Any,
     device: Any,
-) -> tuple[Array, Array, Array, Array]:
+) -> tuple[Samples, Samples]:
     """Hold out ``ceil(fraction · N)`` samples, drawn from ``rng``, for validation.
 
     With ``stratify`` (Y one-hot), each class gives its share of the held-out samples,
@@ -111,13 +561,12 @@ def validation_split(
     ----------
     X : array of shape (N, n_0)
     Y : array of shape (n_L, N)
+    s_host : numpy.ndarray of shape (N,), optional
+        Sample weights, on the host; split alike and moved to the device.
 
     Returns
     -------
-    X_train : array of shape (N − N_val, n_0)
-    Y_train : array of shape (n_L, N − N_val)
-    X_val : array of shape (N_val, n_0)
-    Y_val : array of shape (n_L, N_val)
+    train, validation : Samples
     """
     N = X.shape[0]
     n_val = math.ceil(fraction * N)
@@ -140,199 +589,14 @@ def validation_split(
         val = np.concatenate([rng.permutation(m)[:t] for m, t in zip(members, take, strict=True)])
     is_val = np.zeros(N, dtype=bool)
     is_val[val] = True
+    parts = []
     index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
-    train = xp.asarray(np.flatnonzero(~is_val), dtype=index, device=device)
-    val = xp.asarray(np.flatnonzero(is_val), dtype=index, device=device)
-    return (
-        xp.take(X, train, axis=0),
-        xp.take(Y, train, axis=1),
-        xp.take(X, val, axis=0),
-        xp.take(Y, val, axis=1),
-    )
-
-
-class History(NamedTuple):
-    """What :func:`run_epochs` returns: the parameters and the per-epoch record."""
-
-    W: list[Array]
-    b: list[Array]
-    losses: list[float]
-    #: Validation loss and score after each epoch; None without early stopping.
-    validation_losses: list[float] | None = None
-    validation_scores: list[float] | None = None
-
-
-#: ``callback(losses, validation_scores)``: the values of the epochs of one read-back
-#: block, as Python floats (``validation_scores`` is None without early stopping).
-Callback = Callable[[list[float], "list[float] | None"], None]
-
-
-def run_epochs(
-    W: Sequence[Array],
-    b: Sequence[Array],
-    X: Array,
-    Y: Array,
-    *,
-    n_epochs: int,
-    batch_size: int | None,
-    shuffle: bool,
-    rng: np.random.Generator,
-    mu: float,
-    f: Sequence[Activation],
-    objective: Objective,
-    xp: Any,
-    device: Any,
-    chunk_size: int | None = None,
-    map: Callable[..., Iterator[Any]] = map,
-    early_stopping: EarlyStopping | None = None,
-    callback: Callback | None = None,
-) -> History:
-    """Train for up to ``n_epochs`` epochs; return the new parameters and the loss per epoch.
-
-    With ``batch_size=None`` (or ≥ N) each epoch is one step of batch gradient descent
-    over all N samples, the seed's method.  Otherwise each epoch visits the samples in
-    batches of ``batch_size`` (the last one smaller), in an order drawn from ``rng`` when
-    ``shuffle`` is set, with one step per batch.
-
-    With ``early_stopping``, each epoch ends with a forward pass over the validation set;
-    its loss and score stay on the device, and a copy of the best parameters so far is
-    kept there too (chosen by ``xp.where`` on the device, so no value is read back for
-    it).  The stopping rule is applied when a block of ``READBACK_EVERY`` epochs is read
-    back, so training may run up to ``READBACK_EVERY - 1`` epochs past the epoch where
-    the rule fires; those epochs are kept in the record, and the best parameters are
-    restored all the same.
-
-    Parameters
-    ----------
-    W, b : sequences of L arrays
-        The starting parameters; they are not modified.
-    X : array of shape (N, n_0)
-        The samples as rows, as the user passed them; the core sees Xᵀ (a view).
-    Y : array of shape (n_L, N)
-        The targets, one column per sample.
-    rng : numpy.random.Generator
-        Orders the mini-batches; drawn on the host, so every backend sees the same batches.
-    mu : float
-        The learning rate μ.
-    chunk_size, map
-        How each batch's samples are taken, as in ``xpnet._backprop.loss_and_gradients``.
-    early_stopping : EarlyStopping, optional
-        The validation set and the stopping rule; None trains for ``n_epochs`` epochs.
-    callback : callable, optional
-        Called after each read-back with that block's values (see ``Callback``), for
-        progress reports that cost no extra synchronisation.
-
-    Returns
-    -------
-    History
-        ``W, b``: the parameters after the last step (with early stopping: of the best
-        epoch).  ``losses``: E_total for each epoch, in full-batch mode the loss at the
-        parameters the epoch started from (as scikit-learn records it), in mini-batch
-        mode the mean of the batch losses weighted by batch size.
-        ``validation_losses``, ``validation_scores``: after each epoch, or None.
-
-    Raises
-    ------
-    ValueError
-        If the loss becomes NaN or infinite: the step size is too large for the data.
-    """
-    N = X.shape[0]
-    B = N if batch_size is None else min(batch_size, N)
-    es = early_stopping
-    losses: list[float] = []
-    pending: list[Array] = []
-    if es is not None:
-        val_losses: list[float] = []
-        val_scores: list[float] = []
-        pending_val: list[Array] = []
-        best_W, best_b = list(W), list(b)
-        # The best score lives on the device so that the best parameters can be chosen
-        # there; a Python float in xp.where/comparisons would not fix the dtype.
-        best = xp.asarray(es.best_score, dtype=X.dtype, device=device)
-        host_best, no_change = es.best_score, 0
-    for epoch in range(n_epochs):
-        if B == N:
-            E, grad_W, grad_b = loss_and_gradients(
-                W, b, X.T, Y, f=f, objective=objective, xp=xp, chunk_size=chunk_size, map=map
-            )
-            W, b = gradient_descent_step(W, b, grad_W, grad_b, mu=mu)
-            W, b, (E,) = materialize(W, b, [E])  # Dask: evaluate each step, keep graphs small
-        else:
-            index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
-            order = xp.asarray(rng.permutation(N), dtype=index, device=device) if shuffle else None
-            E = 0.0
-            for start in range(0, N, B):
-                stop = min(start + B, N)
-                if order is None:
-                    X_B, Y_B = X[start:stop, :], Y[:, start:stop]
-                else:
-                    i = order[start:stop]
-                    X_B, Y_B = xp.take(X, i, axis=0), xp.take(Y, i, axis=1)
-                E_B, grad_W, grad_b = loss_and_gradients(
-                    W,
-                    b,
-                    X_B.T,
-                    Y_B,
-                    f=f,
-                    objective=objective,
-                    xp=xp,
-                    chunk_size=chunk_size,
-                    map=map,
-                )
-                W, b = gradient_descent_step(W, b, grad_W, grad_b, mu=mu)
-                W, b, (E_B,) = materialize(W, b, [E_B])
-                E = E + E_B * ((stop - start) / N)
-        pending.append(E)
-        if es is not None:
-            O = output(W, b, es.X.T, f=f, xp=xp, chunk_size=chunk_size, map=map)
-            score = es.score(O, es.Y, xp=xp)
-            pending_val.append(
-                xp.stack([objective.loss_sum(es.Y, O, xp=xp) / es.X.shape[0], score])
-            )
-            # Strictly better, as scikit-learn: a tie keeps the earlier epoch.
-            improved = score > best
-            best = xp.where(improved, score, best)
-            best_W = [xp.where(improved, W_l, V_l) for W_l, V_l in zip(W, best_W, strict=True)]
-            best_b = [xp.where(improved, b_l, c_l) for b_l, c_l in zip(b, best_b, strict=True)]
-        if len(pending) < READBACK_EVERY and epoch < n_epochs - 1:
-            continue
-        first_epoch = epoch + 2 - len(pending)
-        if es is None:
-            W, b, pending = materialize(W, b, pending)
-            block = _check_losses(_to_host(pending, xp=xp), first_epoch=first_epoch, mu=mu)
-            losses += block
-            pending = []
-            if callback is not None:
-                callback(block, None)
-            continue
-        W, b, best_W, best_b, (best,), pending, pending_val = materialize(
-            W, b, best_W, best_b, [best], pending, pending_val
-        )
-        # The block's losses, validation losses and scores in one transfer.
-        n = len(pending)
-        values = _to_host(
-            [*pending, *[v[0] for v in pending_val], *[v[1] for v in pending_val]], xp=xp
-        )
-        block = _check_losses(values[:n], first_epoch=first_epoch, mu=mu)
-        scores = values[2 * n :]
-        losses += block
-        val_losses += values[n : 2 * n]
-        val_scores += scores
-        pending, pending_val = [], []
-        if callback is not None:
-            callback(block, scores)
-        stop = False
-        for s in scores:
-            # scikit-learn's rule: an epoch counts as no change unless it beats the best
-            # by tol; the best itself moves on any strict improvement.
-            no_change = 0 if s >= host_best + es.tol else no_change + 1
-            host_best = s if s > host_best else host_best
-            stop = stop or no_change > es.n_iter_no_change
-        if stop:
-            break
-    if es is None:
-        return History(list(W), list(b), losses)
-    return History(list(best_W), list(best_b), losses, val_losses, val_scores)
+    for rows in (np.flatnonzero(~is_val), np.flatnonzero(is_val)):
+        i = xp.asarray(rows, dtype=index, device=device)
+        s_part = None if s_host is None else s_host[rows]
+        s = None if s_part is None else xp.asarray(s_part, dtype=X.dtype, device=device)
+        parts.append(Samples(xp.take(X, i, axis=0), xp.take(Y, i, axis=1), s, s_part))
+    return parts[0], parts[1]
 
 
 def _to_host(values: list[Array], *, xp: Any) -> list[float]:
@@ -340,13 +604,13 @@ def _to_host(values: list[Array], *, xp: Any) -> list[float]:
     return [float(v) for v in to_numpy(xp.stack(values))]
 
 
-def _check_losses(values: list[float], *, first_epoch: int, mu: float) -> list[float]:
+def _check_losses(values: list[float], *, first_epoch: int, mu: list[float]) -> list[float]:
     """The epoch losses ``values``, or a ValueError at the first that is not finite."""
     for k, v in enumerate(values):
         if not math.isfinite(v):
             raise ValueError(
                 f"Training diverged: the loss became {v} at epoch {first_epoch + k} "
-                f"with learning_rate={mu}. Lower the learning rate or scale X and y "
+                f"with learning_rate={mu[k]}. Lower the learning rate or scale X and y "
                 "(for example to zero mean and unit variance)."
             )
     return values

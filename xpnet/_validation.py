@@ -251,4 +251,94 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
         raise ValueError(f"n_iter_no_change must be an int >= 1, got {est.n_iter_no_change!r}.")
     if not _is_real(est.tol) or not 0.0 <= float(est.tol) < np.inf:
         raise ValueError(f"tol must be a finite number >= 0, got {est.tol!r}.")
+    _check_optimizer(est)
     return [int(n) for n in sizes], output
+
+
+SOLVERS = ("sgd", "adam")
+SCHEDULES = ("constant", "invscaling", "adaptive")
+
+
+def _check_optimizer(est: Any) -> None:
+    """Validate the update rule's and the learning-rate schedule's hyperparameters."""
+    if est.solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {est.solver!r}.")
+
+    def number(name: str, low: float, high: float, *, closed: str) -> None:
+        v = getattr(est, name)
+        ok = _is_real(v) and low <= float(v) <= high
+        ok = ok and (closed[0] == "[" or float(v) != low) and (closed[1] == "]" or float(v) != high)
+        if not ok:
+            raise ValueError(
+                f"{name} must be a number in {closed[0]}{low}, {high}{closed[1]}, got {v!r}."
+            )
+
+    number("momentum", 0.0, 1.0, closed="[]")
+    number("beta_1", 0.0, 1.0, closed="[)")
+    number("beta_2", 0.0, 1.0, closed="[)")
+    number("epsilon", 0.0, np.inf, closed="()")
+    number("alpha", 0.0, np.inf, closed="[)")
+    number("power_t", 0.0, np.inf, closed="[)")
+    if not isinstance(est.nesterovs_momentum, bool):
+        raise TypeError(
+            f"nesterovs_momentum must be True or False, got {est.nesterovs_momentum!r}."
+        )
+    if est.learning_rate_schedule not in SCHEDULES:
+        raise ValueError(
+            f"learning_rate_schedule must be one of {SCHEDULES}, "
+            f"got {est.learning_rate_schedule!r}."
+        )
+    if est.solver == "adam" and est.learning_rate_schedule != "constant":
+        raise ValueError(
+            f"learning_rate_schedule={est.learning_rate_schedule!r} applies to solver='sgd' "
+            "only: Adam adapts its own step sizes. Use learning_rate_schedule='constant'."
+        )
+    if not (isinstance(est.verbose, bool) or (_is_int(est.verbose) and est.verbose >= 0)):
+        raise ValueError(f"verbose must be True, False or an int >= 0, got {est.verbose!r}.")
+
+
+def check_sample_weight(
+    sample_weight: Any, *, xp: Any, device: Any, dtype: Any, N: int
+) -> tuple[Array, np.ndarray]:
+    """Validate sample weights; return them on the device and on the host.
+
+    Parameters
+    ----------
+    sample_weight : array, array-like of shape (N,), or a number
+        A number weighs every sample the same.  In X's namespace or on the host.
+
+    Returns
+    -------
+    s : array of shape (N,), in ``xp`` on ``device``, of ``dtype``
+    s_host : numpy.ndarray of shape (N,), the same values (the training loop sums
+        batches of them without reading the device)
+
+    Raises
+    ------
+    ValueError
+        For weights of the wrong shape, NaN, infinite or negative weights, or weights
+        that are all zero.
+    """
+    if _is_real(sample_weight):
+        sample_weight = np.full(N, float(sample_weight))
+    s = host_or_namespace(sample_weight, xp=xp, name="sample_weight")
+    if s.ndim != 1 or s.shape[0] != N:
+        raise ValueError(
+            f"sample_weight must have shape ({N},), one weight per sample, "
+            f"got shape {tuple(s.shape)}."
+        )
+    ns = aac.array_namespace(s)
+    if not ns.isdtype(s.dtype, ("real floating", "integral", "bool")):
+        raise TypeError(f"sample_weight must hold real numbers, got dtype {s.dtype}.")
+    from ._host import to_numpy  # the weights are read once, here at the boundary
+
+    s_host = np.asarray(to_numpy(s), dtype=np.float32 if xp.finfo(dtype).bits == 32 else np.float64)
+    if not np.all(np.isfinite(s_host)):
+        raise ValueError("sample_weight contains NaN or infinity; weights must be finite.")
+    if np.any(s_host < 0):
+        raise ValueError(
+            f"sample_weight must be >= 0, got {s_host[s_host < 0][:3].tolist()} among them."
+        )
+    if not np.any(s_host > 0):
+        raise ValueError("sample_weight is zero for every sample: there is nothing to learn from.")
+    return xp.asarray(s_host, dtype=dtype, device=device), s_host

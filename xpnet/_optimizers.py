@@ -1,0 +1,160 @@
+"""Update rules: how a step turns the gradients into a change of the parameters.
+
+Every optimizer is a pair of pure functions, as in optax: ``init(P, xp=...)`` makes the
+state from the parameters, and ``update(G, state, mu=..., xp=...)`` takes the gradients
+and the state to the updates U and the new state, so that a step is P ← P + U.  Both
+return new arrays and write nothing they are given.
+
+``P`` and ``G`` are flat lists of arrays, the weights then the biases
+(``[*W, *b]``, as scikit-learn's ``coefs_ + intercepts_``), and the state is an
+:class:`OptimizerState`: a step count and zero or more lists of per-parameter arrays
+(the moments), one array per parameter.  That one shape for every rule lets the
+training loop materialise, save, load and move any optimizer's state without knowing
+which rule made it.
+
+The rules and their names follow scikit-learn's ``MLPRegressor``/``MLPClassifier``
+exactly (``solver``, ``momentum``, ``nesterovs_momentum``, ``beta_1``, ``beta_2``,
+``epsilon``), so that the same starting weights give the same trajectory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+Array = Any
+
+
+class OptimizerState(NamedTuple):
+    """What an update rule carries from one step to the next.
+
+    Attributes
+    ----------
+    t : int
+        The number of steps taken so far.
+    moments : tuple of lists of arrays
+        Each list holds one array per parameter, shaped like it: () for plain gradient
+        descent, (V,) the velocities for momentum, (M, V) the first and second moments
+        for Adam.
+    """
+
+    t: int
+    moments: tuple[list[Array], ...]
+
+
+class Optimizer(NamedTuple):
+    """An update rule: ``init`` and ``update``, and the moments its state holds.
+
+    Attributes
+    ----------
+    name : str
+        ``"sgd"``, ``"momentum"``, ``"nesterov"`` or ``"adam"``.
+    n_moments : int
+        The number of moment lists in its :class:`OptimizerState`.
+    init : callable ``init(P, *, xp) -> OptimizerState``
+    update : callable ``update(G, state, *, mu, xp) -> (U, OptimizerState)``
+        ``mu`` is the step size of this step, a Python float.
+    """
+
+    name: str
+    n_moments: int
+    init: Callable[..., OptimizerState]
+    update: Callable[..., tuple[list[Array], OptimizerState]]
+
+
+def _zero_moments(n_moments: int) -> Callable[..., OptimizerState]:
+    def init(P: Sequence[Array], *, xp: Any) -> OptimizerState:
+        """Step 0, every moment zero (``zeros_like`` keeps each parameter's device and dtype)."""
+        return OptimizerState(0, tuple([xp.zeros_like(p) for p in P] for _ in range(n_moments)))
+
+    return init
+
+
+def gradient_descent() -> Optimizer:
+    """Batch gradient descent, the seed's step: U = −μ ∇E_total.
+
+    The state holds nothing but the step count.
+    """
+
+    def update(
+        G: Sequence[Array], state: OptimizerState, *, mu: float, xp: Any
+    ) -> tuple[list[Array], OptimizerState]:
+        return [(-mu) * g for g in G], OptimizerState(state.t + 1, ())
+
+    return Optimizer("sgd", 0, _zero_moments(0), update)
+
+
+def momentum(beta: float, *, nesterov: bool) -> Optimizer:
+    """Gradient descent with momentum β (scikit-learn's ``momentum``)::
+
+        V ← β V − μ ∇E_total
+        U = β V − μ ∇E_total     (Nesterov's momentum, with the new V)
+        U = V                    (classical momentum)
+
+    The velocities V start at zero.
+    """
+
+    def update(
+        G: Sequence[Array], state: OptimizerState, *, mu: float, xp: Any
+    ) -> tuple[list[Array], OptimizerState]:
+        (V,) = state.moments
+        V = [beta * v - mu * g for v, g in zip(V, G, strict=True)]
+        U = [beta * v - mu * g for v, g in zip(V, G, strict=True)] if nesterov else V
+        return U, OptimizerState(state.t + 1, (V,))
+
+    return Optimizer("nesterov" if nesterov else "momentum", 1, _zero_moments(1), update)
+
+
+def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
+    """Adam (Kingma and Ba, 2014) in scikit-learn's form::
+
+        t ← t + 1
+        M ← β₁ M + (1 − β₁) ∇E_total
+        V ← β₂ V + (1 − β₂) (∇E_total)²
+        μₜ = μ √(1 − β₂ᵗ) / (1 − β₁ᵗ)
+        U = −μₜ M / (√V + ε)
+
+    The bias correction is folded into the step size μₜ and ε is added to √V, not to
+    the bias-corrected √V̂ as PyTorch's ``Adam`` does (the two differ by about 1e-4
+    relative at the first step).  M and V start at zero.
+    """
+
+    def update(
+        G: Sequence[Array], state: OptimizerState, *, mu: float, xp: Any
+    ) -> tuple[list[Array], OptimizerState]:
+        t = state.t + 1
+        M, V = state.moments
+        M = [beta_1 * m + (1.0 - beta_1) * g for m, g in zip(M, G, strict=True)]
+        V = [beta_2 * v + (1.0 - beta_2) * (g * g) for v, g in zip(V, G, strict=True)]
+        mu_t = mu * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
+        U = [(-mu_t) * m / (xp.sqrt(v) + epsilon) for m, v in zip(M, V, strict=True)]
+        return U, OptimizerState(t, (M, V))
+
+    return Optimizer("adam", 2, _zero_moments(2), update)
+
+
+def make_optimizer(
+    solver: str,
+    *,
+    momentum_: float = 0.0,
+    nesterovs_momentum: bool = True,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-8,
+) -> Optimizer:
+    """The update rule for scikit-learn's solver settings (validated by the caller).
+
+    ``solver="sgd"`` with ``momentum_=0`` is plain gradient descent, whatever
+    ``nesterovs_momentum`` says: with β = 0 both momentum rules reduce to it.
+    """
+    if solver == "adam":
+        return adam(beta_1, beta_2, epsilon)
+    if momentum_ == 0.0:
+        return gradient_descent()
+    return momentum(momentum_, nesterov=nesterovs_momentum)
+
+
+def apply_updates(P: Sequence[Array], U: Sequence[Array]) -> list[Array]:
+    """P ← P + U, as new arrays: parameters the user assigned are never written."""
+    return [p + u for p, u in zip(P, U, strict=True)]
