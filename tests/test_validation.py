@@ -25,7 +25,7 @@ labels = np.array([0, 1, 2] * 4)
         ({"activation": "gelu"}, ValueError, r"got 'gelu'"),
         ({"loss": "hinge"}, ValueError, r"loss must be one of .*got 'hinge'"),
         ({"output_activation": "softmax"}, ValueError, r"'softmax' does not go with loss='mse'"),
-        ({"learning_rate": 0.0}, ValueError, r"learning_rate must be a positive .*got 0.0"),
+        ({"learning_rate": 0.0}, ValueError, r"learning_rate must be None or a positive .*got 0.0"),
         ({"learning_rate": -1}, ValueError, r"got -1"),
         ({"learning_rate": float("nan")}, ValueError, r"got nan"),
         ({"learning_rate": "0.1"}, ValueError, r"got '0.1'"),
@@ -103,7 +103,7 @@ def test_bad_regression_targets(y_bad, error, match):
         (y, ValueError, r"Unknown label type: continuous"),
         ([{"a": 1}] * 12, TypeError, r"y must hold class labels that can be sorted .*dict"),
         (labels[:-1], ValueError, r"X has 12 samples but y has 11"),
-        (np.stack([labels, labels], axis=1), ValueError, r"1-D array of class labels"),
+        (np.stack([labels, labels], axis=1), ValueError, r"must hold only 0 and 1 .*multi-output"),
         (np.where(labels > 1, np.nan, labels), ValueError, r"y contains NaN"),
     ],
 )

@@ -21,10 +21,11 @@ import numpy as np  # host-side: random state, and class labels that are not num
 from ._activations import ACTIVATIONS
 from ._backprop import loss_and_gradients, output
 from ._errors import data_conversion_warning, not_fitted_error
+from ._feature_names import check_feature_names, feature_names
 from ._host import to_numpy
 from ._init import glorot_uniform
 from ._losses import OBJECTIVES
-from ._optimizers import OptimizerState, make_optimizer
+from ._optimizers import Optimizer, OptimizerState, make_optimizer
 from ._parallel import chunked
 from ._training import (
     EarlyStopping,
@@ -48,6 +49,12 @@ from ._validation import (
 )
 
 Array = Any
+
+#: μ for ``learning_rate=None``: the seed's gradient descent takes 0.1.  Adam's steps
+#: are about μ in size whatever the gradient's scale; with one full-batch step per
+#: epoch, scikit-learn's 0.001 (tuned for its 200-sample mini-batches) moves a weight
+#: at most 0.2 in 200 epochs, so full-batch Adam takes 0.01.
+DEFAULT_LEARNING_RATE = {"sgd": 0.1, "adam": 0.01}
 
 
 def _saturation_is_expected(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,7 +85,7 @@ class _BaseMLP:
         activation: str = "sigmoid",
         output_activation: str | None = None,
         loss: str = "mse",
-        learning_rate: float = 0.1,
+        learning_rate: float | None = None,
         max_iter: int = 200,
         batch_size: int | None = None,
         shuffle: bool = True,
@@ -227,6 +234,11 @@ class _BaseMLP:
         hidden, output = check_hyperparameters(self, natural_output=self._natural_output)
         continuing = (incremental or self.warm_start) and hasattr(self, "weights_")
         fitted = continuing and hasattr(self, "n_features_in_")
+        X_in = X  # a DataFrame's column names, before X becomes an array
+        if fitted:
+            check_feature_names(self, X, reset=False)
+        else:
+            feature_names(X)  # mixed names fail now, before any training
         X, xp, device = check_X(
             X, n_features=self.n_features_in_ if fitted else None, estimator=type(self).__name__
         )
@@ -251,12 +263,9 @@ class _BaseMLP:
             W = [xp.asarray(W_l, dtype=X.dtype, device=device) for W_l in W0]
             b = [xp.asarray(b_l, dtype=X.dtype, device=device) for b_l in b0]
 
-        optimizer = make_optimizer(
-            self.solver, momentum_=float(self.momentum), nesterovs_momentum=self.nesterovs_momentum,
-            beta_1=float(self.beta_1), beta_2=float(self.beta_2), epsilon=float(self.epsilon),
-        )  # fmt: skip
+        optimizer = self._optimizer()
         schedule = Schedule(
-            self.learning_rate_schedule, float(self.learning_rate), power_t=float(self.power_t),
+            self.learning_rate_schedule, self._learning_rate(), power_t=float(self.power_t),
             tol=float(self.tol), n_iter_no_change=int(self.n_iter_no_change),
         )  # fmt: skip
         # The optimizer's state starts at zero in every fit (scikit-learn's rule, also with
@@ -322,9 +331,24 @@ class _BaseMLP:
             stopping, history.validation_losses, history.validation_scores, fitted=fitted
         )
         self.n_features_in_ = layer_sizes[0]
+        if not fitted:
+            check_feature_names(self, X_in, reset=True)
         self.n_layers_ = len(layer_sizes)
         self.out_activation_ = output
         return self
+
+    def _optimizer(self) -> Optimizer:
+        """The update rule the hyperparameters name (validated already)."""
+        return make_optimizer(
+            self.solver, momentum_=float(self.momentum), nesterovs_momentum=self.nesterovs_momentum,
+            beta_1=float(self.beta_1), beta_2=float(self.beta_2), epsilon=float(self.epsilon),
+        )  # fmt: skip
+
+    def _learning_rate(self) -> float:
+        """μ: ``learning_rate``, or with None the solver's default."""
+        if self.learning_rate is None:
+            return DEFAULT_LEARNING_RATE[self.solver]
+        return float(self.learning_rate)
 
     def _output_activation(self, output: str, fitted_targets: dict[str, Any]) -> str:
         """The output activation, once the targets are known (the classifier's multi-label
@@ -432,6 +456,7 @@ class _BaseMLP:
         layers' activations f.
         """
         self._check_fitted()
+        check_feature_names(self, X, reset=False)
         X, xp, device = check_X(X, n_features=self.n_features_in_, estimator=type(self).__name__)
         W = [xp.asarray(W_l, dtype=X.dtype, device=device) for W_l in self.weights_]
         b = [xp.asarray(b_l, dtype=X.dtype, device=device) for b_l in self.biases_]
@@ -513,8 +538,9 @@ class MLPRegressor(_BaseMLP):
     loss : {"mse", "cross_entropy"}, default="mse"
         "mse" is the seed's E_total = (1/N) Σᵢ ½‖yᵢ − oᵢ‖²; "cross_entropy" is the binary
         cross-entropy of sigmoid outputs, for targets in [0, 1].
-    learning_rate : float, default=0.1
-        The step size μ.
+    learning_rate : float or None, default=None
+        The step size μ (scikit-learn's ``learning_rate_init``).  None takes 0.1 for
+        ``solver="sgd"`` and 0.01 for ``solver="adam"``.
     max_iter : int, default=200
         The number of epochs ``fit`` trains for.
     batch_size : int or None, default=None
@@ -547,7 +573,37 @@ class MLPRegressor(_BaseMLP):
     n_iter_no_change : int, default=10
         Epochs without improvement before stopping.
     tol : float, default=1e-4
-        The improvement of the validation score that counts.
+        The improvement of the validation score (or, for the adaptive schedule without
+        early stopping, of the training loss) that counts.
+    solver : {"sgd", "adam"}, default="sgd"
+        The update rule.  "sgd" is gradient descent, with ``momentum`` if it is > 0;
+        "adam" is Adam in scikit-learn's form (see ``xpnet._optimizers``).  Their state
+        starts at zero in every ``fit`` and carries on through ``partial_fit``.
+    momentum : float in [0, 1], default=0
+        β of gradient descent with momentum: V ← β V − μ ∇E_total.  0 is the seed's
+        plain step (scikit-learn's default is 0.9).
+    nesterovs_momentum : bool, default=True
+        Whether the step is Nesterov's, β V − μ ∇E_total with the new V, or V itself.
+    beta_1, beta_2 : float in [0, 1), default=0.9, 0.999
+        Adam's decay rates of the first and second moments.
+    epsilon : float > 0, default=1e-8
+        Added to √V in Adam's step.
+    alpha : float >= 0, default=0
+        The L2 penalty: E_total gains (α/2N) Σₗ ‖W⁽ˡ⁾‖² and ∇W⁽ˡ⁾ gains α W⁽ˡ⁾ / N
+        (weights only, never biases; with sample weights, N is Σᵢ sᵢ).  ``loss_curve_``
+        includes it.  scikit-learn's default is 1e-4.
+    learning_rate_schedule : {"constant", "invscaling", "adaptive"}, default="constant"
+        scikit-learn's ``learning_rate`` (for ``solver="sgd"`` only).  "invscaling":
+        μ / (t + 1)^``power_t`` with t the samples trained on so far; "adaptive": μ is
+        divided by 5 whenever the training loss (the validation score with early
+        stopping) fails to improve by ``tol`` for more than ``n_iter_no_change``
+        epochs, and training stops once μ would fall below 1e-6.  Decided when the
+        epochs are read back (every 16), like early stopping.
+    power_t : float >= 0, default=0.5
+        The exponent of the "invscaling" schedule.
+    verbose : bool or int, default=False
+        Print a line with the epoch count and loss (and validation score) each time
+        the epochs are read back, every 16 epochs.
 
     Attributes
     ----------
@@ -573,6 +629,15 @@ class MLPRegressor(_BaseMLP):
     n_layers_ : int
         L + 1, counting the input layer.
     out_activation_ : str
+    t_ : int
+        The number of samples trained on, counting each epoch's; the "invscaling"
+        schedule's t.
+    coefs_, intercepts_ : lists of L arrays
+        Read-only, in scikit-learn's layout: ``coefs_[l]`` is ``weights_[l].T`` of
+        shape (n_l, n_{l+1}), ``intercepts_[l]`` is ``biases_[l]``.
+    feature_names_in_ : numpy.ndarray of str
+        The column names of a DataFrame ``X`` passed to ``fit``, when they are all
+        strings; ``predict`` and ``score`` then check them.
     """
 
     _natural_output: ClassVar[dict[str, str]] = {"mse": "identity", "cross_entropy": "sigmoid"}
@@ -585,7 +650,7 @@ class MLPRegressor(_BaseMLP):
         activation: str = "sigmoid",
         output_activation: str | None = "identity",
         loss: str = "mse",
-        learning_rate: float = 0.1,
+        learning_rate: float | None = None,
         max_iter: int = 200,
         batch_size: int | None = None,
         shuffle: bool = True,
@@ -681,18 +746,25 @@ class MLPRegressor(_BaseMLP):
         O, _ = self._output(X)
         return O[0, :] if self._y_ndim == 1 else O.T
 
-    def score(self, X: Any, y: Any) -> float:
-        """R², the coefficient of determination, averaged uniformly over the outputs."""
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """R², the coefficient of determination, averaged uniformly over the outputs.
+
+        With ``sample_weight``, both sums of squares and the targets' mean are weighted.
+        """
         y_pred = self.predict(X)
         xp = aac.array_namespace(y_pred)
-        y = check_targets(y, xp=xp, device=aac.device(y_pred), dtype=y_pred.dtype,
-                          N=y_pred.shape[0])  # fmt: skip
+        device = aac.device(y_pred)
+        y = check_targets(y, xp=xp, device=device, dtype=y_pred.dtype, N=y_pred.shape[0])
         y = xp.reshape(y, y_pred.shape)
+        s = None
+        if sample_weight is not None:
+            s, _ = check_sample_weight(sample_weight, xp=xp, device=device,
+                                       dtype=y_pred.dtype, N=y_pred.shape[0])  # fmt: skip
         if y.ndim == 1:
             y, y_pred = y[None, :], y_pred[None, :]
         else:
             y, y_pred = y.T, y_pred.T
-        return float(r2_score(y_pred, y, xp=xp))  # columns are samples, as in training
+        return float(r2_score(y_pred, y, s, xp=xp))  # columns are samples, as in training
 
 
 class MLPClassifier(_BaseMLP):
@@ -735,7 +807,7 @@ class MLPClassifier(_BaseMLP):
         activation: str = "sigmoid",
         output_activation: str | None = None,
         loss: str = "cross_entropy",
-        learning_rate: float = 0.1,
+        learning_rate: float | None = None,
         max_iter: int = 200,
         batch_size: int | None = None,
         shuffle: bool = True,
@@ -790,7 +862,7 @@ class MLPClassifier(_BaseMLP):
 
         tags = super().__sklearn_tags__()
         tags.estimator_type = "classifier"
-        tags.classifier_tags = ClassifierTags(multi_label=False)
+        tags.classifier_tags = ClassifierTags(multi_label=True)
         return tags
 
     def partial_fit(
@@ -823,10 +895,18 @@ class MLPClassifier(_BaseMLP):
                 stacklevel=4,
             )
             y = y[:, 0]
+        if y.ndim == 2 and y.shape[1] > 1:
+            return self._encode_label_indicator(y, xp=xp, device=device, dtype=dtype, N=N,
+                                                fitted=fitted)  # fmt: skip
         if y.ndim != 1:
             raise ValueError(
-                f"y must be a 1-D array of class labels, got shape {tuple(y.shape)} "
-                "(multi-label and multi-output targets are not supported)."
+                f"y must be a 1-D array of class labels or a 2-D 0/1 matrix of labels "
+                f"(multi-label), got shape {tuple(y.shape)}."
+            )
+        if fitted and self._multilabel:
+            raise ValueError(
+                f"y is 1-D but the classifier was fitted on multi-label targets of shape "
+                f"(n_samples, {self.classes_.shape[0]})."
             )
         if y.shape[0] != N:
             raise ValueError(f"X has {N} samples but y has {y.shape[0]}; they must match.")
@@ -854,12 +934,55 @@ class MLPClassifier(_BaseMLP):
             if numeric
             else xp.asarray(one_hot, dtype=dtype, device=device)
         )
-        return Y, {"classes_": classes_, "n_outputs_": 1}
+        return Y, {"classes_": classes_, "n_outputs_": 1, "_multilabel": False}
+
+    def _encode_label_indicator(self, y, *, xp, device, dtype, N, fitted):
+        """Multi-label targets: y of shape (N, n_labels) holding 0 and 1, as Y = yᵀ.
+
+        As in scikit-learn, ``classes_`` is then 0 .. n_labels − 1 and each label gets a
+        sigmoid output of its own.
+        """
+        if y.shape[0] != N:
+            raise ValueError(f"X has {N} samples but y has {y.shape[0]}; they must match.")
+        indicator = _check_labels(y)
+        if indicator:
+            y = xp.asarray(y, device=device)
+            indicator = bool(xp.all((y == 0) | (y == 1)))
+        if not indicator:
+            raise ValueError(
+                f"A 2-D y of shape {tuple(y.shape)} is taken as multi-label targets and "
+                "must hold only 0 and 1 (a label-indicator matrix); multi-output "
+                "classification is not supported."
+            )
+        n_labels = y.shape[1]
+        if fitted and not (self._multilabel and self.classes_.shape[0] == n_labels):
+            fitted_as = (
+                f"{self.classes_.shape[0]} labels" if self._multilabel else "1-D class labels"
+            )
+            raise ValueError(
+                f"y has shape {tuple(y.shape)} but the classifier was fitted on {fitted_as}."
+            )
+        index = xp.__array_namespace_info__().default_dtypes(device=device)["integral"]
+        classes_ = xp.arange(n_labels, dtype=index, device=device)
+        Y = xp.astype(y.T, dtype)
+        return Y, {"classes_": classes_, "n_outputs_": n_labels, "_multilabel": True}
+
+    def _output_activation(self, output: str, fitted_targets: dict[str, Any]) -> str:
+        """Multi-label targets take one sigmoid per label: softmax would make them compete."""
+        if not fitted_targets["_multilabel"] or output == "sigmoid":
+            return output
+        if self.output_activation is None:
+            return "sigmoid"
+        raise ValueError(
+            f"output_activation={self.output_activation!r} cannot be used with multi-label "
+            "targets, whose labels are independent: use 'sigmoid' (or None)."
+        )
 
     def predict_proba(self, X: Any) -> Array:
         """Class probabilities: the network's output for each row of ``X``.
 
-        With sigmoid outputs (``loss="mse"``) the outputs are normalised to sum to 1.
+        With sigmoid outputs (``loss="mse"``) the outputs are normalised to sum to 1;
+        for multi-label targets each label's sigmoid output is its own probability.
 
         Returns
         -------
@@ -867,26 +990,56 @@ class MLPClassifier(_BaseMLP):
             In X's namespace, device and floating dtype; columns follow ``classes_``.
         """
         O, xp = self._output(X)
-        if self.out_activation_ != "softmax":
+        if self.out_activation_ != "softmax" and not self._multilabel:
             O = O / xp.sum(O, axis=0, keepdims=True)
         return O.T
 
+    def predict_log_proba(self, X: Any) -> Array:
+        """The logarithm of :meth:`predict_proba`, of shape (N, n_classes)."""
+        P = self.predict_proba(X)
+        xp = aac.array_namespace(P)
+        return xp.log(P)
+
     def predict(self, X: Any) -> Array:
-        """The most likely class label for each row of ``X``, of shape (N,)."""
+        """The most likely class label for each row of ``X``, of shape (N,).
+
+        For multi-label targets: the 0/1 matrix of shape (N, n_labels), a label present
+        where its output exceeds 0.5.
+        """
         O, xp = self._output(X)
+        if self._multilabel:
+            return xp.astype(O.T > 0.5, self.classes_.dtype)
         k = xp.argmax(O, axis=0)
         if aac.is_numpy_array(self.classes_) and self.classes_.dtype.kind in "OUS":
             return self.classes_[to_numpy(k)]  # text labels stay on the host
         # Numeric labels follow X, also when the classifier was fitted on another backend.
         return xp.take(xp.asarray(self.classes_, device=aac.device(k)), k)
 
-    def score(self, X: Any, y: Any) -> float:
-        """The accuracy: the fraction of rows of ``X`` whose label is predicted correctly."""
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """The accuracy: the (weighted) fraction of rows of ``X`` whose label is right.
+
+        For multi-label targets a row counts only if every one of its labels is right.
+        """
         y_pred = to_numpy(self.predict(X))
         y_true = to_numpy(as_array(y, "y", numeric=False)[0])
         if y_true.shape != y_pred.shape:
             y_true = y_true.reshape(y_pred.shape)
-        return float(np.mean(y_pred == y_true))
+        hit = y_pred == y_true
+        if hit.ndim == 2:
+            hit = np.all(hit, axis=1)
+        return float(np.average(hit, weights=_host_weights(sample_weight, len(hit))))
+
+    #: Whether the classifier was fitted on multi-label (label-indicator) targets.
+    _multilabel = False
+
+
+def _host_weights(sample_weight: Any, N: int) -> np.ndarray | None:
+    """Sample weights for a score computed on the host: checked, as NumPy."""
+    if sample_weight is None:
+        return None
+    import array_api_compat.numpy as np_xp
+
+    return check_sample_weight(sample_weight, xp=np_xp, device="cpu", dtype=np.float64, N=N)[1]
 
 
 def _state_as(state: OptimizerState, *, xp: Any, device: Any, dtype: Any) -> OptimizerState:

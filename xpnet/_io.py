@@ -6,7 +6,11 @@ The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
   estimator's class and hyperparameters, layer sizes, dtype and training record;
 - ``W_0`` .. ``W_{L-1}`` and ``b_0`` .. ``b_{L-1}``: the parameters, as host arrays of
   the training dtype (float32 or float64);
-- ``classes`` (classifier only): the labels, numbers or a unicode array.
+- ``classes`` (classifier only): the labels, numbers or a unicode array;
+- ``moment_{k}_{i}`` (format version 2): the optimizer's state, moment k (Adam's M and
+  V, or momentum's V) of parameter i, the parameters counted as ``[*W, *b]``; its step
+  count, the learning-rate schedule's state and ``t_`` are in the metadata, so that
+  ``partial_fit`` after :func:`load` carries on exactly where training stopped.
 
 Nothing is pickled and it is read with ``allow_pickle=False``: loading a file runs no
 code from it.  The class comes from a fixed allow-list and every shape, dtype and name
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import numbers
 import os
 import secrets
@@ -30,12 +35,16 @@ import numpy as np  # host-side: the file holds NumPy arrays
 
 from ._estimators import MLPClassifier, MLPRegressor
 from ._host import to_numpy
+from ._optimizers import OptimizerState
+from ._training import ScheduleState
 from ._validation import check_hyperparameters
 
 #: The marker that tells an xpnet model file from any other ``.npz``.
 FORMAT = "xpnet-model"
-#: Bumped when a file written now could not be read by the code that reads version 1.
-FORMAT_VERSION = 1
+#: Bumped when a file written now could not be read by the code that reads the previous
+#: version.  Version 2 added the optimizer's and the schedule's state; version 1 files
+#: still load, with a fresh state (as after ``fit``).
+FORMAT_VERSION = 2
 #: The only classes a file can name: nothing else is ever constructed from a file.
 ESTIMATORS: dict[str, type] = {"MLPRegressor": MLPRegressor, "MLPClassifier": MLPClassifier}
 DTYPES = ("float32", "float64")
@@ -84,9 +93,24 @@ def save(est: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
         "validation_scores": _floats_or_none(getattr(est, "validation_scores_", None)),
         "validation_loss_curve": _floats_or_none(getattr(est, "validation_loss_curve_", None)),
         "best_validation_score": _float_or_none(getattr(est, "best_validation_score_", None)),
+        "t": int(getattr(est, "t_", 0)),
         "extra": extra or {},
     }
     arrays: dict[str, np.ndarray] = {}
+    state = getattr(est, "_optimizer_state", None)
+    if state is not None:
+        meta["optimizer"] = {"t": int(state.t), "n_moments": len(state.moments)}
+        for k, moment in enumerate(state.moments):
+            for i, m in enumerate(moment):
+                arrays[f"moment_{k}_{i}"] = np.asarray(_host(m), dtype=dtype)
+    schedule = getattr(est, "_schedule_state", None)
+    if schedule is not None:
+        meta["schedule"] = {
+            "mu": float(schedule.mu),
+            "t": int(schedule.t),
+            "no_change": int(schedule.no_change),
+            "best": None if math.isinf(schedule.best) else float(schedule.best),
+        }
     if name == "MLPClassifier":
         classes = _host(est.classes_)
         if classes.dtype.kind == "O":  # labels from pandas or lists of str: keep them as text
@@ -95,6 +119,7 @@ def save(est: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
                 raise ValueError(f"Only number or string class labels can be saved, got {kinds}.")
             classes = classes.astype(str)
         meta["classes_kind"] = "text" if classes.dtype.kind in "US" else "number"
+        meta["multilabel"] = bool(est._multilabel)
         arrays["classes"] = classes.astype(str) if classes.dtype.kind == "S" else classes
     text = json.dumps(meta, ensure_ascii=False)
     arrays["metadata"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
@@ -148,6 +173,19 @@ def load_with_metadata(
     L = len(meta["layer_sizes"]) - 1
     est.weights_ = [xp.asarray(arrays[f"W_{l}"], dtype=dtype, device=device) for l in range(L)]
     est.biases_ = [xp.asarray(arrays[f"b_{l}"], dtype=dtype, device=device) for l in range(L)]
+    if "optimizer" in meta:
+        moments = tuple(
+            [
+                xp.asarray(arrays[f"moment_{k}_{i}"], dtype=dtype, device=device)
+                for i in range(2 * L)
+            ]
+            for k in range(meta["optimizer"]["n_moments"])
+        )
+        est._optimizer_state = OptimizerState(meta["optimizer"]["t"], moments)
+    if "schedule" in meta:
+        s = meta["schedule"]
+        best = -math.inf if s["best"] is None else s["best"]
+        est._schedule_state = ScheduleState(s["mu"], s["t"], s["no_change"], best)
     if isinstance(est, MLPClassifier):
         classes = arrays["classes"]
         if meta["classes_kind"] == "number":
@@ -290,6 +328,27 @@ def _metadata(arrays: dict[str, np.ndarray], path: Any) -> dict[str, Any]:
         raise _bad(path, f"n_iter must be an int >= 0, got {meta.get('n_iter')!r}")
     if not isinstance(meta.get("extra", {}), dict):
         raise _bad(path, f"extra must be a JSON object, got {meta.get('extra')!r}")
+    if not (_json_int(meta.get("t", 0)) and meta.get("t", 0) >= 0):
+        raise _bad(path, f"t must be an int >= 0, got {meta.get('t')!r}")
+    if not isinstance(meta.get("multilabel", False), bool):
+        raise _bad(path, f"multilabel must be true or false, got {meta.get('multilabel')!r}")
+    optimizer = meta.get("optimizer")
+    if optimizer is not None and not (
+        isinstance(optimizer, dict)
+        and _json_int(optimizer.get("t"))
+        and optimizer["t"] >= 0
+        and optimizer.get("n_moments") in (0, 1, 2)
+    ):
+        raise _bad(path, f"optimizer must hold a step count t and n_moments, got {optimizer!r}")
+    schedule = meta.get("schedule")
+    if schedule is not None and not (
+        isinstance(schedule, dict)
+        and _json_number(schedule.get("mu"))
+        and 0 < schedule["mu"] < math.inf
+        and all(_json_int(schedule.get(k)) and schedule[k] >= 0 for k in ("t", "no_change"))
+        and (schedule.get("best") is None or _json_number(schedule["best"]))
+    ):
+        raise _bad(path, f"schedule must hold mu, t, no_change and best, got {schedule!r}")
     return meta
 
 
@@ -302,6 +361,8 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
     try:
         est = cls(**params)
         hidden, output = check_hyperparameters(est, natural_output=cls._natural_output)
+        multilabel = cls is MLPClassifier and meta.get("multilabel", False)
+        output = est._output_activation(output, {"_multilabel": multilabel})
     except (TypeError, ValueError) as exc:
         raise _bad(path, f"invalid hyperparameters ({exc})") from None
     sizes = meta["layer_sizes"]
@@ -314,6 +375,9 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
     expected = {"metadata"} | {f"{p}_{l}" for p in "Wb" for l in range(L)}
     if cls is MLPClassifier:
         expected.add("classes")
+    n_moments = meta["optimizer"]["n_moments"] if "optimizer" in meta else 0
+    moments = {f"moment_{k}_{i}": i for k in range(n_moments) for i in range(2 * L)}
+    expected |= set(moments)
     if set(arrays) != expected:
         missing, unknown = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
         problems = [f"arrays missing: {missing}"] * bool(missing)
@@ -329,6 +393,13 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
                 )
             if not np.all(np.isfinite(a)):
                 raise _bad(path, f"{key} holds NaN or infinity")
+    if "optimizer" in meta and n_moments != est._optimizer().n_moments:
+        problem = f"the optimizer state holds {n_moments} moment(s), which solver={est.solver!r}"
+        raise _bad(path, f"{problem} with momentum={est.momentum!r} does not use")
+    for key, i in moments.items():
+        a, like = arrays[key], arrays[f"W_{i}" if i < L else f"b_{i - L}"]
+        if a.dtype != like.dtype or a.shape != like.shape or not np.all(np.isfinite(a)):
+            raise _bad(path, f"{key} must be finite {like.dtype} of shape {like.shape}")
 
     n_out = sizes[-1]
     if cls is MLPClassifier:
@@ -341,7 +412,9 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
                 f"classes must be a 1-D array of {n_out} labels ({kind}), "
                 f"got {classes.dtype} {classes.shape}",
             )
-        est.n_outputs_ = 1
+        if multilabel and not np.array_equal(classes, np.arange(n_out)):
+            raise _bad(path, f"multi-label classes must be 0 .. {n_out - 1}")
+        est.n_outputs_, est._multilabel = (n_out if multilabel else 1), multilabel
     else:
         if meta.get("y_ndim") not in (1, 2) or meta.get("n_outputs") != n_out:
             raise _bad(path, f"n_outputs and y_ndim do not fit {n_out} output(s)")
@@ -358,6 +431,7 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
     est.validation_scores_ = _floats_or_none(meta.get("validation_scores"))
     est.validation_loss_curve_ = _floats_or_none(meta.get("validation_loss_curve"))
     est.best_validation_score_ = _float_or_none(meta.get("best_validation_score"))
+    est.t_ = meta.get("t", 0)
     return est
 
 

@@ -232,8 +232,8 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
             f"choose one of {allowed}."
         )
     mu = est.learning_rate
-    if not isinstance(mu, numbers.Real) or isinstance(mu, bool) or not 0.0 < float(mu) < np.inf:
-        raise ValueError(f"learning_rate must be a positive finite number, got {mu!r}.")
+    if mu is not None and (not _is_real(mu) or not 0.0 < float(mu) < np.inf):
+        raise ValueError(f"learning_rate must be None or a positive finite number, got {mu!r}.")
     if not _is_int(est.max_iter) or est.max_iter < 1:
         raise ValueError(f"max_iter must be an int >= 1, got {est.max_iter!r}.")
     if est.batch_size is not None and (not _is_int(est.batch_size) or est.batch_size < 1):
