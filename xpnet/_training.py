@@ -475,69 +475,113 @@ def run_epochs(
     best = None if es is None else BestParameters(
         W, b, es.validation, es.score, es.best_score, how=how, device=device
     )  # fmt: skip
-    stop_rule = None if es is None else NoImprovement(es.tol, es.n_iter_no_change, es.best_score)
-    adaptive = None
-    if schedule.kind == "adaptive" and es is None:
-        adaptive = NoImprovement(
-            schedule.tol, schedule.n_iter_no_change, sched.best, sched.no_change
-        )
-    losses: list[float] = []
-    val_losses: list[float] | None = None if es is None else []
-    val_scores: list[float] | None = None if es is None else []
-    pending: list[Array] = []
-    block_mu: list[float] = []
+    record = Record(best, xp=how.xp)
+    # Early stopping's count of epochs without improvement lasts one fit.
+    patience = None if es is None else NoImprovement(es.tol, es.n_iter_no_change, es.best_score)
     for e in range(n_epochs):
         mu = schedule.mu(sched)
-        order = (
-            rng.permutation(N) if shuffle and batch_size is not None and batch_size < N else None
-        )
+        mini = shuffle and batch_size is not None and batch_size < N
+        order = rng.permutation(N) if mini else None
         W, b, state, E = epoch(W, b, state, data, mu=mu, batch_size=batch_size, order=order,
                                how=how, device=device)  # fmt: skip
         sched = sched._replace(t=sched.t + N)
-        pending.append(E)
-        block_mu.append(mu)
+        record.add(E, mu)
         if best is not None:
             best.after_epoch(W, b)
-        if len(pending) < READBACK_EVERY and e < n_epochs - 1:
+        if len(record.pending) < READBACK_EVERY and e < n_epochs - 1:
             continue
-
-        # The block's losses (and validation losses and scores) in one transfer.
-        n = len(pending)
-        first_epoch = e + 2 - n
-        if best is not None:
-            best.materialize()
-            values = _to_host(
-                [*pending, *[v[0] for v in best.pending], *[v[1] for v in best.pending]], xp=how.xp
-            )
-            best.pending = []
-        else:
-            values = _to_host(pending, xp=how.xp)
-        block = _check_losses(values[:n], first_epoch=first_epoch, mu=block_mu)
-        losses += block
-        scores = None
-        if best is not None:
-            scores = values[2 * n :]
-            val_losses += values[n : 2 * n]
-            val_scores += scores
-        pending, block_mu = [], []
+        losses, scores = record.read_back(last_epoch=e + 1)
         if callback is not None:
-            callback(block, scores)
-
-        # The stopping rules, epoch by epoch through the block, as scikit-learn applies them.
-        rule, stop = stop_rule or adaptive, False
-        for k in range(n if rule is not None else 0):
-            if rule.stalled(scores[k] if scores is not None else -block[k]):
-                sched, stop = schedule.stall(sched)
-                rule.count = 0
-                if stop:
-                    break
-        if adaptive is not None:
-            sched = sched._replace(no_change=adaptive.count, best=adaptive.best)
+            callback(losses, scores)
+        sched, stop = apply_stopping_rules(schedule, sched, patience, losses, scores)
         if stop:
             break
     if best is not None:
         W, b = best.W, best.b
-    return History(W, b, state, sched, losses, val_losses, val_scores)
+    return History(W, b, state, sched, record.losses, record.validation_losses, record.scores)
+
+
+class Record:
+    """The per-epoch record: values wait on the device and are read back a block at a time.
+
+    Attributes
+    ----------
+    losses : list of float
+        E_total of each epoch read back so far.
+    validation_losses, scores : lists of float, or None without early stopping
+        The validation loss and score of each epoch read back so far.
+    pending : list of 0-D arrays
+        The losses of the epochs not yet read back.
+    """
+
+    def __init__(self, best: BestParameters | None, *, xp: Any) -> None:
+        self.best, self.xp = best, xp
+        self.losses: list[float] = []
+        self.validation_losses = None if best is None else []
+        self.scores = None if best is None else []
+        self.pending: list[Array] = []
+        self.pending_mu: list[float] = []
+
+    def add(self, E: Array, mu: float) -> None:
+        """Keep an epoch's loss (a 0-D array on the device) and the μ it was trained with."""
+        self.pending.append(E)
+        self.pending_mu.append(mu)
+
+    def read_back(self, *, last_epoch: int) -> tuple[list[float], list[float] | None]:
+        """The pending epochs' losses (and validation scores) on the host, in one transfer.
+
+        Raises ValueError at the first loss that is not finite.
+        """
+        n, best = len(self.pending), self.best
+        values = self.pending
+        if best is not None:
+            best.materialize()
+            values = [*values, *[v[0] for v in best.pending], *[v[1] for v in best.pending]]
+            best.pending = []
+        values = _to_host(values, xp=self.xp)
+        losses = _check_losses(values[:n], first_epoch=last_epoch - n + 1, mu=self.pending_mu)
+        self.losses += losses
+        self.pending, self.pending_mu = [], []
+        if best is None:
+            return losses, None
+        self.validation_losses += values[n : 2 * n]
+        self.scores += values[2 * n :]
+        return losses, values[2 * n :]
+
+
+def apply_stopping_rules(
+    schedule: Schedule,
+    sched: ScheduleState,
+    patience: NoImprovement | None,
+    losses: list[float],
+    scores: list[float] | None,
+) -> tuple[ScheduleState, bool]:
+    """scikit-learn's rules, epoch by epoch through a block read back: the new schedule
+    state, and whether training stops.
+
+    With early stopping, the validation scores are counted by ``patience``, which
+    lives as long as the fit; with the adaptive schedule alone, the training losses,
+    by a count kept in the schedule's state and carried from one ``partial_fit`` to the
+    next.  A stall stops training, or with the adaptive schedule divides μ by 5
+    (:meth:`Schedule.stall`).
+    """
+    if patience is not None:
+        rule, values = patience, scores
+    elif schedule.kind == "adaptive":
+        rule = NoImprovement(schedule.tol, schedule.n_iter_no_change, sched.best, sched.no_change)
+        values = [-v for v in losses]  # lower losses are better: count their negatives
+    else:
+        return sched, False
+    stop = False
+    for v in values:
+        if rule.stalled(v):
+            sched, stop = schedule.stall(sched)
+            rule.count = 0
+            if stop:
+                break
+    if patience is None:
+        sched = sched._replace(no_change=rule.count, best=rule.best)
+    return sched, stop
 
 
 def validation_split(
