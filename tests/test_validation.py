@@ -169,7 +169,7 @@ def test_divergence_is_reported_with_the_learning_rate():
 
 def test_invalid_parameter_name_in_set_params():
     # scikit-learn's name for the step size; xpnet's is learning_rate.
-    with pytest.raises(ValueError, match=r"Invalid parameter 'learning_rate_init' for MLPRegressor"):
+    with pytest.raises(ValueError, match=r"Invalid parameter 'learning_rate_init' for MLPReg"):
         xpnet.MLPRegressor().set_params(learning_rate_init=0.1)
 
 
