@@ -277,7 +277,7 @@ class _BaseMLP:
             state = _state_as(state, xp=xp, device=device, dtype=X.dtype)
         sched = getattr(self, "_schedule_state", None) if incremental and continuing else None
         if sched is None:
-            sched = schedule.start()._replace(t=getattr(self, "t_", 0) if continuing else 0)
+            sched = schedule.start(getattr(self, "t_", 0) if continuing else 0)
 
         data = Samples(X, Y, s, s_host)
         stopping = None

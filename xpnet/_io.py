@@ -98,6 +98,8 @@ def save(est: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
     }
     arrays: dict[str, np.ndarray] = {}
     state = getattr(est, "_optimizer_state", None)
+    if state is not None and len(state.moments) != _n_moments(est):
+        state = None  # set_params changed the rule: partial_fit would start it afresh too
     if state is not None:
         meta["optimizer"] = {"t": int(state.t), "n_moments": len(state.moments)}
         for k, moment in enumerate(state.moments):
@@ -215,6 +217,14 @@ def _write_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Non
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _n_moments(est: Any) -> int | None:
+    """The number of moments the estimator's update rule keeps (None: not a valid rule)."""
+    try:
+        return est._optimizer().n_moments
+    except (TypeError, ValueError):
+        return None
 
 
 def _host(x: Any) -> np.ndarray:

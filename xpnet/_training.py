@@ -310,7 +310,7 @@ class ScheduleState(NamedTuple):
     Attributes
     ----------
     mu : float
-        The current step size of the adaptive schedule.
+        The step size of the next epoch, for the "invscaling" and "adaptive" schedules.
     t : int
         The number of samples trained on so far (scikit-learn's ``t_``).
     no_change, best : int, float
@@ -330,7 +330,8 @@ class Schedule:
 
     - ``"constant"``: μ = ``learning_rate``.
     - ``"invscaling"``: μ = ``learning_rate`` / (t + 1)^``power_t``, with t the number of
-      samples trained on before the epoch.
+      samples trained on before the epoch; the first epoch of every ``fit`` takes
+      ``learning_rate`` itself (scikit-learn starts a new optimizer there).
     - ``"adaptive"``: μ starts at ``learning_rate`` and is divided by 5 each time the
       training loss (with early stopping: the validation score) fails to improve by
       ``tol`` for more than ``n_iter_no_change`` epochs in a row; training stops when
@@ -344,14 +345,20 @@ class Schedule:
     tol: float = 1e-4
     n_iter_no_change: int = 10
 
-    def start(self) -> ScheduleState:
-        return ScheduleState(self.mu0)
+    def start(self, t: int = 0) -> ScheduleState:
+        """The state a ``fit`` starts from, after ``t`` samples already trained on."""
+        return ScheduleState(self.mu0, t)
 
     def mu(self, state: ScheduleState) -> float:
         """The step size of the next epoch."""
+        return self.mu0 if self.kind == "constant" else state.mu
+
+    def epoch_end(self, state: ScheduleState, N: int) -> ScheduleState:
+        """The state after an epoch of N samples: t grows, and "invscaling" moves μ."""
+        t = state.t + N
         if self.kind == "invscaling":
-            return self.mu0 / (state.t + 1) ** self.power_t
-        return state.mu if self.kind == "adaptive" else self.mu0
+            return state._replace(t=t, mu=self.mu0 / (t + 1) ** self.power_t)
+        return state._replace(t=t)
 
     def stall(self, state: ScheduleState) -> tuple[ScheduleState, bool]:
         """What a stall does: with ``"adaptive"``, μ / 5 (or stop at μ ≤ 1e-6); else stop."""
@@ -484,7 +491,7 @@ def run_epochs(
         order = rng.permutation(N) if mini else None
         W, b, state, E = epoch(W, b, state, data, mu=mu, batch_size=batch_size, order=order,
                                how=how, device=device)  # fmt: skip
-        sched = sched._replace(t=sched.t + N)
+        sched = schedule.epoch_end(sched, N)
         record.add(E, mu)
         if best is not None:
             best.after_epoch(W, b)
@@ -576,9 +583,9 @@ def apply_stopping_rules(
     for v in values:
         if rule.stalled(v):
             sched, stop = schedule.stall(sched)
-            rule.count = 0
             if stop:
                 break
+            rule.count = 0
     if patience is None:
         sched = sched._replace(no_change=rule.count, best=rule.best)
     return sched, stop
