@@ -8,9 +8,12 @@ input's namespace, on its device and in its floating dtype.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import numbers
+import os
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -29,6 +32,8 @@ from ._optimizers import Optimizer, OptimizerState, make_optimizer
 from ._parallel import chunked
 from ._training import (
     EarlyStopping,
+    History,
+    Interrupted,
     Samples,
     Schedule,
     Step,
@@ -184,6 +189,9 @@ class _BaseMLP:
         sample_weight: Any = None,
         *,
         callback: Callable[..., Any] | None = None,
+        checkpoint: Any = None,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
     ) -> _BaseMLP:
         """Train for ``max_iter`` epochs, from fresh random weights unless ``warm_start``.
 
@@ -208,12 +216,36 @@ class _BaseMLP:
             ``callback(losses, validation_scores)``, called every few epochs with the
             new epochs' values as lists of floats (``validation_scores`` is None without
             early stopping): progress reports at no extra host synchronisation.
+        checkpoint : str, os.PathLike or callable, optional
+            Where to write the model as trained so far, every ``checkpoint_every``
+            epochs and at the end: a file path (written atomically, as :meth:`save`
+            writes), or ``checkpoint(estimator)``, called with a fitted copy whose
+            arrays are on the host.  Either runs in a background thread, from the
+            values of the last read-back, so that training does not wait for the disk.
+        checkpoint_every : int, optional
+            Epochs between checkpoints (taken at the read-back after each multiple,
+            so every 16 epochs at most); None writes one at the end only.
+        resume : bool, default False
+            Carry on a fit that was interrupted or checkpointed (also one loaded with
+            :func:`xpnet.load`) up to ``max_iter`` epochs in all, with its parameters,
+            optimizer and schedule state and mini-batch order as they were: the result
+            equals that of the fit never stopped.  Not with ``early_stopping``.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        KeyboardInterrupt
+            Re-raised after an interrupt, with the estimator fitted as of the last
+            read-back block (every 16 epochs): parameters, optimizer state, loss record
+            and mini-batch order consistent with each other, ready for ``resume``.
         """
-        return self._fit(X, y, sample_weight, epochs=None, incremental=False, callback=callback)
+        return self._fit(
+            X, y, sample_weight, epochs=None, incremental=False, callback=callback,
+            checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+        )  # fmt: skip
 
     @_saturation_is_expected
     def _fit(
@@ -226,13 +258,22 @@ class _BaseMLP:
         incremental: bool,
         classes: Any = None,
         callback: Callable[..., Any] | None = None,
+        checkpoint: Any = None,
+        checkpoint_every: int | None = None,
+        resume: bool = False,
     ):
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         hidden, output = check_hyperparameters(self, natural_output=self._natural_output)
-        continuing = (incremental or self.warm_start) and hasattr(self, "weights_")
+        _check_checkpoint(checkpoint, checkpoint_every)
+        if resume:
+            epochs = self._epochs_to_resume()
+            if epochs == 0:
+                return self
+        carry_on = incremental or resume  # the optimizer, schedule and batch order go on
+        continuing = (carry_on or self.warm_start) and hasattr(self, "weights_")
         fitted = continuing and hasattr(self, "n_features_in_")
         X_in = X  # a DataFrame's column names, before X becomes an array
         if fitted:
@@ -270,12 +311,12 @@ class _BaseMLP:
         )  # fmt: skip
         # The optimizer's state starts at zero in every fit (scikit-learn's rule, also with
         # warm_start) and is carried from one partial_fit to the next.
-        state = getattr(self, "_optimizer_state", None) if incremental and continuing else None
+        state = getattr(self, "_optimizer_state", None) if carry_on and continuing else None
         if state is None or len(state.moments) != optimizer.n_moments:
             state = optimizer.init([*W, *b], xp=xp)
         else:
             state = _state_as(state, xp=xp, device=device, dtype=X.dtype)
-        sched = getattr(self, "_schedule_state", None) if incremental and continuing else None
+        sched = getattr(self, "_schedule_state", None) if carry_on and continuing else None
         if sched is None:
             sched = schedule.start(getattr(self, "t_", 0) if continuing else 0)
 
@@ -301,41 +342,82 @@ class _BaseMLP:
             )  # fmt: skip
 
         B = X.shape[0] if self.batch_size is None else min(self.batch_size, X.shape[0])
+        keep = functools.partial(
+            self._keep, targets=fitted_targets, fitted=fitted, stopping=stopping,
+            layer_sizes=layer_sizes, output=output, X_in=X_in,
+        )  # fmt: skip
+        writer = _CheckpointWriter(
+            checkpoint, checkpoint_every, keep, self,
+            n_iter=getattr(self, "n_iter_", 0) if fitted else 0,
+        )  # fmt: skip
         with chunked(xp, device, N=B, widest=max(layer_sizes), dtype=X.dtype,
-                     chunk_size=self.chunk_size) as (chunk_size, map_chunks):  # fmt: skip
+                     chunk_size=self.chunk_size) as (chunk_size, map_chunks), writer:  # fmt: skip
             how = Step(
                 f, OBJECTIVES[(self.loss, output)], optimizer, float(self.alpha), xp,
                 chunk_size=chunk_size, map=map_chunks,
             )  # fmt: skip
-            history = run_epochs(
-                W, b, data, n_epochs=self.max_iter if epochs is None else epochs, how=how,
-                optimizer_state=state, schedule=schedule, schedule_state=sched,
-                batch_size=self.batch_size, shuffle=self.shuffle, rng=self._rng, device=device,
-                early_stopping=stopping, callback=self._reporter(callback, fitted=fitted),
-            )  # fmt: skip
+            try:
+                history = run_epochs(
+                    W, b, data, n_epochs=self.max_iter if epochs is None else epochs, how=how,
+                    optimizer_state=state, schedule=schedule, schedule_state=sched,
+                    batch_size=self.batch_size, shuffle=self.shuffle, rng=self._rng,
+                    device=device, early_stopping=stopping,
+                    callback=self._reporter(callback, fitted=fitted),
+                    on_block=writer.on_block if checkpoint is not None else None,
+                )  # fmt: skip
+            except Interrupted as interrupt:
+                # Training so far is kept, as of the last block read back; then the
+                # interrupt goes on to the caller.
+                if interrupt.history is not None:
+                    keep(self, interrupt.history)
+                raise
+            writer.last(history)
+        keep(self, history)
+        return self
 
-        # Every fitted attribute is set here, after training succeeded: a fit that fails
-        # (bad input, divergence, an interrupt) leaves the estimator as it was.
-        for name, value in fitted_targets.items():
-            setattr(self, name, value)
-        self.weights_, self.biases_ = history.W, history.b
-        self._optimizer_state, self._schedule_state = (
-            history.optimizer_state,
-            history.schedule_state,
-        )
-        self.t_ = history.schedule_state.t
+    def _keep(
+        self, est: _BaseMLP, history: History, *, targets, fitted, stopping, layer_sizes,
+        output, X_in,
+    ) -> None:  # fmt: skip
+        """Set ``est``'s fitted attributes from a training run's ``history``.
+
+        ``est`` is this estimator once training has succeeded (or been interrupted):
+        every fitted attribute is set here, so a fit that fails (bad input, divergence)
+        leaves the estimator as it was.  For a checkpoint it is a copy.
+        """
+        for name, value in targets.items():
+            setattr(est, name, value)
+        est.weights_, est.biases_ = list(history.W), list(history.b)
+        est._optimizer_state, est._schedule_state = history.optimizer_state, history.schedule_state
+        est.t_ = history.schedule_state.t
+        est._stopped = history.stopped  # by a stopping rule: resume has nothing left to do
         losses = history.losses
-        self.loss_curve_ = (getattr(self, "loss_curve_", []) if fitted else []) + losses
-        self.n_iter_ = (getattr(self, "n_iter_", 0) if fitted else 0) + len(losses)
-        self._record_validation(
+        est.loss_curve_ = (getattr(self, "loss_curve_", []) if fitted else []) + losses
+        est.n_iter_ = (getattr(self, "n_iter_", 0) if fitted else 0) + len(losses)
+        est._record_validation(
             stopping, history.validation_losses, history.validation_scores, fitted=fitted
         )
-        self.n_features_in_ = layer_sizes[0]
+        est.n_features_in_ = layer_sizes[0]
         if not fitted:
-            check_feature_names(self, X_in, reset=True)
-        self.n_layers_ = len(layer_sizes)
-        self.out_activation_ = output
-        return self
+            check_feature_names(est, X_in, reset=True)
+        est.n_layers_ = len(layer_sizes)
+        est.out_activation_ = output
+
+    def _epochs_to_resume(self) -> int:
+        """The epochs ``fit(resume=True)`` has left to train (checked before any work)."""
+        if not hasattr(self, "weights_") or not hasattr(self, "n_iter_"):
+            raise ValueError(
+                "resume=True carries on a fit that was interrupted or checkpointed, but this "
+                f"{type(self).__name__} has not been fitted."
+            )
+        if self.early_stopping:
+            raise ValueError(
+                "resume=True cannot carry on a fit with early_stopping=True: its validation "
+                "split and stopping count are not kept. Fit again, or resume without it."
+            )
+        if getattr(self, "_stopped", False):
+            return 0
+        return max(int(self.max_iter) - int(self.n_iter_), 0)
 
     def _optimizer(self) -> Optimizer:
         """The update rule the hyperparameters name (validated already)."""
@@ -1031,6 +1113,93 @@ class MLPClassifier(_BaseMLP):
 
     #: Whether the classifier was fitted on multi-label (label-indicator) targets.
     _multilabel = False
+
+
+def _check_checkpoint(checkpoint: Any, every: Any) -> None:
+    if checkpoint is not None and not (
+        callable(checkpoint) or isinstance(checkpoint, (str, os.PathLike))
+    ):
+        raise TypeError(f"checkpoint must be a file path or a callable, got {checkpoint!r}.")
+    if every is not None and (
+        isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1
+    ):
+        raise ValueError(f"checkpoint_every must be None or an int >= 1, got {every!r}.")
+    if every is not None and checkpoint is None:
+        raise ValueError("checkpoint_every needs checkpoint=, the file (or callable) to write.")
+
+
+class _CheckpointWriter:
+    """Writes the model as trained so far, in a background thread, at most one at a time.
+
+    Called at each read-back with the run's :class:`History`, it writes when another
+    ``every`` epochs have passed (and, through :meth:`last`, at the end).  The parameters
+    are copied to the host in the training thread, right after the read-back that has
+    just synchronised the device anyway; writing the file (and its fsync) happens in the
+    background while training goes on.  A write still under way when the next is due is
+    waited for, and so is the last when the fit ends; its error, if any, is raised then.
+    """
+
+    def __init__(
+        self, target: Any, every: int | None, keep: Callable[..., None], est: Any, *, n_iter: int
+    ) -> None:
+        self.target, self.every, self.keep, self.est = target, every, keep, est
+        self.n_iter = self.done = n_iter  # epochs before this fit, and as of the last write
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> _CheckpointWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.wait()
+
+    def on_block(self, history: History) -> None:
+        """Write if a multiple of ``every`` epochs was passed since the last write."""
+        n_iter = self.n_iter + len(history.losses)
+        if self.every is not None and n_iter // self.every > self.done // self.every:
+            self.write(self.snapshot(history))
+
+    def last(self, history: History) -> None:
+        if self.target is not None:
+            self.write(self.snapshot(history))
+
+    def snapshot(self, history: History) -> Any:
+        """A fitted copy of the estimator as of ``history``, its arrays on the host."""
+        est = copy.copy(self.est)
+        self.keep(est, history)
+        est.weights_ = [to_numpy(W_l) for W_l in est.weights_]
+        est.biases_ = [to_numpy(b_l) for b_l in est.biases_]
+        state = est._optimizer_state
+        est._optimizer_state = OptimizerState(
+            state.t, tuple([to_numpy(m) for m in moment] for moment in state.moments)
+        )
+        if hasattr(est, "classes_") and not aac.is_numpy_array(est.classes_):
+            est.classes_ = to_numpy(est.classes_)
+        est._rng = copy.deepcopy(self.est._rng)  # training draws on from the original
+        return est
+
+    def write(self, snapshot: Any) -> None:
+        self.wait()
+        self.done = snapshot.n_iter_
+        self.thread = threading.Thread(target=self._run, args=(snapshot,))
+        self.thread.start()
+
+    def _run(self, snapshot: Any) -> None:
+        try:
+            if callable(self.target):
+                self.target(snapshot)
+            else:
+                snapshot.save(self.target)
+        except BaseException as exc:  # handed to the training thread by wait()
+            self.error = exc
+
+    def wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 def _host_weights(sample_weight: Any, N: int) -> np.ndarray | None:

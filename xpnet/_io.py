@@ -9,8 +9,9 @@ The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
 - ``classes`` (classifier only): the labels, numbers or a unicode array;
 - ``moment_{k}_{i}`` (format version 2): the optimizer's state, moment k (Adam's M and
   V, or momentum's V) of parameter i, the parameters counted as ``[*W, *b]``; its step
-  count, the learning-rate schedule's state and ``t_`` are in the metadata, so that
-  ``partial_fit`` after :func:`load` carries on exactly where training stopped.
+  count, the learning-rate schedule's state, ``t_`` and the state of the generator that
+  orders mini-batches are in the metadata, so that ``partial_fit`` or
+  ``fit(resume=True)`` after :func:`load` carries on exactly where training stopped.
 
 Nothing is pickled and it is read with ``allow_pickle=False``: loading a file runs no
 code from it.  The class comes from a fixed allow-list and every shape, dtype and name
@@ -94,6 +95,7 @@ def save(est: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
         "validation_loss_curve": _floats_or_none(getattr(est, "validation_loss_curve_", None)),
         "best_validation_score": _float_or_none(getattr(est, "best_validation_score_", None)),
         "t": int(getattr(est, "t_", 0)),
+        "stopped": bool(getattr(est, "_stopped", False)),
         "extra": extra or {},
     }
     arrays: dict[str, np.ndarray] = {}
@@ -105,6 +107,9 @@ def save(est: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
         for k, moment in enumerate(state.moments):
             for i, m in enumerate(moment):
                 arrays[f"moment_{k}_{i}"] = np.asarray(_host(m), dtype=dtype)
+    rng = getattr(est, "_rng", None)
+    if isinstance(rng, np.random.Generator) and isinstance(rng.bit_generator, np.random.PCG64):
+        meta["rng"] = rng.bit_generator.state  # the mini-batch order, for resuming exactly
     schedule = getattr(est, "_schedule_state", None)
     if schedule is not None:
         meta["schedule"] = {
@@ -184,6 +189,8 @@ def load_with_metadata(
             for k in range(meta["optimizer"]["n_moments"])
         )
         est._optimizer_state = OptimizerState(meta["optimizer"]["t"], moments)
+    if "rng" in meta:
+        est._rng = _generator(meta["rng"], path)
     if "schedule" in meta:
         s = meta["schedule"]
         best = -math.inf if s["best"] is None else s["best"]
@@ -340,6 +347,8 @@ def _metadata(arrays: dict[str, np.ndarray], path: Any) -> dict[str, Any]:
         raise _bad(path, f"extra must be a JSON object, got {meta.get('extra')!r}")
     if not (_json_int(meta.get("t", 0)) and meta.get("t", 0) >= 0):
         raise _bad(path, f"t must be an int >= 0, got {meta.get('t')!r}")
+    if not isinstance(meta.get("stopped", False), bool):
+        raise _bad(path, f"stopped must be true or false, got {meta.get('stopped')!r}")
     if not isinstance(meta.get("multilabel", False), bool):
         raise _bad(path, f"multilabel must be true or false, got {meta.get('multilabel')!r}")
     optimizer = meta.get("optimizer")
@@ -442,7 +451,20 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
     est.validation_loss_curve_ = _floats_or_none(meta.get("validation_loss_curve"))
     est.best_validation_score_ = _float_or_none(meta.get("best_validation_score"))
     est.t_ = meta.get("t", 0)
+    est._stopped = meta.get("stopped", False)
     return est
+
+
+def _generator(state: Any, path: Any) -> np.random.Generator:
+    """A NumPy ``Generator`` (PCG64) in the saved ``state``."""
+    rng = np.random.default_rng()
+    try:
+        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+            raise ValueError("not a PCG64 state")
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise _bad(path, f"rng must be a PCG64 generator state ({exc})") from None
+    return rng
 
 
 def _namespace(xp: Any) -> Any:

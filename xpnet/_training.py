@@ -408,6 +408,8 @@ class History(NamedTuple):
     #: Validation loss and score after each epoch; None without early stopping.
     validation_losses: list[float] | None = None
     validation_scores: list[float] | None = None
+    #: Whether a stopping rule ended training before ``n_epochs``.
+    stopped: bool = False
 
 
 #: ``callback(losses, validation_scores)``: the values of the epochs of one read-back
@@ -431,6 +433,7 @@ def run_epochs(
     device: Any,
     early_stopping: EarlyStopping | None = None,
     callback: Callback | None = None,
+    on_block: Callable[[History], None] | None = None,
 ) -> History:
     """Train for up to ``n_epochs`` epochs; return the new parameters and the record.
 
@@ -462,6 +465,10 @@ def run_epochs(
     callback : callable, optional
         Called after each read-back with that block's values (see ``Callback``), for
         progress reports that cost no extra synchronisation.
+    on_block : callable, optional
+        Called after each read-back, and the stopping rules, with the :class:`History`
+        so far: a consistent state to write a checkpoint from.  Its lists are the
+        record itself, to be read at once and never kept.
 
     Returns
     -------
@@ -475,6 +482,9 @@ def run_epochs(
     ------
     ValueError
         If the loss becomes NaN or infinite: the step size is too large for the data.
+    Interrupted
+        On a ``KeyboardInterrupt``, with the :class:`History` of the last block read
+        back (and ``rng`` put back to where that block left it).
     """
     W, b, state, sched = list(W), list(b), optimizer_state, schedule_state
     N = data.X.shape[0]
@@ -485,27 +495,50 @@ def run_epochs(
     record = Record(best, xp=how.xp)
     # Early stopping's count of epochs without improvement lasts one fit.
     patience = None if es is None else NoImprovement(es.tol, es.n_iter_no_change, es.best_score)
-    for e in range(n_epochs):
-        mu = schedule.mu(sched)
-        mini = shuffle and batch_size is not None and batch_size < N
-        order = rng.permutation(N) if mini else None
-        W, b, state, E = epoch(W, b, state, data, mu=mu, batch_size=batch_size, order=order,
-                               how=how, device=device)  # fmt: skip
-        sched = schedule.epoch_end(sched, N)
-        record.add(E, mu)
-        if best is not None:
-            best.after_epoch(W, b)
-        if len(record.pending) < READBACK_EVERY and e < n_epochs - 1:
-            continue
-        losses, scores = record.read_back(last_epoch=e + 1)
-        if callback is not None:
-            callback(losses, scores)
-        sched, stop = apply_stopping_rules(schedule, sched, patience, losses, scores)
-        if stop:
-            break
-    if best is not None:
-        W, b = best.W, best.b
-    return History(W, b, state, sched, record.losses, record.validation_losses, record.scores)
+    # What an interrupt falls back to: the state after the last block read back.
+    last, stop = (W, b, state, sched, 0, rng.bit_generator.state), False
+    try:
+        for e in range(n_epochs):
+            mu = schedule.mu(sched)
+            mini = shuffle and batch_size is not None and batch_size < N
+            order = rng.permutation(N) if mini else None
+            W, b, state, E = epoch(W, b, state, data, mu=mu, batch_size=batch_size,
+                                   order=order, how=how, device=device)  # fmt: skip
+            sched = schedule.epoch_end(sched, N)
+            record.add(E, mu)
+            if best is not None:
+                best.after_epoch(W, b)
+            if len(record.pending) < READBACK_EVERY and e < n_epochs - 1:
+                continue
+            losses, scores = record.read_back(last_epoch=e + 1)
+            sched, stop = apply_stopping_rules(schedule, sched, patience, losses, scores)
+            W_kept, b_kept = (W, b) if best is None else (best.W, best.b)
+            last = (W_kept, b_kept, state, sched, e + 1, rng.bit_generator.state)
+            if callback is not None:
+                callback(losses, scores)
+            if on_block is not None:
+                on_block(record.history(*last[:4]))
+            if stop:
+                break
+    except KeyboardInterrupt:
+        *kept, n_done, rng.bit_generator.state = last
+        raise Interrupted(record.history(*kept, n_epochs=n_done) if n_done else None) from None
+    return record.history(*last[:4])._replace(stopped=stop)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A ``KeyboardInterrupt`` during :func:`run_epochs`.
+
+    Attributes
+    ----------
+    history : History or None
+        The parameters, states and record after the last block that was read back, all
+        consistent with each other; None if the interrupt came before the first.
+    """
+
+    def __init__(self, history: History | None) -> None:
+        super().__init__()
+        self.history = history
 
 
 class Record:
@@ -528,6 +561,18 @@ class Record:
         self.scores = None if best is None else []
         self.pending: list[Array] = []
         self.pending_mu: list[float] = []
+
+    def history(
+        self, W: list[Array], b: list[Array], state: OptimizerState, sched: ScheduleState,
+        *, n_epochs: int | None = None,
+    ) -> History:  # fmt: skip
+        """A :class:`History` of these parameters and states with the record's values: of
+        the first ``n_epochs`` epochs (copies), or of all read back (the lists themselves,
+        so that a checkpoint every block costs no copy of a long record)."""
+        values = [self.losses, self.validation_losses, self.scores]
+        if n_epochs is not None:
+            values = [None if v is None else v[:n_epochs] for v in values]
+        return History(W, b, state, sched, *values)
 
     def add(self, E: Array, mu: float) -> None:
         """Keep an epoch's loss (a 0-D array on the device) and the μ it was trained with."""
