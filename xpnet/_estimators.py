@@ -8,12 +8,9 @@ input's namespace, on its device and in its floating dtype.
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 import numbers
-import os
-import threading
 import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -23,6 +20,7 @@ import numpy as np  # host-side: random state, and class labels that are not num
 
 from ._activations import ACTIVATIONS
 from ._backprop import loss_and_gradients, output
+from ._checkpoints import CheckpointWriter, check_checkpoint
 from ._errors import data_conversion_warning, not_fitted_error
 from ._feature_names import check_feature_names, feature_names
 from ._host import to_numpy
@@ -36,6 +34,7 @@ from ._training import (
     Interrupted,
     Samples,
     Schedule,
+    ScheduleState,
     Step,
     accuracy,
     r2_score,
@@ -267,7 +266,7 @@ class _BaseMLP:
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         hidden, output = check_hyperparameters(self, natural_output=self._natural_output)
-        _check_checkpoint(checkpoint, checkpoint_every)
+        check_checkpoint(checkpoint, checkpoint_every)
         if resume:
             epochs = self._epochs_to_resume()
             if epochs == 0:
@@ -297,56 +296,21 @@ class _BaseMLP:
 
         if not (continuing and hasattr(self, "_rng")):
             self._rng = _generator(self.random_state)
-        if continuing:
-            W, b = self._parameters_as(layer_sizes, xp=xp, device=device, dtype=X.dtype)
-        else:
-            W0, b0 = glorot_uniform(layer_sizes, [f_l.name for f_l in f], self._rng)
-            W = [xp.asarray(W_l, dtype=X.dtype, device=device) for W_l in W0]
-            b = [xp.asarray(b_l, dtype=X.dtype, device=device) for b_l in b0]
-
-        optimizer = self._optimizer()
-        schedule = Schedule(
-            self.learning_rate_schedule, self._learning_rate(), power_t=float(self.power_t),
-            tol=float(self.tol), n_iter_no_change=int(self.n_iter_no_change),
+        optimizer, schedule = self._optimizer(), self._schedule()
+        W, b, state, sched = self._starting_point(
+            layer_sizes, f, optimizer, schedule, continuing=continuing, carry_on=carry_on,
+            xp=xp, device=device, dtype=X.dtype,
         )  # fmt: skip
-        # The optimizer's state starts at zero in every fit (scikit-learn's rule, also with
-        # warm_start) and is carried from one partial_fit to the next.
-        state = getattr(self, "_optimizer_state", None) if carry_on and continuing else None
-        if state is None or len(state.moments) != optimizer.n_moments:
-            state = optimizer.init([*W, *b], xp=xp)
-        else:
-            state = _state_as(state, xp=xp, device=device, dtype=X.dtype)
-        sched = getattr(self, "_schedule_state", None) if carry_on and continuing else None
-        if sched is None:
-            sched = schedule.start(getattr(self, "t_", 0) if continuing else 0)
-
-        data = Samples(X, Y, s, s_host)
-        stopping = None
+        data, stopping = Samples(X, Y, s, s_host), None
         if self.early_stopping and not incremental:  # partial_fit never stops early
-            multilabel = fitted_targets.get("_multilabel", False)
-            data, validation = validation_split(
-                X, Y, s_host, fraction=float(self.validation_fraction), rng=self._rng,
-                stratify=self._validation_score is accuracy and not multilabel,
-                xp=xp, device=device,
-            )  # fmt: skip
-            if data.s_host is not None and not np.any(data.s_host > 0):
-                raise ValueError(
-                    "Every sample left for training after the validation split has weight "
-                    "zero; give more samples a positive sample_weight."
-                )
-            # Each fit holds out its own split and is judged on it alone: a best score
-            # carried over from another split would not be comparable.
-            stopping = EarlyStopping(
-                validation, score=subset_accuracy if multilabel else self._validation_score,
-                n_iter_no_change=int(self.n_iter_no_change), tol=float(self.tol),
-            )  # fmt: skip
+            data, stopping = self._hold_out(data, fitted_targets, xp=xp, device=device)
 
         B = X.shape[0] if self.batch_size is None else min(self.batch_size, X.shape[0])
         keep = functools.partial(
             self._keep, targets=fitted_targets, fitted=fitted, stopping=stopping,
             layer_sizes=layer_sizes, output=output, X_in=X_in,
         )  # fmt: skip
-        writer = _CheckpointWriter(
+        writer = CheckpointWriter(
             checkpoint, checkpoint_every, keep, self,
             n_iter=getattr(self, "n_iter_", 0) if fitted else 0,
         )  # fmt: skip
@@ -374,6 +338,53 @@ class _BaseMLP:
             writer.last(history)
         keep(self, history)
         return self
+
+    def _starting_point(
+        self, layer_sizes, f, optimizer, schedule, *, continuing, carry_on, xp, device, dtype
+    ) -> tuple[list[Array], list[Array], OptimizerState, ScheduleState]:
+        """Where training starts: W, b, the optimizer's state and the schedule's.
+
+        Fresh random weights, or (``continuing``) the current ones.  The optimizer's state
+        starts at zero in every fit (scikit-learn's rule, also with warm_start); it and
+        the schedule's state go on (``carry_on``) from one partial_fit to the next, and
+        into a resumed fit.
+        """
+        if continuing:
+            W, b = self._parameters_as(layer_sizes, xp=xp, device=device, dtype=dtype)
+        else:
+            W0, b0 = glorot_uniform(layer_sizes, [f_l.name for f_l in f], self._rng)
+            W = [xp.asarray(W_l, dtype=dtype, device=device) for W_l in W0]
+            b = [xp.asarray(b_l, dtype=dtype, device=device) for b_l in b0]
+        carried = carry_on and continuing
+        state = getattr(self, "_optimizer_state", None) if carried else None
+        if state is None or len(state.moments) != optimizer.n_moments:
+            state = optimizer.init([*W, *b], xp=xp)
+        else:
+            state = _state_as(state, xp=xp, device=device, dtype=dtype)
+        sched = getattr(self, "_schedule_state", None) if carried else None
+        if sched is None:
+            sched = schedule.start(getattr(self, "t_", 0) if continuing else 0)
+        return W, b, state, sched
+
+    def _hold_out(self, data: Samples, targets: dict[str, Any], *, xp, device):
+        """The training samples left, and the early-stopping rule on those held out."""
+        multilabel = targets.get("_multilabel", False)
+        data, validation = validation_split(
+            data.X, data.Y, data.s_host, fraction=float(self.validation_fraction),
+            rng=self._rng, stratify=self._validation_score is accuracy and not multilabel,
+            xp=xp, device=device,
+        )  # fmt: skip
+        if data.s_host is not None and not np.any(data.s_host > 0):
+            raise ValueError(
+                "Every sample left for training after the validation split has weight "
+                "zero; give more samples a positive sample_weight."
+            )
+        # Each fit holds out its own split and is judged on it alone: a best score
+        # carried over from another split would not be comparable.
+        return data, EarlyStopping(
+            validation, score=subset_accuracy if multilabel else self._validation_score,
+            n_iter_no_change=int(self.n_iter_no_change), tol=float(self.tol),
+        )  # fmt: skip
 
     def _keep(
         self, est: _BaseMLP, history: History, *, targets, fitted, stopping, layer_sizes,
@@ -424,6 +435,13 @@ class _BaseMLP:
         return make_optimizer(
             self.solver, momentum_=float(self.momentum), nesterovs_momentum=self.nesterovs_momentum,
             beta_1=float(self.beta_1), beta_2=float(self.beta_2), epsilon=float(self.epsilon),
+        )  # fmt: skip
+
+    def _schedule(self) -> Schedule:
+        """The learning-rate schedule the hyperparameters name."""
+        return Schedule(
+            self.learning_rate_schedule, self._learning_rate(), power_t=float(self.power_t),
+            tol=float(self.tol), n_iter_no_change=int(self.n_iter_no_change),
         )  # fmt: skip
 
     def _learning_rate(self) -> float:
@@ -1113,93 +1131,6 @@ class MLPClassifier(_BaseMLP):
 
     #: Whether the classifier was fitted on multi-label (label-indicator) targets.
     _multilabel = False
-
-
-def _check_checkpoint(checkpoint: Any, every: Any) -> None:
-    if checkpoint is not None and not (
-        callable(checkpoint) or isinstance(checkpoint, (str, os.PathLike))
-    ):
-        raise TypeError(f"checkpoint must be a file path or a callable, got {checkpoint!r}.")
-    if every is not None and (
-        isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1
-    ):
-        raise ValueError(f"checkpoint_every must be None or an int >= 1, got {every!r}.")
-    if every is not None and checkpoint is None:
-        raise ValueError("checkpoint_every needs checkpoint=, the file (or callable) to write.")
-
-
-class _CheckpointWriter:
-    """Writes the model as trained so far, in a background thread, at most one at a time.
-
-    Called at each read-back with the run's :class:`History`, it writes when another
-    ``every`` epochs have passed (and, through :meth:`last`, at the end).  The parameters
-    are copied to the host in the training thread, right after the read-back that has
-    just synchronised the device anyway; writing the file (and its fsync) happens in the
-    background while training goes on.  A write still under way when the next is due is
-    waited for, and so is the last when the fit ends; its error, if any, is raised then.
-    """
-
-    def __init__(
-        self, target: Any, every: int | None, keep: Callable[..., None], est: Any, *, n_iter: int
-    ) -> None:
-        self.target, self.every, self.keep, self.est = target, every, keep, est
-        self.n_iter = self.done = n_iter  # epochs before this fit, and as of the last write
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-
-    def __enter__(self) -> _CheckpointWriter:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.wait()
-
-    def on_block(self, history: History) -> None:
-        """Write if a multiple of ``every`` epochs was passed since the last write."""
-        n_iter = self.n_iter + len(history.losses)
-        if self.every is not None and n_iter // self.every > self.done // self.every:
-            self.write(self.snapshot(history))
-
-    def last(self, history: History) -> None:
-        if self.target is not None:
-            self.write(self.snapshot(history))
-
-    def snapshot(self, history: History) -> Any:
-        """A fitted copy of the estimator as of ``history``, its arrays on the host."""
-        est = copy.copy(self.est)
-        self.keep(est, history)
-        est.weights_ = [to_numpy(W_l) for W_l in est.weights_]
-        est.biases_ = [to_numpy(b_l) for b_l in est.biases_]
-        state = est._optimizer_state
-        est._optimizer_state = OptimizerState(
-            state.t, tuple([to_numpy(m) for m in moment] for moment in state.moments)
-        )
-        if hasattr(est, "classes_") and not aac.is_numpy_array(est.classes_):
-            est.classes_ = to_numpy(est.classes_)
-        est._rng = copy.deepcopy(self.est._rng)  # training draws on from the original
-        return est
-
-    def write(self, snapshot: Any) -> None:
-        self.wait()
-        self.done = snapshot.n_iter_
-        self.thread = threading.Thread(target=self._run, args=(snapshot,))
-        self.thread.start()
-
-    def _run(self, snapshot: Any) -> None:
-        try:
-            if callable(self.target):
-                self.target(snapshot)
-            else:
-                snapshot.save(self.target)
-        except BaseException as exc:  # handed to the training thread by wait()
-            self.error = exc
-
-    def wait(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
 
 
 def _host_weights(sample_weight: Any, N: int) -> np.ndarray | None:
