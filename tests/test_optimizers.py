@@ -502,7 +502,8 @@ def test_update_rules_follow_their_equations():
     ):
         state = rule.init([g], xp=np_xp)
         for U_expected in expected:
-            (U,), state = rule.update([g], state, mu=0.1, xp=np_xp)
+            mu_t = rule.step_size(0.1, state.t + 1)  # Adam's bias correction; μ for the rest
+            (U,), state = rule.update([g], state, mu=mu_t, xp=np_xp)
             np.testing.assert_allclose(U, U_expected, rtol=1e-12)
 
 

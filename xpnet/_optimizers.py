@@ -3,7 +3,10 @@
 Every optimizer is a pair of pure functions, as in optax: ``init(P, xp=...)`` makes the
 state from the parameters, and ``update(G, state, mu=..., xp=...)`` takes the gradients
 and the state to the updates U and the new state, so that a step is P ← P + U.  Both
-return new arrays and write nothing they are given.
+return new arrays and write nothing they are given.  The step size ``mu`` that
+``update`` takes is the step's own, worked out on the host by ``step_size`` from the
+schedule's μ and the step count: Adam's bias correction lives there, so that a compiled
+block of steps can take its step sizes as an array.
 
 ``P`` and ``G`` are flat lists of arrays, the weights then the biases
 (``[*W, *b]``, as scikit-learn's ``coefs_ + intercepts_``), and the state is an
@@ -54,13 +57,16 @@ class Optimizer(NamedTuple):
         The number of moment lists in its :class:`OptimizerState`.
     init : callable ``init(P, *, xp) -> OptimizerState``
     update : callable ``update(G, state, *, mu, xp) -> (U, OptimizerState)``
-        ``mu`` is the step size of this step, a Python float.
+        ``mu`` is the step size of this step: ``step_size(μ, state.t + 1)``.
+    step_size : callable ``step_size(mu, t) -> float``
+        The step size of step t (1, 2, ...) when the schedule's is ``mu``.
     """
 
     name: str
     n_moments: int
     init: Callable[..., OptimizerState]
     update: Callable[..., tuple[list[Array], OptimizerState]]
+    step_size: Callable[[float, int], float] = lambda mu, t: mu
 
 
 def _zero_moments(n_moments: int) -> Callable[..., OptimizerState]:
@@ -112,8 +118,7 @@ def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
         t ← t + 1
         M ← β₁ M + (1 − β₁) ∇E_total
         V ← β₂ V + (1 − β₂) (∇E_total)²
-        μₜ = μ √(1 − β₂ᵗ) / (1 − β₁ᵗ)
-        U = −μₜ M / (√V + ε)
+        U = −μₜ M / (√V + ε),    μₜ = μ √(1 − β₂ᵗ) / (1 − β₁ᵗ)   (``step_size``)
 
     The bias correction is folded into the step size μₜ and ε is added to √V, not to
     the bias-corrected √V̂ as PyTorch's ``Adam`` does (the two differ by about 1e-4
@@ -127,11 +132,14 @@ def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
         M, V = state.moments
         M = [beta_1 * m + (1.0 - beta_1) * g for m, g in zip(M, G, strict=True)]
         V = [beta_2 * v + (1.0 - beta_2) * (g * g) for v, g in zip(V, G, strict=True)]
-        mu_t = mu * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
-        U = [(-mu_t) * m / (xp.sqrt(v) + epsilon) for m, v in zip(M, V, strict=True)]
+        U = [(-mu) * m / (xp.sqrt(v) + epsilon) for m, v in zip(M, V, strict=True)]
         return U, OptimizerState(t, (M, V))
 
-    return Optimizer("adam", 2, _zero_moments(2), update)
+    def step_size(mu: float, t: int) -> float:
+        """μₜ = μ √(1 − β₂ᵗ) / (1 − β₁ᵗ): the bias correction of M and V, folded in."""
+        return mu * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
+
+    return Optimizer("adam", 2, _zero_moments(2), update, step_size)
 
 
 def make_optimizer(

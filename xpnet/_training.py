@@ -178,8 +178,9 @@ def step(
         U, state = optimizer.update(∇E, state)
         (W, b) ← (W, b) + U
 
-    Returns the new parameters and optimizer state, and E (at the parameters the step
-    started from) as a 0-D array on the device.  ``S`` is Σ sᵢ, or None for N.
+    ``mu`` is the step's own step size (``how.optimizer.step_size`` of the schedule's
+    μ).  Returns the new parameters and optimizer state, and E (at the parameters the
+    step started from) as a 0-D array on the device.  ``S`` is Σ sᵢ, or None for N.
     """
     xp = how.xp
     E, grad_W, grad_b = loss_and_gradients(
@@ -218,8 +219,10 @@ def epoch(
     xp = how.xp
     N = data.X.shape[0]
     B = N if batch_size is None else min(batch_size, N)
+    step_size = how.optimizer.step_size
     if B == N:
-        return step(W, b, state, data.X.T, data.Y, data.s, data.weight(), mu=mu, how=how)
+        mu_t = step_size(mu, state.t + 1)
+        return step(W, b, state, data.X.T, data.Y, data.s, data.weight(), mu=mu_t, how=how)
     if order is not None:
         index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
         on_device = xp.asarray(order, dtype=index, device=device)
@@ -237,7 +240,8 @@ def epoch(
             i = on_device[rows]
             X_B, Y_B = xp.take(data.X, i, axis=0), xp.take(data.Y, i, axis=1)
             s_B = None if data.s is None else xp.take(data.s, i, axis=0)
-        W, b, state, E_B = step(W, b, state, X_B.T, Y_B, s_B, S, mu=mu, how=how)
+        mu_t = step_size(mu, state.t + 1)
+        W, b, state, E_B = step(W, b, state, X_B.T, Y_B, s_B, S, mu=mu_t, how=how)
         E = E + E_B * ((rows.stop - rows.start) / n_stepped)
     return W, b, state, E
 
