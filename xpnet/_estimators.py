@@ -21,6 +21,7 @@ import numpy as np  # host-side: random state, and class labels that are not num
 from ._activations import ACTIVATIONS
 from ._backprop import loss_and_gradients, output
 from ._checkpoints import CheckpointWriter, check_checkpoint
+from ._compiled import block_runner
 from ._errors import data_conversion_warning, not_fitted_error
 from ._feature_names import check_feature_names, feature_names
 from ._host import to_numpy
@@ -110,6 +111,7 @@ class _BaseMLP:
         learning_rate_schedule: str = "constant",
         power_t: float = 0.5,
         verbose: bool = False,
+        engine: str = "auto",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -136,6 +138,7 @@ class _BaseMLP:
         self.learning_rate_schedule = learning_rate_schedule
         self.power_t = power_t
         self.verbose = verbose
+        self.engine = engine
 
     # -- scikit-learn's estimator protocol ---------------------------------------------
 
@@ -320,6 +323,10 @@ class _BaseMLP:
                 f, OBJECTIVES[(self.loss, output)], optimizer, float(self.alpha), xp,
                 chunk_size=chunk_size, map=map_chunks,
             )  # fmt: skip
+            compiled = block_runner(
+                self.engine, how=how, data=data, schedule=schedule, batch_size=self.batch_size,
+                n_epochs=self.max_iter if epochs is None else epochs, device=device,
+            )  # fmt: skip
             try:
                 history = run_epochs(
                     W, b, data, n_epochs=self.max_iter if epochs is None else epochs, how=how,
@@ -328,6 +335,7 @@ class _BaseMLP:
                     device=device, early_stopping=stopping,
                     callback=self._reporter(callback, fitted=fitted),
                     on_block=writer.on_block if checkpoint is not None else None,
+                    compiled=compiled,
                 )  # fmt: skip
             except Interrupted as interrupt:
                 # Training so far is kept, as of the last block read back; then the
@@ -704,6 +712,12 @@ class MLPRegressor(_BaseMLP):
     verbose : bool or int, default=False
         Print a line with the epoch count and loss (and validation score) each time
         the epochs are read back, every 16 epochs.
+    engine : {"auto", "eager", "jit"}, default="auto"
+        How the epochs are run.  "eager": one array operation at a time, on every
+        backend.  "jit": each block of 16 full-batch epochs as one compiled program
+        (JAX arrays; the same functions, traced).  "auto": "jit" where it applies and
+        the fit trains at least ``xpnet._compiled.MIN_EPOCHS_TO_COMPILE`` epochs (a
+        shorter fit would spend more time compiling than it saves), else "eager".
 
     Attributes
     ----------
@@ -771,6 +785,7 @@ class MLPRegressor(_BaseMLP):
         learning_rate_schedule: str = "constant",
         power_t: float = 0.5,
         verbose: bool = False,
+        engine: str = "auto",
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -798,6 +813,7 @@ class MLPRegressor(_BaseMLP):
             learning_rate_schedule=learning_rate_schedule,
             power_t=power_t,
             verbose=verbose,
+            engine=engine,
         )
 
     def __sklearn_tags__(self) -> Any:
@@ -928,6 +944,7 @@ class MLPClassifier(_BaseMLP):
         learning_rate_schedule: str = "constant",
         power_t: float = 0.5,
         verbose: bool = False,
+        engine: str = "auto",
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -955,6 +972,7 @@ class MLPClassifier(_BaseMLP):
             learning_rate_schedule=learning_rate_schedule,
             power_t=power_t,
             verbose=verbose,
+            engine=engine,
         )
 
     def __sklearn_tags__(self) -> Any:

@@ -22,6 +22,7 @@ exactly (``solver``, ``momentum``, ``nesterovs_momentum``, ``beta_1``, ``beta_2`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -142,6 +143,7 @@ def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
     return Optimizer("adam", 2, _zero_moments(2), update, step_size)
 
 
+@functools.lru_cache(maxsize=64)
 def make_optimizer(
     solver: str,
     *,
@@ -154,7 +156,9 @@ def make_optimizer(
     """The update rule for scikit-learn's solver settings (validated by the caller).
 
     ``solver="sgd"`` with ``momentum_=0`` is plain gradient descent, whatever
-    ``nesterovs_momentum`` says: with β = 0 both momentum rules reduce to it.
+    ``nesterovs_momentum`` says: with β = 0 both momentum rules reduce to it.  The same
+    settings give the same (pure, stateless) rule, so that compiled programs built for
+    it are found again.
     """
     if solver == "adam":
         return adam(beta_1, beta_2, epsilon)

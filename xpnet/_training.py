@@ -246,6 +246,28 @@ def epoch(
     return W, b, state, E
 
 
+def keep_the_best(
+    W: list[Array], b: list[Array], best_W: list[Array], best_b: list[Array], best: Array,
+    validation: Samples, S: Any, score: Callable[..., Array], *, how: Step,
+) -> tuple[list[Array], list[Array], Array, Array]:  # fmt: skip
+    """The validation pass after an epoch, and the best parameters so far, on the device.
+
+    Returns the best (W, b) and best score after this epoch, and a (2,) array of this
+    epoch's validation loss and score.  (W, b) replaces the best if its score is
+    strictly higher (as scikit-learn: a tie keeps the earlier epoch), chosen by
+    ``xp.where``, so that nothing is read back.  ``S`` is Σ sᵢ of the validation
+    samples (their number without weights).
+    """
+    xp, val = how.xp, validation
+    O = output(W, b, val.X.T, f=how.f, xp=xp, chunk_size=how.chunk_size, map=how.map)
+    s = score(O, val.Y, val.s, xp=xp)
+    values = xp.stack([how.objective.loss_sum(val.Y, O, val.s, xp=xp) / S, s])
+    improved = s > best
+    best_W = [xp.where(improved, W_l, V_l) for W_l, V_l in zip(W, best_W, strict=True)]
+    best_b = [xp.where(improved, b_l, c_l) for b_l, c_l in zip(b, best_b, strict=True)]
+    return best_W, best_b, xp.where(improved, s, best), values
+
+
 class BestParameters:
     """Early stopping's device side: the validation pass, and the best parameters so far.
 
@@ -260,6 +282,7 @@ class BestParameters:
         best_score: float, *, how: Step, device: Any,
     ) -> None:  # fmt: skip
         self.validation, self.score, self.how = validation, score, how
+        self.S = validation.X.shape[0] if validation.s_host is None else validation.weight()
         self.W, self.b = list(W), list(b)
         # The best score lives on the device so that the best parameters can be chosen
         # there; a Python float in xp.where/comparisons would not fix the dtype.
@@ -268,15 +291,10 @@ class BestParameters:
 
     def after_epoch(self, W: list[Array], b: list[Array]) -> None:
         """Score (W, b) on the validation samples; keep them if strictly better."""
-        xp, how, val = self.how.xp, self.how, self.validation
-        O = output(W, b, val.X.T, f=how.f, xp=xp, chunk_size=how.chunk_size, map=how.map)
-        score = self.score(O, val.Y, val.s, xp=xp)
-        S = val.X.shape[0] if val.s_host is None else val.weight()
-        self.pending.append(xp.stack([how.objective.loss_sum(val.Y, O, val.s, xp=xp) / S, score]))
-        improved = score > self.best  # strictly better, as scikit-learn: a tie keeps the earlier
-        self.best = xp.where(improved, score, self.best)
-        self.W = [xp.where(improved, W_l, V_l) for W_l, V_l in zip(W, self.W, strict=True)]
-        self.b = [xp.where(improved, b_l, c_l) for b_l, c_l in zip(b, self.b, strict=True)]
+        self.W, self.b, self.best, values = keep_the_best(
+            W, b, self.W, self.b, self.best, self.validation, self.S, self.score, how=self.how
+        )
+        self.pending.append(values)
 
     def materialize(self) -> None:
         self.W, self.b, [self.best], self.pending = materialize(
@@ -438,6 +456,7 @@ def run_epochs(
     early_stopping: EarlyStopping | None = None,
     callback: Callback | None = None,
     on_block: Callable[[History], None] | None = None,
+    compiled: Callable[..., Any] | None = None,
 ) -> History:
     """Train for up to ``n_epochs`` epochs; return the new parameters and the record.
 
@@ -473,6 +492,10 @@ def run_epochs(
         Called after each read-back, and the stopping rules, with the :class:`History`
         so far: a consistent state to write a checkpoint from.  Its lists are the
         record itself, to be read at once and never kept.
+    compiled : callable, optional
+        Runs a block of k full-batch epochs as one compiled program (see
+        ``xpnet._compiled``), ``compiled(W, b, state, sched, k, record, best)``, in
+        place of the eager loop; None runs them one operation at a time.
 
     Returns
     -------
@@ -500,9 +523,11 @@ def run_epochs(
     # Early stopping's count of epochs without improvement lasts one fit.
     patience = None if es is None else NoImprovement(es.tol, es.n_iter_no_change, es.best_score)
     # What an interrupt falls back to: the state after the last block read back.
-    last, stop = (W, b, state, sched, 0, rng.bit_generator.state), False
-    try:
-        for e in range(n_epochs):
+    last, stop, done = (W, b, state, sched, 0, rng.bit_generator.state), False, 0
+
+    def eager_block(W, b, state, sched, k, record, best):
+        """k epochs, one operation at a time: the reference way of running them."""
+        for _ in range(k):
             mu = schedule.mu(sched)
             mini = shuffle and batch_size is not None and batch_size < N
             order = rng.permutation(N) if mini else None
@@ -512,18 +537,21 @@ def run_epochs(
             record.add(E, mu)
             if best is not None:
                 best.after_epoch(W, b)
-            if len(record.pending) < READBACK_EVERY and e < n_epochs - 1:
-                continue
-            losses, scores = record.read_back(last_epoch=e + 1)
+        return W, b, state, sched
+
+    try:
+        while done < n_epochs and not stop:
+            k = min(READBACK_EVERY, n_epochs - done)
+            W, b, state, sched = (compiled or eager_block)(W, b, state, sched, k, record, best)
+            done += k
+            losses, scores = record.read_back(last_epoch=done)
             sched, stop = apply_stopping_rules(schedule, sched, patience, losses, scores)
             W_kept, b_kept = (W, b) if best is None else (best.W, best.b)
-            last = (W_kept, b_kept, state, sched, e + 1, rng.bit_generator.state)
+            last = (W_kept, b_kept, state, sched, done, rng.bit_generator.state)
             if callback is not None:
                 callback(losses, scores)
             if on_block is not None:
                 on_block(record.history(*last[:4]))
-            if stop:
-                break
     except KeyboardInterrupt:
         *kept, n_done, rng.bit_generator.state = last
         raise Interrupted(record.history(*kept, n_epochs=n_done) if n_done else None) from None
@@ -578,23 +606,25 @@ class Record:
             values = [None if v is None else v[:n_epochs] for v in values]
         return History(W, b, state, sched, *values)
 
-    def add(self, E: Array, mu: float) -> None:
-        """Keep an epoch's loss (a 0-D array on the device) and the μ it was trained with."""
+    def add(self, E: Array, *mu: float) -> None:
+        """Keep the losses of one or more epochs (a 0-D or 1-D array on the device) and
+        the μ of each."""
         self.pending.append(E)
-        self.pending_mu.append(mu)
+        self.pending_mu += mu
 
     def read_back(self, *, last_epoch: int) -> tuple[list[float], list[float] | None]:
         """The pending epochs' losses (and validation scores) on the host, in one transfer.
 
         Raises ValueError at the first loss that is not finite.
         """
-        n, best = len(self.pending), self.best
-        values = self.pending
+        xp, n, best = self.xp, len(self.pending_mu), self.best
+        values = [xp.reshape(E, (-1,)) for E in self.pending]
         if best is not None:
             best.materialize()
-            values = [*values, *[v[0] for v in best.pending], *[v[1] for v in best.pending]]
+            V = xp.concat([xp.reshape(v, (-1, 2)) for v in best.pending], axis=0)
+            values += [V[:, 0], V[:, 1]]
             best.pending = []
-        values = _to_host(values, xp=self.xp)
+        values = [float(v) for v in to_numpy(xp.concat(values, axis=0))]
         losses = _check_losses(values[:n], first_epoch=last_epoch - n + 1, mu=self.pending_mu)
         self.losses += losses
         self.pending, self.pending_mu = [], []
@@ -697,11 +727,6 @@ def validation_split(
         s = None if s_part is None else xp.asarray(s_part, dtype=X.dtype, device=device)
         parts.append(Samples(xp.take(X, i, axis=0), xp.take(Y, i, axis=1), s, s_part))
     return parts[0], parts[1]
-
-
-def _to_host(values: list[Array], *, xp: Any) -> list[float]:
-    """Copy a block of 0-D arrays to the host in one transfer, as Python floats."""
-    return [float(v) for v in to_numpy(xp.stack(values))]
 
 
 def _check_losses(values: list[float], *, first_epoch: int, mu: list[float]) -> list[float]:

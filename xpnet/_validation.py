@@ -256,6 +256,7 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
 
 
 SOLVERS = ("sgd", "adam")
+ENGINES = ("auto", "eager", "jit")
 SCHEDULES = ("constant", "invscaling", "adaptive")
 
 
@@ -293,6 +294,8 @@ def _check_optimizer(est: Any) -> None:
             f"learning_rate_schedule={est.learning_rate_schedule!r} applies to solver='sgd' "
             "only: Adam adapts its own step sizes. Use learning_rate_schedule='constant'."
         )
+    if est.engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {est.engine!r}.")
     if not (isinstance(est.verbose, bool) or (_is_int(est.verbose) and est.verbose >= 0)):
         raise ValueError(f"verbose must be True, False or an int >= 0, got {est.verbose!r}.")
 

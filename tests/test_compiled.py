@@ -1,0 +1,184 @@
+"""The compiled engine: the same functions, run as one program per block, equal the eager path."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import import_jax
+
+import xpnet
+import xpnet._compiled
+from xpnet._compiled import JaxBlocks
+from xpnet._losses import OBJECTIVES
+
+
+@pytest.fixture(scope="module")
+def jnp():
+    import_jax()  # float64 on, full-precision matrix products
+    import jax.numpy as jnp
+
+    return jnp
+
+
+def _data(N=120, n_in=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, n_in))
+    y = np.tanh(X @ rng.normal(size=n_in))
+    return X, y, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
+
+
+def _fit_both(jnp, cls, X, y, **params):
+    """The same fit run eagerly and compiled, on JAX arrays."""
+    fits = []
+    for engine in ("eager", "jit"):
+        est = cls(hidden_layer_sizes=(6,), random_state=0, engine=engine, **params)
+        fits.append(est.fit(jnp.asarray(X), jnp.asarray(y)))
+    return fits
+
+
+def _assert_equal_fits(eager, jit, *, rtol=1e-12):
+    assert jit.n_iter_ == eager.n_iter_
+    np.testing.assert_allclose(jit.loss_curve_, eager.loss_curve_, rtol=rtol)
+    for got, want in zip(jit.weights_ + jit.biases_, eager.weights_ + eager.biases_, strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=rtol, atol=1e-14)
+    if eager.validation_scores_ is not None:
+        np.testing.assert_allclose(jit.validation_scores_, eager.validation_scores_, rtol=rtol)
+        np.testing.assert_allclose(
+            jit.validation_loss_curve_, eager.validation_loss_curve_, rtol=rtol
+        )
+
+
+# Every (loss, output activation) pair, with and without early stopping, with an epoch
+# count that is not a multiple of the block (16): 21 = a block of 16 and one of 5.
+@pytest.mark.parametrize(
+    ("objective", "early_stopping"),
+    [(o, False) for o in sorted(OBJECTIVES)]
+    + [(("cross_entropy", "softmax"), True), (("mse", "identity"), True)],
+    ids=lambda v: "-".join(v) if isinstance(v, tuple) else ("es" if v else "no-es"),
+)
+def test_compiled_equals_eager_for_every_objective(jnp, objective, early_stopping):
+    loss, output = objective
+    X, y, labels = _data()
+    if output == "softmax":
+        cls, target, params = xpnet.MLPClassifier, labels, {}
+    else:
+        cls, target = xpnet.MLPRegressor, (y > 0).astype(float) if loss == "cross_entropy" else y
+        params = {"output_activation": output}
+    eager, jit = _fit_both(
+        jnp, cls, X, target, loss=loss, activation="tanh", max_iter=21,
+        early_stopping=early_stopping, n_iter_no_change=3, **params,
+    )  # fmt: skip
+    _assert_equal_fits(eager, jit)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="adam", alpha=0.1),
+        dict(momentum=0.9, nesterovs_momentum=True, learning_rate_schedule="invscaling"),
+        dict(momentum=0.5, learning_rate_schedule="adaptive", tol=1e-2, n_iter_no_change=2),
+        dict(activation="relu", solver="adam", weighted=True),
+    ],
+    ids=["adam-alpha", "nesterov-invscaling", "momentum-adaptive", "relu-adam-weights"],
+)
+def test_compiled_equals_eager_with_optimizers_schedules_and_weights(jnp, params):
+    params = dict(params)
+    X, y, _ = _data()
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, size=len(X))
+    fits = []
+    for engine in ("eager", "jit"):
+        est = xpnet.MLPRegressor(hidden_layer_sizes=(6,), random_state=0, max_iter=21,
+                                 engine=engine, **{k: v for k, v in params.items()
+                                                   if k != "weighted"})  # fmt: skip
+        s = jnp.asarray(weights) if params.get("weighted") else None
+        fits.append(est.fit(jnp.asarray(X), jnp.asarray(y), sample_weight=s))
+    _assert_equal_fits(*fits)
+    assert fits[1]._optimizer_state.t == fits[0]._optimizer_state.t
+    jit_sched, eager_sched = fits[1]._schedule_state, fits[0]._schedule_state
+    assert jit_sched._replace(best=0.0) == eager_sched._replace(best=0.0)
+    assert jit_sched.best == pytest.approx(eager_sched.best, rel=1e-12)
+
+
+def test_compiled_multilabel_with_early_stopping(jnp):
+    X, *_ = _data()
+    Y = np.stack([X[:, 0] > 0, X[:, 1] > 0, X[:, 2] + X[:, 3] > 0], axis=1).astype(int)
+    eager, jit = _fit_both(jnp, xpnet.MLPClassifier, X, Y, solver="adam", max_iter=21,
+                           early_stopping=True, n_iter_no_change=4)  # fmt: skip
+    _assert_equal_fits(eager, jit)
+
+
+def test_a_diverging_compiled_fit_fails_at_the_same_epoch(jnp):
+    X, y, _ = _data()
+    messages = []
+    for engine in ("eager", "jit"):
+        est = xpnet.MLPRegressor(learning_rate=1e30, max_iter=50, engine=engine)
+        with pytest.raises(ValueError, match="diverged") as info:
+            est.fit(jnp.asarray(X * 1e3), jnp.asarray(y * 1e3))
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+
+
+def test_compiled_resume_equals_an_uninterrupted_fit(jnp, tmp_path):
+    X, y, _ = _data()
+    params = dict(hidden_layer_sizes=(6,), solver="adam", random_state=0, engine="jit")
+    whole = xpnet.MLPRegressor(max_iter=64, **params).fit(jnp.asarray(X), jnp.asarray(y))
+    part = xpnet.MLPRegressor(max_iter=32, **params).fit(jnp.asarray(X), jnp.asarray(y))
+    part.save(tmp_path / "m.npz")
+    resumed = xpnet.load(tmp_path / "m.npz", xp=jnp).set_params(max_iter=64)
+    resumed.fit(jnp.asarray(X), jnp.asarray(y), resume=True)
+    for got, want in zip(resumed.weights_, whole.weights_, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_auto_compiles_long_full_batch_jax_fits_only(jnp, monkeypatch):
+    monkeypatch.setattr(xpnet._compiled, "MIN_EPOCHS_TO_COMPILE", 20)  # the rule, not the value
+    calls = []
+    real_call = JaxBlocks.__call__
+    monkeypatch.setattr(
+        JaxBlocks, "__call__", lambda self, *a: calls.append(a[4]) or real_call(self, *a)
+    )
+    X, y, _ = _data(N=40)
+    for params, compiled in [
+        (dict(max_iter=20), True),
+        (dict(max_iter=19), False),  # compiling would cost more than it saves
+        (dict(max_iter=20, batch_size=8), False),  # mini-batches
+        (dict(max_iter=20, engine="eager"), False),
+    ]:
+        calls.clear()
+        est = xpnet.MLPRegressor(hidden_layer_sizes=(3,), **params)
+        est.fit(jnp.asarray(X), jnp.asarray(y))
+        assert bool(calls) == compiled, params
+    calls.clear()
+    xpnet.MLPRegressor(max_iter=20).fit(X, y)  # NumPy: eager
+    assert not calls
+
+
+@pytest.mark.parametrize(
+    ("params", "data", "match"),
+    [
+        (dict(engine="jit"), "numpy", "engine='jit' compiles full-batch training on JAX "
+         "arrays, not numpy arrays"),
+        (dict(engine="jit", batch_size=8), "jax", "not mini-batches"),
+        (dict(engine="fast"), "numpy", r"engine must be one of \('auto', 'eager', 'jit'\), "
+         "got 'fast'"),
+    ],
+)  # fmt: skip
+def test_bad_engines_are_named(jnp, params, data, match):
+    X, y, _ = _data(N=20)
+    if data == "jax":
+        X, y = jnp.asarray(X), jnp.asarray(y)
+    with pytest.raises(ValueError, match=match):
+        xpnet.MLPRegressor(max_iter=3, **params).fit(X, y)
+
+
+def test_the_caller_s_arrays_are_not_donated_or_written(jnp):
+    X, y, _ = _data()
+    X_j, y_j = jnp.asarray(X), jnp.asarray(y)
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=20, engine="jit").fit(X_j, y_j)
+    W = [jnp.asarray(W_l) for W_l in est.weights_]
+    est.set_params(warm_start=True).fit(X_j, y_j)  # starts from W, a caller-held array now
+    for W_l, W_kept in itertools.zip_longest(W, est.weights_):
+        assert not W_l.is_deleted() and W_l is not W_kept
+    np.testing.assert_array_equal(np.asarray(X_j), X)

@@ -1,0 +1,145 @@
+"""Compiled execution: a block of full-batch epochs run as one program.
+
+The Array API runs one operation at a time, and on some backends that costs more than
+the arithmetic: each operation is dispatched from Python, and on a GPU each is a kernel
+launch and a pass over memory.  Backends that can compile take the same code instead as
+one program per block of epochs (the ``READBACK_EVERY`` epochs between two read-backs).
+
+Nothing here is a second implementation of the math.  A compiled block calls, epoch by
+epoch, the eager path's own functions: ``xpnet._training.step`` (the core's E_total and
+gradients, then the optimizer's update) and, with early stopping,
+``xpnet._training.keep_the_best``.  The compiler only sees them traced, so the result is
+the eager result up to the order of floating-point operations.  The step sizes of the
+block's epochs (the schedule's μ and Adam's bias correction) are worked out on the host
+beforehand and go in as an array, as the schedule's decisions are taken at read-backs.
+
+- **JAX**: the block is a ``jax.lax.scan`` over the epochs, traced by ``jax.jit``
+  once per shape (a block of 16 and the remainder), on CPU and GPU alike.  The batch is
+  taken whole: inside a compiled program, chunking only slows XLA down.  Arrays the
+  caller owns are never donated.
+
+``engine="auto"`` compiles where that is exact and pays for itself: JAX arrays, full-batch
+descent, and at least ``MIN_EPOCHS_TO_COMPILE`` epochs.  Mini-batches, other backends and
+``engine="eager"`` run one operation at a time, as before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import array_api_compat as aac
+
+from ._optimizers import OptimizerState
+from ._training import (
+    BestParameters,
+    Record,
+    Samples,
+    Schedule,
+    ScheduleState,
+    Step,
+    keep_the_best,
+    step,
+)
+
+Array = Any
+
+#: With ``engine="auto"``, a fit compiles only when it trains at least this many epochs.
+#: Compiling the two block shapes of a small network takes 0.2–0.4 s on a 2-core CPU,
+#: and a compiled epoch saves 1–3 ms there (S: 2.4 → 0.3 ms), so fits of a few hundred
+#: epochs and more gain; a short fit or a partial_fit stays eager.
+MIN_EPOCHS_TO_COMPILE = 200
+
+
+def block_runner(
+    engine: str,
+    *,
+    how: Step,
+    data: Samples,
+    schedule: Schedule,
+    batch_size: int | None,
+    n_epochs: int,
+    device: Any,
+) -> Any:
+    """How a fit runs its blocks of epochs: a compiled runner, or None for the eager loop.
+
+    Raises
+    ------
+    ValueError
+        For ``engine="jit"`` where no compiled path exists (not JAX, or mini-batches).
+    """
+    if engine == "eager":
+        return None
+    full_batch = batch_size is None or batch_size >= data.X.shape[0]
+    compilable = aac.is_jax_namespace(how.xp) and full_batch
+    if engine == "jit" and not compilable:
+        library = type(data.X).__module__.split(".")[0]
+        why = "mini-batches" if not full_batch else f"{library} arrays"
+        raise ValueError(
+            f"engine='jit' compiles full-batch training on JAX arrays, not {why}; "
+            "use engine='auto' or 'eager'."
+        )
+    if not compilable or (engine == "auto" and n_epochs < MIN_EPOCHS_TO_COMPILE):
+        return None
+    return JaxBlocks(how, data, schedule, device)
+
+
+class JaxBlocks:
+    """Runs blocks of full-batch epochs as one ``jax.jit``-compiled ``lax.scan`` each."""
+
+    def __init__(self, how: Step, data: Samples, schedule: Schedule, device: Any) -> None:
+        # Inside the program the batch is whole; the Step is also the program's cache key.
+        self.how = dataclasses.replace(how, f=tuple(how.f), chunk_size=None, map=map)
+        self.data, self.schedule, self.device = data, schedule, device
+        self.S = data.weight()
+
+    def __call__(
+        self, W: list[Array], b: list[Array], state: OptimizerState, sched: ScheduleState,
+        k: int, record: Record, best: BestParameters | None,
+    ) -> tuple[list[Array], list[Array], OptimizerState, ScheduleState]:  # fmt: skip
+        """Train k epochs; add their losses (and validation values) to the record."""
+        xp, data, N = self.how.xp, self.data, self.data.X.shape[0]
+        mus = []
+        for _ in range(k):  # the schedule's μ of each epoch, decided on the host as ever
+            mus.append(self.schedule.mu(sched))
+            sched = self.schedule.epoch_end(sched, N)
+        step_size = self.how.optimizer.step_size
+        mu_t = [step_size(mu, state.t + i + 1) for i, mu in enumerate(mus)]
+        steps = xp.asarray(mu_t, dtype=data.X.dtype, device=self.device)
+        program = _jax_program(self.how, None if best is None else best.score)
+        kept = None if best is None else (best.W, best.b, best.best)
+        val = None if best is None else (best.validation._replace(s_host=None), best.S)
+        (W, b, moments, kept), out = program(
+            W, b, state.moments, kept, steps, data.X.T, data.Y, data.s, self.S, val
+        )
+        if best is None:
+            record.add(out, *mus)
+        else:
+            E, V = out
+            record.add(E, *mus)
+            best.W, best.b, best.best = kept
+            best.pending.append(V)
+        return W, b, OptimizerState(state.t + k, moments), sched
+
+
+@functools.lru_cache(maxsize=16)
+def _jax_program(how: Step, score: Any) -> Any:
+    """The jitted block for a network, objective, optimizer and penalty (and score).
+
+    Cached, so that fits with the same settings reuse the compiled programs.
+    """
+    import jax
+
+    def block(W, b, moments, kept, steps, A0, Y, s, S, val):
+        def one_epoch(carry, mu):
+            W, b, moments, kept = carry
+            W, b, state, E = step(W, b, OptimizerState(0, moments), A0, Y, s, S, mu=mu, how=how)
+            if kept is None:
+                return (W, b, state.moments, None), E
+            *kept, V = keep_the_best(W, b, *kept, *val, score, how=how)
+            return (W, b, state.moments, tuple(kept)), (E, V)
+
+        return jax.lax.scan(one_epoch, (W, b, moments, kept), steps)
+
+    return jax.jit(block)
