@@ -1,9 +1,11 @@
-"""The ``xpnet`` command, run for real in a subprocess."""
+"""The ``xpnet`` command: in a subprocess where the console matters, else ``main`` in-process."""
 
 from __future__ import annotations
 
 import csv
 import os
+import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,9 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("tqdm")
 pytest.importorskip("matplotlib")
+
+from xpnet._data import DATASETS
+from xpnet.cli import main
 
 SCRIPT = Path(sys.executable).parent / ("xpnet.exe" if os.name == "nt" else "xpnet")
 
@@ -120,7 +125,6 @@ def test_npz_regression(tmp_path):
 @pytest.mark.parametrize(
     "args",
     [
-        [],
         ["train", "--lr", "-1"],
         ["train", "--epochs", "many"],
         ["train", "--hidden", "64,x"],
@@ -142,9 +146,9 @@ def test_wrong_arguments_give_one_line_and_exit_2(tmp_path, args):
     (tmp_path / "notes.txt").write_text("not a model")
     result = xpnet(*args, cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr and result.stdout == ""
-    last = result.stderr.splitlines()[-1]
-    assert last.startswith("xpnet") and "error: " in last
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("xpnet: error: ")
 
 
 def test_own_errors_are_exactly_one_line(tmp_path):
@@ -201,3 +205,159 @@ def test_csv_values_are_plain_numbers():
     assert _csv_value(np.float64(0.25)) == "0.25"
     assert _csv_value(np.float32(0.5)) == "0.5"
     assert _csv_value("cat") == "cat" and _csv_value(np.int64(3)) == "3"
+
+
+# -- in-process: main(argv) and capsys ----------------------------------------------------
+
+
+def _readme_section():
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    return text.split("## The `xpnet` command", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_and_help_list_the_bundled_data_sets(capsys):
+    (row,) = [line for line in _readme_section().splitlines() if line.startswith("| `--data` |")]
+    meaning = row.split("|")[3]  # | option | default | meaning |: the names, then the files
+    assert tuple(re.findall(r"`(\w+)`", meaning.split(", a `.csv`")[0])) == DATASETS
+    assert main(["train", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"a bundled data set ({', '.join(DATASETS)})" in help_text
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_every_bundled_data_set_trains(capsys, name):
+    # breast_cancer's feature_names is a NumPy array, the others' a list.
+    assert main(["train", "--data", name, "--epochs", "3", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    (line,) = out.splitlines()
+    metric, value = line.split(": ")
+    assert metric == ("R²" if name == "diabetes" else "accuracy") and np.isfinite(float(value))
+
+
+def _object_npy(path):
+    with open(path, "wb") as fh:  # np.save(path) would append .npy to the name
+        np.save(fh, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+
+
+def _object_npz(path):
+    np.savez(path, metadata=np.array([{"format": "xpnet-model"}], dtype=object))
+
+
+@pytest.mark.parametrize(
+    ("write", "problem"),
+    [
+        (_object_npy, "a single .npy array"),
+        (_object_npz, "the array 'metadata' is damaged or not plain data"),
+        (lambda path: path.write_bytes(bytes(range(256)) * 4), "not an .npz archive"),
+        (lambda path: path.write_bytes(pickle.dumps([1, 2])), "not an .npz archive"),
+        (lambda path: path.write_bytes(b""), "not an .npz archive"),
+    ],
+)
+def test_a_file_that_is_not_a_model_says_so_without_numpys_advice(tmp_path, capsys, write,
+                                                                  problem):  # fmt: skip
+    path = tmp_path / "m.npz"
+    write(path)
+    assert main(["evaluate", "--model", str(path), "--data", "iris"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"xpnet: error: Cannot load {str(path)!r}: not an xpnet model file (")
+    assert problem in err and "pickle=" not in err and "pickle.load" not in err
+
+
+def test_missing_features_are_counted_and_a_few_named(tmp_path, capsys):
+    model = str(tmp_path / "m.npz")
+    assert main(["train", "--epochs", "2", "--save", model, "--quiet"]) == 0
+    other = tmp_path / "other.csv"
+    columns = [*(f"pixel_{j // 8}_{j % 8}" for j in range(60)), "a", "b", "c", "d", "target"]
+    other.write_text(",".join(columns) + "\n" + ",".join(["0"] * len(columns)) + "\n")
+    capsys.readouterr()
+    for command in ("evaluate", "predict"):
+        assert main([command, "--model", model, "--data", str(other)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == (
+            f"xpnet: error: {str(other)!r} has 60 of the model's 64 features: no column "
+            "'pixel_7_4', 'pixel_7_5', 'pixel_7_6', 'pixel_7_7'; its columns are 'pixel_0_0', "
+            "'pixel_0_1', 'pixel_0_2', 'pixel_0_3', 'pixel_0_4', ... (65 in all)\n"
+        )
+    other.write_text("u,v,w,target\n1,2,3,0\n")
+    assert main(["evaluate", "--model", model, "--data", str(other)]) == 2
+    assert capsys.readouterr().err == (
+        f"xpnet: error: {str(other)!r} has 0 of the model's 64 features: no column 'pixel_0_0', "
+        "'pixel_0_1', 'pixel_0_2', 'pixel_0_3', 'pixel_0_4', ... (64 missing); its columns are "
+        "'u', 'v', 'w', 'target'\n"
+    )
+
+
+def test_no_command_prints_the_help_with_status_2(capsys):
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: xpnet") and "train" in out and "evaluate" in out
+    assert err == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--epochs", "-3"], "argument --epochs: expected a number >= 1, got '-3'"),
+        (["train", "--hidden", "a"], "argument --hidden: expected layer sizes like 64,32"),
+        (["train", "--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
+        (["train", "--solver", "lbfgs"], "argument --solver: invalid choice: 'lbfgs'"),
+        (["train", "--momentum", "2"], "argument --momentum: expected a number from 0 to 1"),
+        (["train", "--alpha", "-1"], "argument --alpha: expected a number >= 0, got '-1'"),
+        (["train", "--alpha", "nan"], "argument --alpha: expected a number >= 0, got 'nan'"),
+        (["train", "--solver", "adam", "--momentum", "0.9"], "--momentum applies to --solver sgd"),
+        (["train", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["tran"], "argument COMMAND: invalid choice: 'tran'"),
+        (["evaluate"], "the following arguments are required: --model"),
+    ],
+)
+def test_a_bad_command_line_is_one_line_without_the_usage(capsys, args, message):
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"xpnet: error: {message}") and err.count("\n") == 1
+
+
+def test_classifying_a_quantity_warns_and_trains(capsys):
+    # diabetes: 442 samples of 214 distinct whole numbers.  warnings.warn would fail here:
+    # pytest turns warnings into errors, as `python -W error` does.
+    args = ["train", "--data", "diabetes", "--task", "classify", "--epochs", "2", "--quiet"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("accuracy: ")
+    (line,) = err.splitlines()
+    assert line.startswith("xpnet: warning: --task classify: the target has 214 distinct values")
+    assert "then --task regress" in line and "1.5 training samples per class on average" in line
+    assert "of the 214 classes have fewer than 2 training samples" in line
+
+
+def test_few_samples_per_class_warn(tmp_path, capsys):
+    rows = [f"{k + 0.1 * i},{k - 0.2 * i},c{k}" for i in range(4) for k in range(6)]
+    (tmp_path / "few.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    args = ["train", "--data", str(tmp_path / "few.csv"), "--epochs", "2", "--quiet"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("accuracy: ") and err == (
+        "xpnet: warning: --task classify: only 3.0 training samples per class on average: "
+        "expect a poor held-out accuracy\n"
+    )
+
+
+def test_adam_at_its_own_default_learning_rate(capsys):
+    assert main(["train", "--solver", "adam", "--epochs", "50", "--quiet"]) == 0
+    assert float(capsys.readouterr().out.split()[1]) > 0.9
+    assert main(["train", "--data", "iris", "--solver", "adam", "--epochs", "3"]) == 0
+    network = _rows(capsys.readouterr().out)["network"]
+    assert network.strip().endswith("loss cross_entropy, adam, μ = 0.01")
+
+
+def test_momentum_and_alpha(capsys):
+    args = ["train", "--data", "iris", "--momentum", "0.9", "--alpha", "1e-3", "--epochs", "20"]
+    assert main(args) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert (
+        rows["network"]
+        .strip()
+        .endswith("loss cross_entropy, sgd, μ = 2.0, Nesterov momentum 0.9, α = 0.001")
+    )
+    assert 0.0 <= float(rows["accuracy (held out)"]) <= 1.0

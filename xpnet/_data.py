@@ -15,6 +15,10 @@ import numpy as np  # host-side: files and data sets are read into NumPy arrays
 DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 #: Integer targets with at most this many distinct values are taken for class labels.
 MAX_INFERRED_CLASSES = 20
+#: Classification warns above this many classes, or below this many training samples
+#: per class on average.
+MANY_CLASSES = 100
+FEW_PER_CLASS = 5
 
 
 class DataError(ValueError):
@@ -84,8 +88,10 @@ def load_data(
         import sklearn.datasets
 
         bunch = getattr(sklearn.datasets, f"load_{source}")()
-        names = list(getattr(bunch, "feature_names", None) or [])
-        names = [str(n) for n in names] or [f"x{j}" for j in range(bunch.data.shape[1])]
+        # feature_names is a list for some data sets and a NumPy array for others.
+        names = [str(n) for n in getattr(bunch, "feature_names", ())]
+        if len(names) != bunch.data.shape[1]:
+            names = [f"x{j}" for j in range(bunch.data.shape[1])]
         y = np.asarray(bunch.target)
         return Data(np.asarray(bunch.data, dtype=np.float64), y, names, "target", source)
     suffix = os.path.splitext(source)[1].lower()
@@ -121,7 +127,11 @@ def _read_csv(path: str, *, target: str | None, features: list[str] | None) -> D
         features = [h for h in header if h != target]
     missing = [f for f in features if f not in header]
     if missing:
-        raise DataError(f"{path!r} has no column(s) {missing}; its columns are {header}")
+        raise DataError(
+            f"{path!r} has {len(features) - len(missing)} of the model's {len(features)} "
+            f"features: no column {_some(missing, 'missing')}; "
+            f"its columns are {_some(header, 'in all')}"
+        )
     if not features:
         raise DataError(f"{path!r} has no feature columns besides the target {target!r}")
     for i, row in enumerate(body, start=2):
@@ -142,6 +152,12 @@ def _read_csv(path: str, *, target: str | None, features: list[str] | None) -> D
         k = header.index(target)
         y = _as_target(np.array([row[k].strip() for row in body]))
     return Data(X, y, list(features), target, path)
+
+
+def _some(names: list[str], counted: str, *, shown: int = 5) -> str:
+    """The first few of ``names``, then "..." and how many there are: a message stays a line."""
+    text = ", ".join(repr(n) for n in names[:shown])
+    return text if len(names) <= shown else f"{text}, ... ({len(names)} {counted})"
 
 
 def _read_npz(path: str, *, target: str | None, features: list[str] | None) -> Data:
@@ -187,6 +203,31 @@ def infer_task(y: np.ndarray) -> str:
     if y.dtype.kind in "iu" and len(np.unique(y)) <= MAX_INFERRED_CLASSES:
         return "classify"
     return "regress"
+
+
+def classification_warning(y: np.ndarray, y_train: np.ndarray) -> str | None:
+    """Why classifying ``y`` from the training split's ``y_train`` will go poorly, or None.
+
+    Too many classes (a quantity taken for labels, more often than not), or too few
+    samples of each to learn it from: a class with fewer than 2 training samples, or
+    none at all, is one the network can hardly ever predict right.
+    """
+    classes = np.unique(y)
+    _, counts = np.unique(y_train, return_counts=True)
+    K, per_class = len(classes), len(y_train) / len(classes)
+    rare, absent = K - int(np.sum(counts >= 2)), K - len(counts)
+    reasons = []
+    if K > MANY_CLASSES:
+        regress = " (is it a quantity? then --task regress)" if y.dtype.kind in "biuf" else ""
+        reasons.append(f"the target has {K} distinct values, each a class of its own{regress}")
+    if per_class < FEW_PER_CLASS:
+        reasons.append(f"only {per_class:.1f} training samples per class on average")
+    if rare:
+        none = f", {absent} with none" if absent else ""
+        reasons.append(f"{rare} of the {K} classes have fewer than 2 training samples{none}")
+    if not reasons:
+        return None
+    return f"--task classify: {'; '.join(reasons)}: expect a poor held-out accuracy"
 
 
 def split(y: np.ndarray | None, N: int, *, task: str, test_fraction: float, seed: int):

@@ -275,25 +275,34 @@ def _bad(path: Any, problem: str) -> ValueError:
 
 
 def _read_archive(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every array in the ``.npz`` at ``path``, read without unpickling anything."""
+    """Every array in the ``.npz`` at ``path``, read without unpickling anything.
+
+    NumPy's own message is never passed on for what it refuses as pickled: it advises
+    ``allow_pickle=True``, which would run code from the file.
+    """
     # Opened here, not by np.load, so that the file is closed whatever np.load raises.
     with open(path, "rb") as fh:
+        magic = fh.read(6)
+        fh.seek(0)
+        if magic == b"\x93NUMPY":
+            raise _bad(path, "not an xpnet model file (a single .npy array, not an .npz archive)")
+        if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # np.load would unpickle
+            raise _bad(path, "not an xpnet model file (not an .npz archive)")
         try:
             archive = np.load(fh, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             problem = f"not an xpnet model file (not a readable .npz archive: {exc})"
             raise _bad(path, problem) from None
-        if not hasattr(archive, "files"):
-            raise _bad(path, "not an xpnet model file (a single .npy array, not an .npz archive)")
         with archive:
             arrays = {}
             for name in archive.files:
                 try:
                     arrays[name] = archive[name]
-                except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile,
-                        zlib.error) as exc:  # fmt: skip
-                    problem = f"the array {name!r} is damaged or not plain data ({exc})"
-                    raise _bad(path, problem) from None
+                except ValueError:  # an object array, or a damaged .npy header
+                    problem = f"the array {name!r} is damaged or not plain data"
+                    raise _bad(path, f"not an xpnet model file ({problem})") from None
+                except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+                    raise _bad(path, f"the array {name!r} is damaged ({exc})") from None
     return arrays
 
 

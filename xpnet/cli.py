@@ -7,23 +7,35 @@ folded into the first (and last) layer's W and b, so a saved model takes raw fea
 and returns targets in their own units, from ``xpnet.load`` as from ``xpnet predict``.
 
 Every expected failure (a bad option, a missing file, a backend that cannot run here)
-ends with one line ``xpnet: error: ...`` on stderr and exit status 2.
+is one line ``xpnet: error: ...`` on stderr, with exit status 2.  Data that will train
+poorly (a classifier with too few samples per class) get a line ``xpnet: warning: ...``
+and the command goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np  # host-side: data sets, scaling and results on the host
 
 from . import __version__
 from ._backends import BACKENDS, BackendError, device_name
-from ._data import DATASETS, DataError, infer_task, load_data, require, split
+from ._data import (
+    DATASETS,
+    DataError,
+    classification_warning,
+    infer_task,
+    load_data,
+    require,
+    split,
+)
+from ._validation import SOLVERS
 
 #: Defaults of ``xpnet train``: the README's digits job reaches ~97% held-out accuracy.
 DEFAULT_EPOCHS = 300
@@ -48,23 +60,28 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _float_in(low: float, high: float, what: str) -> Callable[[str], float]:
-    """An argparse type: a float strictly between ``low`` and ``high``."""
+def _float_in(low: float, high: float, what: str, closed: str = "()") -> Callable[[str], float]:
+    """An argparse type: a float between ``low`` and ``high``, an end included where
+    ``closed`` ("()", "[]", "[)") has a bracket."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not low < value < high:
+        above = value >= low if closed[0] == "[" else value > low
+        below = value <= high if closed[1] == "]" else value < high
+        if not (above and below):  # NaN included
             raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
         return value
 
     return parse
 
 
-_positive_float = _float_in(0.0, float("inf"), "a positive number")
+_positive_float = _float_in(0.0, math.inf, "a positive number")
 _fraction = _float_in(0.0, 1.0, "a number between 0 and 1")
+_unit_interval = _float_in(0.0, 1.0, "a number from 0 to 1", "[]")
+_non_negative = _float_in(0.0, math.inf, "a number >= 0", "[)")
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -89,6 +106,7 @@ _DATA_HELP = (
 _TRAIN_EXAMPLES = """examples:
   xpnet train                                   digits on NumPy: the quick start
   xpnet train --data iris --hidden 16 --epochs 200 --quiet
+  xpnet train --solver adam --alpha 1e-4        Adam (μ = 0.01) with an L2 penalty
   xpnet train --backend cupy --dtype float32    the same job on an NVIDIA GPU
   xpnet train --backend torch --device cuda:0
   xpnet train --data houses.csv --target price --task regress --lr 0.05
@@ -110,11 +128,195 @@ _EVALUATE_EXAMPLES = """examples:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with examples shown verbatim."""
+    """argparse, with examples shown verbatim and a bad command line told in one line."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        # Without argparse's usage block above it: the message names the option, and
+        # --help tells the rest.  Status 2, argparse's own and every other error's.
+        self.exit(2, f"xpnet: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="xpnet",
+        description="Train, use and inspect multilayer perceptrons on any Array API backend.",
+        epilog="run 'xpnet COMMAND --help' for a command's options and examples",
+    )
+    parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
+    # Not required=True: with no command, main prints the help rather than one line.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="train a network and report its held-out score",
+        description="Train a multilayer perceptron by backpropagation and gradient descent "
+        "(or Adam), and report its score on a held-out split.",
+        epilog=_TRAIN_EXAMPLES,
+    )
+    _add_train_options(train)
+    train.set_defaults(run=_train)
+
+    predict = commands.add_parser(
+        "predict",
+        help="write a saved model's predictions (CSV or .npz)",
+        description="Predict with a model saved by 'xpnet train --save'.",
+        epilog=_PREDICT_EXAMPLES,
+    )
+    _add_serve_options(predict)
+    predict.add_argument(
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="a .csv or .npz file (default: CSV on standard output)",
+    )
+    predict.add_argument(
+        "--proba", action="store_true", help="add each class's probability (classifiers)"
+    )
+    predict.set_defaults(run=_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="print a saved model's score on data",
+        description="Score a model saved by 'xpnet train --save': accuracy for a "
+        "classifier; R², RMSE and MAE for a regressor.",
+        epilog=_EVALUATE_EXAMPLES,
+    )
+    _add_serve_options(evaluate)
+    evaluate.set_defaults(run=_evaluate)
+
+    info = commands.add_parser(
+        "info",
+        help="print the version and the backends and devices usable here",
+        description="Print xpnet's version, each backend's devices (or why it cannot run "
+        "here) and the optional packages the command uses.",
+        epilog="example:\n  xpnet info",
+    )
+    info.set_defaults(run=_info)
+    return parser
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    add = p.add_argument
+    add("--data", default="digits", help=_DATA_HELP + " (default: digits)")
+    add(
+        "--target",
+        metavar="NAME",
+        help="the target column (CSV) or array (.npz) (default: 'target', "
+        "else 'y', else the last CSV column)",
+    )
+    add(
+        "--task",
+        choices=("classify", "regress"),
+        help="default: classify for text labels or few distinct integers, else regress",
+    )
+    _add_backend_options(p)
+    add(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="the floating dtype to train in (default: float32)",
+    )
+    add(
+        "--hidden",
+        type=_hidden,
+        default=(64,),
+        metavar="SIZES",
+        help="hidden layer sizes, comma-separated (default: 64)",
+    )
+    add(
+        "--activation",
+        default="sigmoid",
+        help="hidden layers' f: sigmoid, tanh, relu, identity (default: sigmoid)",
+    )
+    add(
+        "--output-activation",
+        help="the output layer's f (default: the loss's natural one: softmax "
+        "for cross_entropy, identity for regression)",
+    )
+    add("--loss", help="mse or cross_entropy (default: cross_entropy to classify, mse to regress)")
+    add(
+        "--solver",
+        choices=SOLVERS,
+        default="sgd",
+        help="the update rule: gradient descent (sgd) or Adam (default: sgd)",
+    )
+    add(
+        "--lr",
+        type=_positive_float,
+        metavar="MU",
+        help="the learning rate μ (default: 2.0 to classify, 0.1 to regress; 0.01 for adam)",
+    )
+    add(
+        "--momentum",
+        type=_unit_interval,
+        default=0.0,
+        metavar="BETA",
+        help="β of gradient descent with Nesterov's momentum, from 0 to 1 (default: 0: none)",
+    )
+    add(
+        "--alpha",
+        type=_non_negative,
+        default=0.0,
+        help="the L2 penalty on the weights, α/2N Σ‖W‖² in the loss (default: 0)",
+    )
+    add(
+        "--epochs",
+        type=_positive_int,
+        default=DEFAULT_EPOCHS,
+        help=f"epochs to train (default: {DEFAULT_EPOCHS})",
+    )
+    add(
+        "--batch-size",
+        type=_positive_int,
+        metavar="B",
+        help="mini-batch size (default: all samples: batch gradient descent)",
+    )
+    add(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the split, the initial weights and the batches (default: 0)",
+    )
+    add(
+        "--test-fraction",
+        type=_fraction,
+        default=0.25,
+        metavar="F",
+        help="share of the samples held out for the score (default: 0.25)",
+    )
+    add(
+        "--early-stopping",
+        action="store_true",
+        help="hold out part of the training split and stop when its score "
+        "stops improving; keeps the best epoch's parameters",
+    )
+    add(
+        "--validation-fraction",
+        type=_fraction,
+        default=0.1,
+        metavar="F",
+        help="share of the training split held out by --early-stopping (default: 0.1)",
+    )
+    add(
+        "--n-iter-no-change",
+        type=_positive_int,
+        default=30,
+        metavar="N",
+        help="epochs without improvement before --early-stopping stops (default: 30)",
+    )
+    add(
+        "--tol",
+        type=float,
+        default=1e-4,
+        help="the improvement that counts for --early-stopping (default: 1e-4)",
+    )
+    add("--save", metavar="PATH", help="write the trained model to PATH (.npz)")
+    add("--plot", metavar="PATH.png", help="draw the loss per epoch to PATH (.png, .svg or .pdf)")
+    add("--quiet", action="store_true", help="print only the result (and any warning)")
 
 
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
@@ -126,7 +328,6 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--device",
-        default=None,
         help="a device of the backend: cpu, cuda:0, gpu:1, device1, ... "
         "(default: the backend's default device)",
     )
@@ -149,176 +350,20 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     _add_backend_options(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="xpnet",
-        description="Train, use and inspect multilayer perceptrons on any Array API backend.",
-        epilog="run 'xpnet COMMAND --help' for a command's options and examples",
-    )
-    parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    train = commands.add_parser(
-        "train",
-        help="train a network and report its held-out score",
-        description="Train a multilayer perceptron by backpropagation and batch gradient "
-        "descent, and report its score on a held-out split.",
-        epilog=_TRAIN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    train.add_argument("--data", default="digits", help=_DATA_HELP + " (default: digits)")
-    train.add_argument(
-        "--target",
-        metavar="NAME",
-        help="the target column (CSV) or array (.npz) (default: 'target', "
-        "else 'y', else the last CSV column)",
-    )
-    train.add_argument(
-        "--task",
-        choices=("classify", "regress"),
-        help="default: classify for text labels or few distinct integers, else regress",
-    )
-    _add_backend_options(train)
-    train.add_argument(
-        "--dtype",
-        choices=("float32", "float64"),
-        default="float32",
-        help="the floating dtype to train in (default: float32)",
-    )
-    train.add_argument(
-        "--hidden",
-        type=_hidden,
-        default=(64,),
-        metavar="SIZES",
-        help="hidden layer sizes, comma-separated (default: 64)",
-    )
-    train.add_argument(
-        "--activation",
-        default="sigmoid",
-        help="hidden layers' f: sigmoid, tanh, relu, identity (default: sigmoid)",
-    )
-    train.add_argument(
-        "--output-activation",
-        default=None,
-        help="the output layer's f (default: the loss's natural one: softmax "
-        "for cross_entropy, identity for regression)",
-    )
-    train.add_argument(
-        "--loss",
-        default=None,
-        help="mse or cross_entropy (default: cross_entropy to classify, mse to regress)",
-    )
-    train.add_argument(
-        "--lr",
-        type=_positive_float,
-        default=None,
-        metavar="MU",
-        help="the learning rate μ (default: 2.0 to classify, 0.1 to regress)",
-    )
-    train.add_argument(
-        "--epochs",
-        type=_positive_int,
-        default=DEFAULT_EPOCHS,
-        help=f"epochs to train (default: {DEFAULT_EPOCHS})",
-    )
-    train.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=None,
-        metavar="B",
-        help="mini-batch size (default: all samples: batch gradient descent)",
-    )
-    train.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seeds the split, the initial weights and the batches (default: 0)",
-    )
-    train.add_argument(
-        "--test-fraction",
-        type=_fraction,
-        default=0.25,
-        metavar="F",
-        help="share of the samples held out for the score (default: 0.25)",
-    )
-    train.add_argument(
-        "--early-stopping",
-        action="store_true",
-        help="hold out part of the training split and stop when its score "
-        "stops improving; keeps the best epoch's parameters",
-    )
-    train.add_argument(
-        "--validation-fraction",
-        type=_fraction,
-        default=0.1,
-        metavar="F",
-        help="share of the training split held out by --early-stopping (default: 0.1)",
-    )
-    train.add_argument(
-        "--n-iter-no-change",
-        type=_positive_int,
-        default=30,
-        metavar="N",
-        help="epochs without improvement before --early-stopping stops (default: 30)",
-    )
-    train.add_argument(
-        "--tol",
-        type=float,
-        default=1e-4,
-        help="the improvement that counts for --early-stopping (default: 1e-4)",
-    )
-    train.add_argument("--save", metavar="PATH", help="write the trained model to PATH (.npz)")
-    train.add_argument(
-        "--plot", metavar="PATH.png", help="draw the loss per epoch to PATH (.png, .svg or .pdf)"
-    )
-    train.add_argument("--quiet", action="store_true", help="print only the result")
-    train.set_defaults(run=_train)
-
-    predict = commands.add_parser(
-        "predict",
-        help="write a saved model's predictions (CSV or .npz)",
-        description="Predict with a model saved by 'xpnet train --save'.",
-        epilog=_PREDICT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_serve_options(predict)
-    predict.add_argument(
-        "--output",
-        "-o",
-        metavar="PATH",
-        help="a .csv or .npz file (default: CSV on standard output)",
-    )
-    predict.add_argument(
-        "--proba", action="store_true", help="add each class's probability (classifiers)"
-    )
-    predict.set_defaults(run=_predict)
-
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="print a saved model's score on data",
-        description="Score a model saved by 'xpnet train --save': accuracy for a "
-        "classifier; R², RMSE and MAE for a regressor.",
-        epilog=_EVALUATE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_serve_options(evaluate)
-    evaluate.set_defaults(run=_evaluate)
-
-    info = commands.add_parser(
-        "info",
-        help="print the version and the backends and devices usable here",
-        description="Print xpnet's version, each backend's devices (or why it cannot run "
-        "here) and the optional packages the command uses.",
-        epilog="example:\n  xpnet info",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    info.set_defaults(run=_info)
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a bad command line told in one line
+        return int(exc.code or 0)
+    if args.command is None:
+        # The help, where a user typing a bare `xpnet` looks for it, but status 2 as any
+        # other incomplete command line: a script whose `xpnet $COMMAND` lost its command
+        # fails instead of passing.  (git prints its usage with status 1; argparse's own
+        # usage errors, and ours, are 2.)
+        parser.print_help()
+        return 2
     try:
         return args.run(args)
     except BrokenPipeError:  # the reader went away (xpnet predict | head): stop quietly
@@ -357,6 +402,10 @@ def _train(args: argparse.Namespace) -> int:
         data.y, data.X.shape[0], task=task, test_fraction=args.test_fraction, seed=args.seed
     )
     X_train, y_train = data.X[train], data.y[train]
+    if task == "classify" and (warning := classification_warning(data.y, y_train)):
+        # A plain line, not warnings.warn: under `python -W error` that would end the
+        # command with a traceback.  Shown with --quiet too: it is about the result.
+        print(f"xpnet: warning: {warning}", file=sys.stderr)
 
     est = _estimator(args, task)
     output = est.output_activation or est._natural_output.get(est.loss, "")
@@ -418,7 +467,7 @@ def _train(args: argparse.Namespace) -> int:
             validation_scores=est.validation_scores_,
             score_name=score_name,
             title=f"xpnet: {os.path.basename(data.source)}, {_layer_sizes(est)}, "
-            f"{args.backend} {args.dtype}, μ = {est.learning_rate}",
+            f"{args.backend} {args.dtype}, {_update_rule(est)}",
         )
 
     if args.quiet:
@@ -438,7 +487,7 @@ def _train(args: argparse.Namespace) -> int:
         (
             "network",
             f"{_layer_sizes(est)}, {est.activation} → {est.out_activation_}, "
-            f"loss {est.loss}, μ = {est.learning_rate}",
+            f"loss {est.loss}, {_update_rule(est)}",
         ),
         (
             "epochs",
@@ -470,6 +519,13 @@ def _estimator(args: argparse.Namespace, task: str) -> Any:
     from . import MLPClassifier, MLPRegressor
 
     cls = MLPClassifier if task == "classify" else MLPRegressor
+    if args.solver == "adam" and args.momentum > 0:
+        raise CommandError("--momentum applies to --solver sgd only: Adam keeps its own moments")
+    # DEFAULT_LEARNING_RATE suits plain gradient descent on standardised features; Adam's
+    # steps do not scale with the gradient, and None takes the estimator's default for it.
+    learning_rate = args.lr
+    if learning_rate is None and args.solver == "sgd":
+        learning_rate = DEFAULT_LEARNING_RATE[task]
     kw = {}
     if args.loss is not None:
         kw["loss"] = args.loss
@@ -478,7 +534,10 @@ def _estimator(args: argparse.Namespace, task: str) -> Any:
     est = cls(
         hidden_layer_sizes=args.hidden,
         activation=args.activation,
-        learning_rate=args.lr or DEFAULT_LEARNING_RATE[task],
+        learning_rate=learning_rate,
+        solver=args.solver,
+        momentum=args.momentum,
+        alpha=args.alpha,
         max_iter=args.epochs,
         batch_size=args.batch_size,
         random_state=args.seed,
@@ -524,6 +583,14 @@ def _fold_scaling(est, mu_x, s_x, mu_y, s_y, *, xp, device, dtype) -> None:
         W[-1], b[-1] = s_y * W[-1], s_y * b[-1] + mu_y
     est.weights_ = [xp.asarray(W_l, dtype=dtype, device=device) for W_l in W]
     est.biases_ = [xp.asarray(b_l, dtype=dtype, device=device) for b_l in b]
+
+
+def _update_rule(est: Any) -> str:
+    """The solver and its effective settings: "sgd, μ = 2.0", "adam, μ = 0.01, α = 0.0001"."""
+    text = f"{est.solver}, μ = {est._learning_rate()}"  # learning_rate may be None
+    if est.solver == "sgd" and est.momentum > 0:
+        text += f", {'Nesterov ' * est.nesterovs_momentum}momentum {est.momentum}"
+    return text + (f", α = {est.alpha}" if est.alpha > 0 else "")
 
 
 def _layer_sizes(est: Any) -> str:
