@@ -338,9 +338,10 @@ class _BaseMLP:
                     compiled=compiled,
                 )  # fmt: skip
             except Interrupted as interrupt:
-                # Training so far is kept, as of the last block read back; then the
-                # interrupt goes on to the caller.
+                # Training so far is kept, as of the last block read back, and written
+                # to the checkpoint; then the interrupt goes on to the caller.
                 if interrupt.history is not None:
+                    writer.last(interrupt.history)
                     keep(self, interrupt.history)
                 raise
             writer.last(history)

@@ -24,14 +24,16 @@ class ProgressBar:
         The most epochs training may take.
     score_name : str
         What the validation score is ("accuracy", "R²"), for the bar's label.
+    done : int
+        Epochs trained before (a resumed run starts there).
     """
 
-    def __init__(self, epochs: int, *, score_name: str) -> None:
+    def __init__(self, epochs: int, *, score_name: str, done: int = 0) -> None:
         from tqdm import tqdm
 
         self.score_name = score_name
-        self.bar = tqdm(total=epochs, desc="training", unit="epoch", file=sys.stderr,
-                        dynamic_ncols=True, leave=True)  # fmt: skip
+        self.bar = tqdm(total=epochs, initial=done, desc="training", unit="epoch",
+                        file=sys.stderr, dynamic_ncols=True, leave=True)  # fmt: skip
 
     def __call__(self, losses: list[float], scores: list[float] | None) -> None:
         postfix = {"loss": f"{losses[-1]:.4g}"}

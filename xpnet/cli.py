@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -266,7 +268,6 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     add(
         "--epochs",
         type=_positive_int,
-        default=DEFAULT_EPOCHS,
         help=f"epochs to train (default: {DEFAULT_EPOCHS})",
     )
     add(
@@ -315,6 +316,25 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="the improvement that counts for --early-stopping (default: 1e-4)",
     )
     add("--save", metavar="PATH", help="write the trained model to PATH (.npz)")
+    add(
+        "--checkpoint",
+        metavar="PATH",
+        help="write the training state to PATH every --checkpoint-every epochs, at the end "
+        "and on Ctrl-C; a run killed meanwhile carries on with --resume PATH",
+    )
+    add(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="epochs between checkpoints (default: 100)",
+    )
+    add(
+        "--resume",
+        metavar="PATH",
+        help="carry on the run that wrote the checkpoint PATH, with its data, split and "
+        "settings, up to its --epochs in all (or the --epochs given here)",
+    )
     add("--plot", metavar="PATH.png", help="draw the loss per epoch to PATH (.png, .svg or .pdf)")
     add("--quiet", action="store_true", help="print only the result (and any warning)")
 
@@ -390,9 +410,17 @@ def _train(args: argparse.Namespace) -> int:
         require("matplotlib")
         if os.path.splitext(args.plot)[1].lower() not in PLOT_SUFFIXES:
             raise CommandError(f"--plot {args.plot!r} must end in one of {PLOT_SUFFIXES}")
-    for option, path in (("--save", args.save), ("--plot", args.plot)):
+    for option, path in (("--save", args.save), ("--plot", args.plot),
+                         ("--checkpoint", args.checkpoint)):  # fmt: skip
         if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise CommandError(f"{option} {path!r}: the folder does not exist")
+    resumed = _resumed(args) if args.resume is not None else None
+    if resumed is not None:  # the run's data, split and settings are the checkpoint's
+        est, run = resumed
+        args.data, args.target, args.task = run["data"], run["target"], run["task"]
+        args.seed, args.test_fraction, args.dtype = run["seed"], run["test_fraction"], run["dtype"]
+        if args.epochs is not None:
+            est.set_params(max_iter=args.epochs)
 
     data = load_data(args.data, target=args.target)
     task = args.task or infer_task(data.y)
@@ -407,7 +435,8 @@ def _train(args: argparse.Namespace) -> int:
         # command with a traceback.  Shown with --quiet too: it is about the result.
         print(f"xpnet: warning: {warning}", file=sys.stderr)
 
-    est = _estimator(args, task)
+    if resumed is None:
+        est = _estimator(args, task)
     output = est.output_activation or est._natural_output.get(est.loss, "")
     # Standardise with the training split's statistics; a constant feature keeps scale 1.
     mu_x, s_x = X_train.mean(axis=0), X_train.std(axis=0)
@@ -417,6 +446,9 @@ def _train(args: argparse.Namespace) -> int:
         mu_y, s_y = float(np.mean(y_train)), float(np.std(y_train)) or 1.0
 
     xp, device, dtype = _backend(args.backend, args.device, args.dtype)
+    if resumed is not None:  # onto the chosen backend, in training's own dtype
+        est.weights_ = [xp.asarray(W_l, dtype=dtype, device=device) for W_l in est.weights_]
+        est.biases_ = [xp.asarray(b_l, dtype=dtype, device=device) for b_l in est.biases_]
     X_dev = xp.asarray((X_train - mu_x) / s_x, dtype=dtype, device=device)
     if task == "regress":
         y_scaled = y_train if mu_y is None else (y_train - mu_y) / s_y
@@ -424,17 +456,55 @@ def _train(args: argparse.Namespace) -> int:
     else:
         y_dev = y_train  # labels may stay on the host: fit moves numbers to X's device
     score_name = "accuracy" if task == "classify" else "R²"
+    run = {
+        "data": data.source,
+        "target": data.target,
+        "features": data.features,
+        "task": task,
+        "test_fraction": args.test_fraction,
+        "seed": args.seed,
+    }
+    # A checkpoint holds the network as trained, on standardised features, with the
+    # scaling beside it: resuming needs the exact parameters, which folding would round.
+    scaling = {"mu_x": mu_x, "s_x": s_x, "mu_y": mu_y, "s_y": s_y}
+    checkpoint = None
+    if args.checkpoint is not None:
+        from ._io import save
 
-    bar = None if args.quiet else _progress_bar(args.epochs, score_name)
+        as_json = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in scaling.items()}
+        path = args.checkpoint
+        extra = {"cli": {**run, "dtype": args.dtype, "scaling": as_json}}
+
+        def checkpoint(snapshot: Any) -> None:
+            save(snapshot, path, extra=extra)
+
+    epochs_before = est.n_iter_ if resumed is not None else 0
+    bar = None if args.quiet else _progress_bar(est.max_iter, score_name, done=epochs_before)
     start = time.perf_counter()
-    try:
-        est.fit(X_dev, y_dev, callback=bar)
-    finally:
-        if bar is not None:
-            bar.close()
-    wall = time.perf_counter() - start
+    with _FinishTheBlockOnCtrlC() as interrupts:
+        try:
+            est.fit(
+                X_dev, y_dev, callback=interrupts.after(bar), checkpoint=checkpoint,
+                checkpoint_every=args.checkpoint_every if checkpoint else None,
+                resume=resumed is not None,
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            trained = getattr(est, "n_iter_", 0) > epochs_before
+            if interrupts.aborted or not trained:
+                raise  # a second Ctrl-C, or nothing trained yet: stop at once
+        finally:
+            if bar is not None:
+                bar.close()
+        wall = time.perf_counter() - start
+        return _report(args, est, data, train, test, task, score_name, run, scaling,
+                       xp=xp, device=device, dtype=dtype, wall=wall,
+                       epochs_before=epochs_before, interrupted=interrupts.requested)  # fmt: skip
 
-    _fold_scaling(est, mu_x, s_x, mu_y, s_y, xp=xp, device=device, dtype=dtype)
+
+def _report(args, est, data, train, test, task, score_name, run, scaling, *, xp, device, dtype,
+            wall, epochs_before, interrupted) -> int:  # fmt: skip
+    """After training: the held-out score, --save, --plot and the summary."""
+    _fold_scaling(est, **scaling, xp=xp, device=device, dtype=dtype)
     X_test = xp.asarray(data.X[test], dtype=dtype, device=device)
     metrics = _metrics(est, X_test, data.y[test], task=task, xp=xp, device=device, dtype=dtype)
     name, value = next(iter(metrics.items()))
@@ -442,21 +512,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.save is not None:
         from ._io import save
 
-        save(
-            est,
-            args.save,
-            extra={
-                "cli": {
-                    "data": data.source,
-                    "target": data.target,
-                    "features": data.features,
-                    "task": task,
-                    "test_fraction": args.test_fraction,
-                    "seed": args.seed,
-                    "metrics": metrics,
-                }
-            },
-        )
+        save(est, args.save, extra={"cli": {**run, "metrics": metrics}})
     if args.plot is not None:
         from ._progress import plot_losses
 
@@ -470,12 +526,26 @@ def _train(args: argparse.Namespace) -> int:
             f"{args.backend} {args.dtype}, {_update_rule(est)}",
         )
 
+    status = 130 if interrupted else 0  # the shell's status for a run ended by Ctrl-C
     if args.quiet:
         print(f"{name}: {value:.4f}")
-        return 0
+        if interrupted:
+            print(f"xpnet: interrupted at epoch {est.n_iter_}", file=sys.stderr)
+        return status
     from ._progress import duration, table
 
     epochs = est.n_iter_
+    trained = max(epochs - epochs_before, 1)
+    note = ""
+    if interrupted:
+        note = f" of {est.max_iter} (interrupted at epoch {epochs})"
+    elif args.early_stopping:
+        note = (
+            f" of {est.max_iter} (early stopping, best validation "
+            f"{score_name} {est.best_validation_score_:.4f})"
+        )
+    elif epochs_before:
+        note = f" (resumed at epoch {epochs_before})"
     rows = [
         (f"{name} (held out)", f"{value:.4f}"),
         *[(f"{k} (held out)", f"{v:.4g}") for k, v in list(metrics.items())[1:]],
@@ -489,30 +559,88 @@ def _train(args: argparse.Namespace) -> int:
             f"{_layer_sizes(est)}, {est.activation} → {est.out_activation_}, "
             f"loss {est.loss}, {_update_rule(est)}",
         ),
-        (
-            "epochs",
-            f"{epochs}"
-            + (
-                f" of {args.epochs} (early stopping, best validation "
-                f"{score_name} {est.best_validation_score_:.4f})"
-                if args.early_stopping
-                else ""
-            ),
-        ),
+        ("epochs", f"{epochs}{note}"),
         ("final training loss", f"{est.loss_curve_[-1]:.4g}"),
         ("wall time", duration(wall)),
-        ("time per epoch", duration(wall / epochs)),
-        ("samples per second", f"{epochs * X_dev.shape[0] / wall:.3g}"),
+        ("time per epoch", duration(wall / trained)),
+        ("samples per second", f"{trained * len(train) / wall:.3g}"),
         ("backend", args.backend),
         ("device", device_name(device)),
         ("dtype", args.dtype),
     ]
     if args.save is not None:
         rows.append(("saved to", args.save))
+    if args.checkpoint is not None:
+        rows.append(("checkpoint", f"{args.checkpoint} (xpnet train --resume {args.checkpoint})"))
     if args.plot is not None:
         rows.append(("plot", args.plot))
     print(table(rows))
-    return 0
+    return status
+
+
+class _FinishTheBlockOnCtrlC:
+    """Ctrl-C during training: the first finishes the block of epochs under way, the
+    second aborts at once.
+
+    The first SIGINT only sets a flag, which the progress callback reads at the next
+    read-back (every 16 epochs) and turns into a KeyboardInterrupt there: the fit then
+    keeps every epoch read back, and the command goes on to save, plot and report them.
+    From then on, and until the command ends, SIGINT raises KeyboardInterrupt at once
+    (``aborted``): saving is atomic, so an abort leaves no partial file.
+    """
+
+    def __init__(self) -> None:
+        self.requested = self.aborted = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _FinishTheBlockOnCtrlC:
+        # Signal handlers belong to the main thread (main() may run in another one).
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._first)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _first(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._second)
+        print(
+            "\nxpnet: stopping after this block of epochs (Ctrl-C again to abort)",
+            file=sys.stderr,
+        )
+
+    def _second(self, signum: int, frame: Any) -> None:
+        self.aborted = True
+        raise KeyboardInterrupt
+
+    def after(self, callback: Callable[..., Any] | None) -> Callable[..., None]:
+        """``callback``, then a KeyboardInterrupt if Ctrl-C was pressed meanwhile."""
+
+        def each_block(losses: list[float], scores: list[float] | None) -> None:
+            if callback is not None:
+                callback(losses, scores)
+            if self.requested:
+                raise KeyboardInterrupt
+
+        return each_block
+
+
+def _resumed(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The estimator of a checkpoint written by ``xpnet train --checkpoint``, and its run."""
+    from ._io import load_with_metadata
+
+    if not os.path.isfile(args.resume):
+        raise CommandError(f"--resume {args.resume!r}: no such file")
+    est, meta = load_with_metadata(args.resume)
+    run = meta.get("extra", {}).get("cli") or {}
+    if "scaling" not in run:
+        raise CommandError(
+            f"--resume {args.resume!r} is a trained model, not a checkpoint written by "
+            "xpnet train --checkpoint: only a checkpoint holds the training state exactly"
+        )
+    return est, run
 
 
 def _estimator(args: argparse.Namespace, task: str) -> Any:
@@ -538,7 +666,7 @@ def _estimator(args: argparse.Namespace, task: str) -> Any:
         solver=args.solver,
         momentum=args.momentum,
         alpha=args.alpha,
-        max_iter=args.epochs,
+        max_iter=args.epochs or DEFAULT_EPOCHS,
         batch_size=args.batch_size,
         random_state=args.seed,
         early_stopping=args.early_stopping,
@@ -553,10 +681,10 @@ def _estimator(args: argparse.Namespace, task: str) -> Any:
     return est
 
 
-def _progress_bar(epochs: int, score_name: str) -> Any:
+def _progress_bar(epochs: int, score_name: str, *, done: int = 0) -> Any:
     from ._progress import ProgressBar
 
-    return ProgressBar(epochs, score_name=score_name)
+    return ProgressBar(epochs, score_name=score_name, done=done)
 
 
 def _backend(name: str, device_spec: str | None, dtype_name: str) -> tuple[Any, Any, Any]:
@@ -575,6 +703,7 @@ def _fold_scaling(est, mu_x, s_x, mu_y, s_y, *, xp, device, dtype) -> None:
     """
     from ._host import to_numpy
 
+    mu_x, s_x = np.asarray(mu_x, dtype=np.float64), np.asarray(s_x, dtype=np.float64)
     W = [to_numpy(W_l).astype(np.float64) for W_l in est.weights_]
     b = [to_numpy(b_l).astype(np.float64) for b_l in est.biases_]
     W[0] = W[0] / s_x[None, :]
@@ -627,6 +756,9 @@ def _serve(args: argparse.Namespace, *, need_target: bool):
     dev = device(args.backend, xp, args.device)
     est, meta = load_with_metadata(args.model, xp=xp, device=dev)
     cli = meta.get("extra", {}).get("cli") or {}
+    if "scaling" in cli:  # a checkpoint: trained on standardised features, not yet folded
+        dtype = est.weights_[0].dtype
+        _fold_scaling(est, **cli["scaling"], xp=xp, device=dev, dtype=dtype)
     source = args.data or cli.get("data")
     if source is None:
         raise CommandError(f"{args.model!r} does not record its data: name it with --data")

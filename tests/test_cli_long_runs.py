@@ -1,0 +1,133 @@
+"""``xpnet train`` on long runs: Ctrl-C keeps the training, checkpoints survive SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("tqdm")
+
+import xpnet
+from xpnet._training import READBACK_EVERY
+from xpnet.cli import main
+
+#: A run long enough to be interrupted or killed mid-way on any machine.
+LONG = ["--epochs", "100000", "--hidden", "32", "--quiet"]
+
+
+def _start(args, cwd):
+    env = dict(os.environ, PYTHONWARNINGS="error")
+    return subprocess.Popen([sys.executable, "-m", "xpnet", "train", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _wait_for(path, run, seconds=60):
+    """Until ``path`` exists (the run has trained some epochs); fails if the run ended."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert run.poll() is None, f"the run ended early:\n{run.communicate()}"
+        assert time.monotonic() < deadline, "the run wrote no checkpoint in time"
+        time.sleep(0.02)
+
+
+def _stop(run):
+    if run.poll() is None:
+        run.kill()
+    return run.communicate(timeout=60)
+
+
+def _same_parameters(a, b):
+    for got, want in zip(a.weights_ + a.biases_, b.weights_ + b.biases_, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_ctrl_c_finishes_the_block_saves_the_model_and_exits_130(tmp_path):
+    run = _start([*LONG, "--save", "m.npz", "--checkpoint", "ck.npz",
+                  "--checkpoint-every", "16"], cwd=tmp_path)  # fmt: skip
+    try:
+        _wait_for(tmp_path / "ck.npz", run)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+    finally:
+        _stop(run)
+    assert run.returncode == 130, err
+    assert re.search(r"^accuracy: \d\.\d{4}$", out, re.M), out
+    k = int(re.search(r"xpnet: interrupted at epoch (\d+)", err).group(1))
+    assert k >= READBACK_EVERY and k % READBACK_EVERY == 0
+    model = xpnet.load(tmp_path / "m.npz")
+    assert model.n_iter_ == len(model.loss_curve_) == k
+    assert all(np.all(np.isfinite(W)) for W in model.weights_)
+    assert xpnet.load(tmp_path / "ck.npz").n_iter_ == k  # the checkpoint has them all
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_a_second_ctrl_c_aborts_at_once_without_a_partial_file(tmp_path):
+    run = _start([*LONG, "--save", "m.npz", "--checkpoint", "ck.npz",
+                  "--checkpoint-every", "16"], cwd=tmp_path)  # fmt: skip
+    try:
+        _wait_for(tmp_path / "ck.npz", run)
+        run.send_signal(signal.SIGINT)
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+    finally:
+        _stop(run)
+    assert run.returncode == 130, err
+    assert "xpnet: interrupted" in err
+    assert sorted(os.listdir(tmp_path)) in (["ck.npz"], ["ck.npz", "m.npz"])
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    if (tmp_path / "m.npz").exists():  # the save had finished before the second Ctrl-C
+        xpnet.load(tmp_path / "m.npz")
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_uninterrupted_result(
+    tmp_path, monkeypatch
+):
+    settings = ["--hidden", "32", "--batch-size", "256", "--solver", "adam", "--quiet"]
+    run = _start([*settings, "--epochs", "100000", "--checkpoint", "ck.npz",
+                  "--checkpoint-every", "32"], cwd=tmp_path)  # fmt: skip
+    try:
+        _wait_for(tmp_path / "ck.npz", run)
+        run.send_signal(signal.SIGKILL)  # no handler runs: as a scheduler's time limit
+        run.wait(timeout=60)
+    finally:
+        _stop(run)
+    assert run.returncode == -signal.SIGKILL
+    k = xpnet.load(tmp_path / "ck.npz").n_iter_
+    assert k >= 32 and k % READBACK_EVERY == 0
+    # Resumed to k + 48 epochs in all, against a run of k + 48 epochs never stopped.
+    total = str(k + 48)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", "ck.npz", "--epochs", total, "--save", "resumed.npz",
+                 "--quiet"]) == 0  # fmt: skip
+    assert main(["train", *settings, "--epochs", total, "--save", "whole.npz"]) == 0
+    resumed, whole = xpnet.load(tmp_path / "resumed.npz"), xpnet.load(tmp_path / "whole.npz")
+    _same_parameters(resumed, whole)
+    assert resumed.loss_curve_ == whole.loss_curve_ and resumed.n_iter_ == k + 48
+
+
+def test_a_checkpoint_serves_as_a_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--epochs", "40", "--quiet", "--checkpoint", "ck.npz",
+                 "--save", "m.npz"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["evaluate", "--model", "m.npz"]) == 0
+    from_model = capsys.readouterr().out
+    assert main(["evaluate", "--model", "ck.npz"]) == 0
+    assert capsys.readouterr().out == from_model
+
+
+def test_resume_wants_a_checkpoint(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--epochs", "20", "--quiet", "--save", "m.npz"]) == 0
+    assert main(["train", "--resume", "m.npz"]) == 2
+    assert "is a trained model, not a checkpoint" in capsys.readouterr().err
+    assert main(["train", "--resume", "nothing.npz"]) == 2
+    assert "--resume 'nothing.npz': no such file" in capsys.readouterr().err
