@@ -53,6 +53,32 @@ process per implementation (see ``_bench_impls.measure_memory``; ``traced`` coun
 buffers with tracemalloc, ``rss`` is the resident high-water mark, ``device`` the GPU
 allocator's peak).  The JSON also holds every timing and the ratios of the medians.
 
+Under load (``--contention K``)
+-------------------------------
+K busy processes, each a spin loop in pure Python (``--contention-kind python``) or over
+a NumPy array (``numpy``), pinned to no core, are started before the first timing and
+killed and reaped at the end, also on Ctrl-C, SIGTERM or an error; each also ends by
+itself when this script's process is gone (PR_SET_PDEATHSIG on Linux, and a check of its
+parent) or after ``BUSY_LIFETIME_S``.  Every timing is then taken twice, back to back:
+on the idle machine and under that load, the order alternating from one timing to the
+next.  Between loaded timings the busy processes are stopped (SIGSTOP) and later
+continued (SIGCONT), which takes effect at once and costs nothing, rather than started
+anew.  Interleaving, rather than all idle rounds first, pairs each loaded timing with an
+idle one a moment apart: this machine's slow spells and other users' load then fall on
+both alike, and ``loaded ÷ idle`` is the median over the rounds of that pair's ratio.
+k is calibrated under load as well, and a loaded timing of an implementation that
+loops over epochs itself ends after ``LOADED_BUDGET`` × ``--target-seconds``, so that one
+whose epochs take 300× longer in some rounds (OpenBLAS's floor of S) does not take
+minutes per timing; an estimator's fixed cost per ``fit`` is then spread over fewer
+epochs, a difference lost in the noise here.  The memory is measured idle.  By default the busy
+processes share this script's session (``--contention-group same``), so the kernel
+shares the cores among all the threads: a program that keeps two cores busy on an idle
+two-core machine gets one core beside two busy processes, and takes 2× as long.  With
+``--contention-group own`` each runs in a session of its own; where the kernel groups
+by session (Linux's autogroup, reported in the JSON as ``sched_autogroup``) it shares
+the cores among sessions first, so that this process gets 2/3 of a core beside two busy
+processes, however many threads it runs: 3× for a program that used both cores.
+
 The script only measures; it sets no environment variables for the process it runs in
 (OPENBLAS_*, OMP_NUM_THREADS, ... are reported as found).
 
@@ -61,6 +87,7 @@ Examples::
     python scripts/bench.py                                  # S and M, float32 and float64
     python scripts/bench.py --problems M --dtypes float32 --rounds 7
     python scripts/bench.py --quick --no-memory              # a smoke run
+    python scripts/bench.py --contention 2 --no-memory       # idle and beside 2 busy processes
     python scripts/bench.py --backend cupy --markdown gpu.md # on an NVIDIA GPU
 """
 
@@ -72,10 +99,13 @@ import gc
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +137,18 @@ SETTLE_S = 0.1
 #: over X + Y).
 TARGETS = {"M": 1.10, "S": 1.5, "memory": 0.25}
 
+#: The goal for xpnet beside one busy process per core: an epoch's time over its idle
+#: time, paired within rounds (a fair share of two cores beside two busy processes is 2×).
+CONTENTION_TARGET = 2.5
+
+#: A busy process ends by itself after this many seconds, should nothing else end it.
+BUSY_LIFETIME_S = 3 * 3600
+
+#: Under load, a timing of an implementation that loops over epochs itself (not an
+#: estimator's fit) ends once it has lasted this many times ``--target-seconds``: beside
+#: busy processes OpenBLAS's floor of S ran 300× slower in some rounds than in others.
+LOADED_BUDGET = 10
+
 #: Implementations timed through an estimator's ``fit(max_iter=k)``.
 ESTIMATORS = ("xpnet", "xpnet-torch", "sklearn")
 
@@ -130,6 +172,20 @@ def timed(run: Any, k: int) -> float:
     return time.perf_counter() - start
 
 
+def timed_in_pieces(run: Any, k: int, budget_s: float) -> tuple[float, int]:
+    """Seconds that up to k epochs of ``run`` take, and how many ran: in eight pieces,
+    stopping after the piece that ends past ``budget_s``."""
+    piece, done = max(1, k // 8), 0
+    start = time.perf_counter()
+    while done < k:
+        n = min(piece, k - done)
+        run(n)
+        done += n
+        if time.perf_counter() - start > budget_s:
+            break
+    return time.perf_counter() - start, done
+
+
 def _busy_cpu_seconds() -> float | None:
     """CPU seconds all processes on this machine have used since boot (Linux /proc/stat)."""
     try:
@@ -149,25 +205,164 @@ def _own_cpu_seconds() -> float:
 
 
 class OtherLoad:
-    """Measures how many cores *other* processes kept busy, on average, during a block.
+    """Measures how many cores *other* processes kept busy, on average, over the blocks
+    timed with :meth:`measure`.
 
     Multithreaded BLAS on a machine whose cores are also taken by someone else slows down
-    by large and erratic factors; a non-zero value warns that the block's ratios are suspect.
+    by large and erratic factors; a non-zero value warns that the block's ratios are
+    suspect.  This script's busy processes (``--contention``) count as other processes.
     """
 
-    def __enter__(self) -> OtherLoad:
-        self.cores: float | None = None
-        self._start = (time.perf_counter(), _busy_cpu_seconds(), _own_cpu_seconds())
+    def __init__(self) -> None:
+        self._wall = self._other = 0.0
+        self._known = True
+
+    @contextmanager
+    def measure(self) -> Iterator[None]:
+        wall0, busy0, own0 = time.perf_counter(), _busy_cpu_seconds(), _own_cpu_seconds()
+        yield
+        busy1 = _busy_cpu_seconds()
+        if busy0 is None or busy1 is None:
+            self._known = False
+            return
+        self._wall += time.perf_counter() - wall0
+        self._other += (busy1 - busy0) - (_own_cpu_seconds() - own0)
+
+    @property
+    def cores(self) -> float | None:
+        if not self._known or self._wall == 0:
+            return None
+        return max(0.0, self._other / self._wall)
+
+
+# -- busy processes (--contention) -------------------------------------------------------
+
+#: A busy process: ``python -c BUSY_CODE KIND LIFETIME_S MARKER``.  It ignores Ctrl-C (the
+#: bench ends it), asks the kernel to kill it when the bench's process ends (Linux), says
+#: "ready" once started, and spins until killed, until its parent is gone or for at most
+#: LIFETIME_S seconds.  ``numpy`` spins over a 1 MiB array (one thread: its environment
+#: holds BLAS and OpenMP to one), ``python`` in the interpreter alone.
+BUSY_CODE = r"""
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+kind, end, parent = sys.argv[1], time.monotonic() + float(sys.argv[2]), os.getppid()
+try:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+if kind == "numpy":
+    import numpy as np
+    a = np.full(1 << 17, 0.5)
+    def work():
+        for _ in range(50):
+            np.multiply(a, 1.0000001, out=a)
+else:
+    def work():
+        n = 0
+        for i in range(20000):
+            n += i
+print("ready", flush=True)
+while os.getppid() == parent and time.monotonic() < end:
+    work()
+"""
+
+#: In every busy process's command line, for ``ps`` and for the smoke test.
+BUSY_MARKER = "xpnet-bench-busy"
+
+
+class BusyProcesses:
+    """K busy processes, started stopped; :meth:`loaded` lets them run for a block.
+
+    Use as a context manager: leaving it kills and reaps every one of them, however it
+    is left.
+    """
+
+    def __init__(self, k: int, *, kind: str = "python", group: str = "same") -> None:
+        self.k, self.kind, self.group = k, kind, group
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> BusyProcesses:
+        env = dict(os.environ)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = "1"
+        try:
+            for _ in range(self.k):
+                self.procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-c",
+                            BUSY_CODE,
+                            self.kind,
+                            str(BUSY_LIFETIME_S),
+                            BUSY_MARKER,
+                        ],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        env=env,
+                        start_new_session=self.group == "own",
+                    )
+                )
+            for proc in self.procs:
+                if proc.stdout.readline().strip() != b"ready":
+                    raise RuntimeError(f"busy process {proc.pid} failed to start")
+            self._signal(signal.SIGSTOP)
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        wall0, busy0, own0 = self._start
-        busy1 = _busy_cpu_seconds()
-        if busy0 is None or busy1 is None:
-            return
-        wall = time.perf_counter() - wall0
-        other = (busy1 - busy0) - (_own_cpu_seconds() - own0)
-        self.cores = max(0.0, other / wall)
+        self.close()
+
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs]
+
+    def _signal(self, sig: int) -> None:
+        for proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"busy process {proc.pid} ended early (exit {proc.returncode}; it lives "
+                    f"at most {BUSY_LIFETIME_S} s)"
+                )
+            os.kill(proc.pid, sig)
+
+    @contextmanager
+    def loaded(self) -> Iterator[None]:
+        """Let the busy processes run for the duration of the block."""
+        self._signal(signal.SIGCONT)
+        try:
+            yield
+        finally:
+            self._signal(signal.SIGSTOP)
+
+    def close(self) -> None:
+        """Kill every busy process (stopped ones too) and reap it."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+        for proc in self.procs:
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit for the block, so that cleanups run (the busy
+    processes would otherwise outlive a ``timeout`` or ``kill``'s default signal until
+    the kernel ends them)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def calibrate(run: Any, target_s: float, min_epochs: int) -> int:
@@ -186,25 +381,59 @@ def calibrate(run: Any, target_s: float, min_epochs: int) -> int:
 
 
 def time_problem(
-    problem: Problem, dtype: str, impls: list[Impl], *, rounds: int, target_s: float
+    problem: Problem,
+    dtype: str,
+    impls: list[Impl],
+    *,
+    rounds: int,
+    target_s: float,
+    busy: BusyProcesses | None = None,
 ) -> list[dict[str, Any]]:
     """Time every implementation on one problem and dtype, in interleaved rounds.
 
-    Returns one result dict per implementation, with the seconds per epoch of each round.
+    With ``busy``, each timing is taken idle and under its load, back to back, the order
+    alternating.  Returns one result dict per implementation, with the seconds per epoch
+    of each round (and under ``loaded``, those taken under load).
     """
     X, Y, source = make_data(problem, dtype)
-    runs, epochs = {}, {}
+    conditions = ("idle",) if busy is None else ("idle", "loaded")
+    runs: dict[str, Any] = {}
+    epochs: dict[str, dict[str, int]] = {c: {} for c in conditions}
     for impl in impls:
         runs[impl.key] = impl.build(impl.prepare(X, Y), problem, dtype)
-        epochs[impl.key] = calibrate(runs[impl.key], target_s, problem.min_epochs)
-    per_epoch: dict[str, list[float]] = {impl.key: [] for impl in impls}
-    with OtherLoad() as load:
-        for r in range(rounds):
-            order = impls[r % len(impls) :] + impls[: r % len(impls)]
-            for impl in order:
-                k = epochs[impl.key]
-                time.sleep(SETTLE_S)
-                per_epoch[impl.key].append(timed(runs[impl.key], k) / k)
+        for condition in conditions:
+            with busy.loaded() if condition == "loaded" else _nothing():
+                epochs[condition][impl.key] = calibrate(
+                    runs[impl.key], target_s, problem.min_epochs
+                )
+    per_epoch: dict[str, dict[str, list[float]]] = {
+        c: {impl.key: [] for impl in impls} for c in conditions
+    }
+    load = {c: OtherLoad() for c in conditions}
+    n, started = 0, time.perf_counter()
+    for r in range(rounds):
+        order = impls[r % len(impls) :] + impls[: r % len(impls)]
+        longest = (0.0, "")
+        for impl in order:
+            for condition in conditions if n % 2 == 0 else conditions[::-1]:
+                k = epochs[condition][impl.key]
+                with busy.loaded() if condition == "loaded" else _nothing():
+                    time.sleep(SETTLE_S)
+                    with load[condition].measure():
+                        if condition == "loaded" and impl.key not in ESTIMATORS:
+                            budget = LOADED_BUDGET * target_s
+                            seconds, k = timed_in_pieces(runs[impl.key], k, budget)
+                        else:
+                            seconds = timed(runs[impl.key], k)
+                per_epoch[condition][impl.key].append(seconds / k)
+                longest = max(longest, (seconds, f"{impl.key} {condition}"))
+            n += 1
+        print(
+            f"  round {r + 1}/{rounds}: {time.perf_counter() - started:.0f} s so far; "
+            f"longest timing {longest[0]:.1f} s ({longest[1]})",
+            file=sys.stderr,
+            flush=True,
+        )
     # What one call of an estimator's fit costs beyond its epochs: fit(max_iter=1) less
     # one epoch (validation, initial weights, set-up), spread over k epochs above.  Only
     # on small problems: on M it is lost in the noise of a single epoch.
@@ -218,7 +447,7 @@ def time_problem(
 
     results = []
     for impl in impls:
-        times = per_epoch[impl.key]
+        times = per_epoch["idle"][impl.key]
         results.append(
             {
                 "problem": problem.name,
@@ -231,12 +460,12 @@ def time_problem(
                 "label": impl.label,
                 "role": impl.role,
                 "lib": impl.lib,
-                "epochs_per_timing": epochs[impl.key],
+                "epochs_per_timing": epochs["idle"][impl.key],
                 "seconds_per_epoch": times,
                 "median_s": statistics.median(times),
                 "min_s": min(times),
                 "max_s": max(times),
-                "other_load_cores": load.cores,
+                "other_load_cores": load["idle"].cores,
                 "fit_fixed_s": (
                     statistics.median(single[impl.key]) - statistics.median(times)
                     if impl.key in single
@@ -244,8 +473,15 @@ def time_problem(
                 ),
             }
         )
-    _add_ratios(results, per_epoch)
+    _add_ratios(results, per_epoch["idle"])
+    if busy is not None:
+        _add_loaded(results, per_epoch, epochs["loaded"], load["loaded"].cores)
     return results
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
 
 
 def _add_ratios(results: list[dict[str, Any]], per_epoch: dict[str, list[float]]) -> None:
@@ -263,6 +499,34 @@ def _add_ratios(results: list[dict[str, Any]], per_epoch: dict[str, list[float]]
         if xp is not None:
             r["xpnet_over_this"] = xp["median_s"] / r["median_s"]
             r["paired_xpnet_over_this"] = _paired(per_epoch[xp["impl"]], times)
+
+
+def _add_loaded(
+    results: list[dict[str, Any]],
+    per_epoch: dict[str, dict[str, list[float]]],
+    epochs: dict[str, int],
+    other_load_cores: float | None,
+) -> None:
+    """Each row's timings under load, and their ratios to the idle ones of the same round
+    and to the floor's under load."""
+    floor = next((r for r in results if r["role"] == "floor"), None)
+    for r in results:
+        idle, loaded = per_epoch["idle"][r["impl"]], per_epoch["loaded"][r["impl"]]
+        over_idle = [b / a for a, b in zip(idle, loaded, strict=True)]
+        r["loaded"] = {
+            "epochs_per_timing": epochs[r["impl"]],
+            "seconds_per_epoch": loaded,
+            "median_s": statistics.median(loaded),
+            "min_s": min(loaded),
+            "max_s": max(loaded),
+            "paired_over_idle": statistics.median(over_idle),
+            "min_over_idle": min(over_idle),
+            "max_over_idle": max(over_idle),
+            "paired_ratio_to_floor": (
+                None if floor is None else _paired(loaded, per_epoch["loaded"][floor["impl"]])
+            ),
+            "other_load_cores": other_load_cores,
+        }
 
 
 def _paired(a: list[float], b: list[float]) -> float:
@@ -320,6 +584,15 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _sched_autogroup() -> bool | None:
+    """Whether Linux shares the cores among sessions before threads (None: unknown)."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as fh:
+            return fh.read().strip() == "1"
+    except OSError:
+        return None
+
+
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
@@ -339,6 +612,7 @@ def machine_info(backend: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "backend": backend,
+        "sched_autogroup": _sched_autogroup(),
         "versions": {"numpy": np.__version__},
         "env": {
             k: v
@@ -443,6 +717,10 @@ def target_lines(results: list[dict[str, Any]]) -> list[str]:
         if mem is not None:
             met = "met" if mem <= TARGETS["memory"] else "not met"
             text += f"; memory {mem:.2f}× (X+Y) (goal ≤ {TARGETS['memory']:.2f}: {met})"
+        if "loaded" in r:
+            over = r["loaded"]["paired_over_idle"]
+            met = "met" if over <= CONTENTION_TARGET else "not met"
+            text += f"; loaded ÷ idle {over:.2f} (goal ≤ {CONTENTION_TARGET:.1f}: {met})"
         lines.append(f"- {text}")
     return lines
 
@@ -455,6 +733,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{report['created']}; rounds {cfg['rounds']}; about {cfg['target_seconds']} s "
         "per timing; medians over interleaved rounds."
     )
+    busy = cfg.get("contention")
+    if busy:
+        where = "in the bench's session" if busy["group"] == "same" else "each in its own session"
+        autogroup = "on" if m.get("sched_autogroup") else "off or unknown"
+        out.append(
+            f"Under load: {busy['processes']} busy processes ({busy['kind']} spin loops, "
+            f"{where}; Linux autogroup {autogroup}); each timing taken idle and loaded "
+            "back to back."
+        )
     out.append("")
     for name in cfg["problems"]:
         p = PROBLEMS[name]
@@ -466,26 +753,48 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"- **{name}**: {p.describe()}; {p.data}; learning rate {p.learning_rate}; "
             f"X + Y = {size}"
         )
-    out += [
-        "",
-        "| problem | dtype | implementation | ms / epoch | min–max ms | epochs × rounds "
-        "| × floor | xpnet ÷ this | memory added ×(X+Y) |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|",
-    ]
+    loaded_cols = bool(busy)
+    head = "| problem | dtype | implementation | " + ("idle " if loaded_cols else "")
+    head += "ms / epoch | min–max ms | epochs × rounds | × floor | xpnet ÷ this | "
+    if loaded_cols:
+        head += "loaded ms / epoch | loaded ÷ idle | min–max |"
+    out += ["", head + " memory added ×(X+Y) |"]
+    out.append("|---|---|---|" + "--:|" * (9 if loaded_cols else 6))
     for r in report["results"]:
         name = f"**{r['label']}**" if r["role"] == "xpnet" else r["label"]
-        out.append(
+        row = (
             f"| {r['problem']} | {r['dtype']} | {name} | {_ms(r['median_s'])} | "
             f"{_ms(r['min_s'])}–{_ms(r['max_s'])} | {r['epochs_per_timing']} × "
             f"{len(r['seconds_per_epoch'])} | {_ratio(r['paired_ratio_to_floor'])} | "
-            f"{_ratio(r['paired_xpnet_over_this'])} | {_memory_cell(r.get('memory'))} |"
+            f"{_ratio(r['paired_xpnet_over_this'])} | "
         )
+        if loaded_cols:
+            ld = r["loaded"]
+            over = _ratio(ld["paired_over_idle"])
+            row += (
+                f"{_ms(ld['median_s'])} | {f'**{over}**' if r['role'] == 'xpnet' else over} | "
+                f"{_ratio(ld['min_over_idle'])}–{_ratio(ld['max_over_idle'])} | "
+            )
+        out.append(row + f"{_memory_cell(r.get('memory'))} |")
     for s in report["skipped"]:
-        out.append(f"| | | {s['label']} | skipped: {s['reason']} | | | | | |")
+        out.append(
+            f"| | | {s['label']} | skipped: {s['reason']} |" + " |" * (8 if loaded_cols else 5)
+        )
     loads = {(r["problem"], r["dtype"]): r["other_load_cores"] for r in report["results"]}
     if any(v is not None for v in loads.values()):
         text = ", ".join(f"{p} {d} {v:.2f}" for (p, d), v in loads.items() if v is not None)
-        out += ["", f"Cores kept busy by other processes during the timings: {text}."]
+        during = "the idle timings" if busy else "the timings"
+        out += ["", f"Cores kept busy by other processes during {during}: {text}."]
+        if busy:
+            loaded = {
+                (r["problem"], r["dtype"]): r["loaded"]["other_load_cores"]
+                for r in report["results"]
+            }
+            text = ", ".join(f"{p} {d} {v:.2f}" for (p, d), v in loaded.items() if v is not None)
+            out.append(
+                f"During the loaded timings, the {busy['processes']} busy processes "
+                f"included: {text}."
+            )
         if any(v is not None and v > 0.1 * m["cores"] for v in loads.values()):
             out.append(
                 "**Warning:** other processes competed for the cores; multithreaded BLAS "
@@ -546,6 +855,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         "by building and training on top of X and Y, in its own process (traced = "
         "tracemalloc, rss = resident high-water mark, device = GPU allocator).",
     ]
+    if busy:
+        out[-1] += (
+            " Loaded ÷ idle: a row's time under load over its idle time taken just before "
+            "or after, the median over the rounds, and its least and greatest; × floor and "
+            "xpnet ÷ this are the idle ones (the JSON has the loaded × floor)."
+        )
     return "\n".join(out) + "\n"
 
 
@@ -584,6 +899,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument(
+        "--contention",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also time every implementation beside K busy processes (one per core: the "
+        "number of cores), each timing idle and loaded back to back",
+    )
+    parser.add_argument(
+        "--contention-kind",
+        default="python",
+        choices=("python", "numpy"),
+        help="what the busy processes spin on (default python)",
+    )
+    parser.add_argument(
+        "--contention-group",
+        default="same",
+        choices=("same", "own"),
+        help="run the busy processes in this script's session (default), or each in a "
+        "session of its own (which Linux's autogroup schedules as a group)",
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         default=DEFAULT_JSON,
@@ -602,9 +938,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for d in args.dtypes:
         if d not in ("float32", "float64"):
             parser.error(f"unknown dtype {d!r}; choose float32 or float64")
+    if args.contention < 0:
+        parser.error(f"--contention must be >= 0, got {args.contention}")
     if args.target_seconds is None:
         args.target_seconds = 0.05 if args.quick else 0.3
     return args
+
+
+def run_timings(
+    args: argparse.Namespace, impls: list[Impl], busy: BusyProcesses | None
+) -> list[dict[str, Any]]:
+    """Time every problem and dtype asked for (and measure memory, idle)."""
+    results = []
+    for name in args.problems:
+        problem = PROBLEMS[name]
+        rounds = args.rounds or (
+            min(problem.rounds, 3 if name == "S" else 2) if args.quick else problem.rounds
+        )
+        for dtype in args.dtypes:
+            print(f"timing {name} {dtype}: {rounds} rounds ...", file=sys.stderr, flush=True)
+            rows = time_problem(
+                problem, dtype, impls, rounds=rounds, target_s=args.target_seconds, busy=busy
+            )
+            if not args.no_memory:
+                print(f"memory {name} {dtype} ...", file=sys.stderr, flush=True)
+                for impl, row in zip(impls, rows, strict=True):
+                    row["memory"] = memory_in_subprocess(impl, problem, dtype, args.backend)
+            results += rows
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -630,20 +991,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     started = time.perf_counter()
-    results = []
-    for name in args.problems:
-        problem = PROBLEMS[name]
-        rounds = args.rounds or (
-            min(problem.rounds, 3 if name == "S" else 2) if args.quick else problem.rounds
+    busy = None
+    if args.contention:
+        busy = BusyProcesses(
+            args.contention, kind=args.contention_kind, group=args.contention_group
         )
-        for dtype in args.dtypes:
-            print(f"timing {name} {dtype}: {rounds} rounds ...", file=sys.stderr, flush=True)
-            rows = time_problem(problem, dtype, impls, rounds=rounds, target_s=args.target_seconds)
-            if not args.no_memory:
-                print(f"memory {name} {dtype} ...", file=sys.stderr, flush=True)
-                for impl, row in zip(impls, rows, strict=True):
-                    row["memory"] = memory_in_subprocess(impl, problem, dtype, args.backend)
-            results += rows
+    with _sigterm_as_exit(), busy or _nothing():
+        if busy is not None:
+            print(
+                f"started {busy.k} busy processes (stopped between loaded timings): pids "
+                + " ".join(map(str, busy.pids)),
+                file=sys.stderr,
+                flush=True,
+            )
+        results = run_timings(args, impls, busy)
+    if busy is not None:
+        print(f"killed and reaped the busy processes {busy.pids}", file=sys.stderr, flush=True)
 
     report = {
         "schema": 1,
@@ -656,6 +1019,15 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds or ("quick" if args.quick else "default"),
             "target_seconds": args.target_seconds,
             "memory": not args.no_memory,
+            "contention": busy
+            and {
+                "processes": busy.k,
+                "kind": busy.kind,
+                "group": busy.group,
+                "pids": busy.pids,
+                "order": "each timing idle and loaded back to back, alternating which first",
+                "goal_loaded_over_idle": CONTENTION_TARGET,
+            },
         },
         "machine": machine_info(args.backend),
         "targets": TARGETS,

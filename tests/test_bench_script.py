@@ -6,6 +6,8 @@ A benchmark, not a timed test: no ratio is asserted, only that timings were take
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +77,89 @@ def test_numpy_by_hand_takes_the_step_xpnet_takes() -> None:
         np.testing.assert_allclose(step(), E, rtol=1e-12)
         for got, want in zip(W_hand + b_hand, W + b, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def _busy_process_alive(pid: int) -> bool:
+    """Whether ``pid`` is still one of the bench's busy processes (a zombie is not)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"xpnet-bench-busy" in fh.read()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: whether the process exists at all
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+QUICK_UNDER_LOAD = ["--quick", "--contention", "2", "--problems", "S", "--dtypes", "float32",
+                    "--impls", "floor,xpnet", "--rounds", "2", "--target-seconds", "0.02",
+                    "--no-memory"]  # fmt: skip
+
+
+def test_bench_under_contention_pairs_idle_and_loaded_and_ends_its_busy_processes(
+    tmp_path: Path,
+) -> None:
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        *QUICK_UNDER_LOAD,
+        "--json",
+        str(out),
+        "--markdown",
+        str(md),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+    report = json.loads(out.read_text())
+    busy = report["config"]["contention"]
+    assert (busy["processes"], busy["kind"], busy["group"]) == (2, "python", "same")
+    assert len(busy["pids"]) == 2
+    for pid in busy["pids"]:
+        assert not _busy_process_alive(pid), f"busy process {pid} outlived the bench"
+    rows = {r["impl"]: r for r in report["results"]}
+    assert rows.keys() == {"floor", "xpnet"}
+    for r in rows.values():
+        loaded = r["loaded"]
+        assert len(loaded["seconds_per_epoch"]) == len(r["seconds_per_epoch"]) == 2
+        assert all(t > 0 for t in loaded["seconds_per_epoch"])
+        assert loaded["min_over_idle"] <= loaded["paired_over_idle"] <= loaded["max_over_idle"]
+        assert loaded["paired_ratio_to_floor"] > 0
+        assert loaded["other_load_cores"] is None or loaded["other_load_cores"] >= 0
+    assert rows["floor"]["loaded"]["paired_ratio_to_floor"] == 1.0
+
+    table = md.read_text()
+    assert "| idle ms / epoch |" in table and "| loaded ÷ idle |" in table
+    assert "loaded ÷ idle" in table.split("Goals")[1]
+
+
+def test_ctrl_c_kills_the_busy_processes() -> None:
+    # A process started in the background may inherit SIGINT ignored: restore Python's
+    # handler, as a terminal's Ctrl-C would find it.
+    wrapper = (
+        "import runpy, signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    cmd = [sys.executable, "-c", wrapper, str(SCRIPT), *QUICK_UNDER_LOAD, "--json", os.devnull]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "busy processes" not in line:
+            line = proc.stderr.readline()
+            assert line, "the bench ended before starting its busy processes"
+        pids = [int(pid) for pid in line.split("pids")[1].split()]
+        assert len(pids) == 2 and all(_busy_process_alive(pid) for pid in pids)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode != 0
+    for pid in pids:
+        assert not _busy_process_alive(pid), f"busy process {pid} outlived Ctrl-C"

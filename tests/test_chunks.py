@@ -149,6 +149,57 @@ def test_automatic_chunk_sizes():
     assert _parallel.auto_chunk_size(1500, 64, 4, cpu=True, workers=16) is None
 
 
+def test_the_plan_depends_on_the_problem_and_the_cores_only():
+    def plan(N, widest, itemsize, cores=2, chunk_size=None):
+        return _parallel.plan(
+            N, widest, itemsize, cpu=True, numpy=True, cores=cores, chunk_size=chunk_size
+        )
+
+    # S in float32 (N 1797, 64 wide) is too small to share: it runs whole, BLAS on one
+    # thread.  In float64 each core's half is worth a thread: two threads, BLAS on one.
+    assert plan(1797, 64, 4) == (None, 1, 1)
+    assert plan(1797, 64, 4, cores=16) == (None, 1, 1)
+    assert plan(1797, 64, 8) == (899, 2, 1)
+    # Chunks the user chose are shared, unless the batch is too small for threads.
+    assert plan(1797, 64, 8, chunk_size=100) == (100, 2, 1)
+    assert plan(200, 64, 4, chunk_size=50) == (50, 1, 1)
+    assert plan(20000, 64, 4) == (8192, 2, 1)
+    assert plan(60000, 784, 4) == (668, 2, 1)  # M in float32
+    assert plan(60000, 784, 8) == (334, 2, 1)  # M in float64
+    # Without threadpoolctl (one core known), off NumPy or on a GPU, BLAS is left alone.
+    assert _parallel.plan(1797, 64, 4, cpu=True, numpy=True, cores=1) == (None, 1, None)
+    assert _parallel.plan(60000, 784, 4, cpu=True, numpy=False, cores=1) == (668, 1, None)
+    assert _parallel.plan(60000, 784, 4, cpu=False, numpy=False, cores=1) == (None, 1, None)
+
+
+def test_a_batch_run_whole_holds_blas_to_one_thread_while_it_lasts(monkeypatch):
+    pytest.importorskip("threadpoolctl")
+    blas = _parallel._blas_controller()
+    before = [lib.num_threads for lib in blas.lib_controllers]
+    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
+    with _parallel.chunked(np, None, N=1797, widest=64, dtype=np.float32) as (size, _):
+        assert size is None
+        assert max(lib.num_threads for lib in blas.lib_controllers) == 1
+    assert [lib.num_threads for lib in blas.lib_controllers] == before
+
+
+def test_blas_threads_do_not_change_the_bits(monkeypatch):
+    # OpenBLAS's float32 products differ in the last bits with its thread count; xpnet
+    # holds it to one thread inside a fit, so the count a user (or a busy machine) set
+    # does not reach the result.
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
+    X, y = _data(1500)
+    X = X.astype(np.float32)
+    kw = dict(hidden_layer_sizes=(64,), max_iter=5, random_state=0)
+    fits = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+            fits.append(xpnet.MLPRegressor(**kw).fit(X, y))
+    for got, want in zip(fits[0].weights_, fits[1].weights_, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_devices_that_are_cpus(backend):
     expected = backend.name != "cupy" and not (
         backend.name == "jax" and backend.device.platform != "cpu"

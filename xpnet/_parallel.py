@@ -5,7 +5,9 @@ The gradient is a sum over samples, so the core takes the samples in chunks (see
 temporary keep the elementwise work in cache.  On NumPy they also run concurrently,
 one thread per core (NumPy releases the GIL inside its kernels and BLAS calls), with
 BLAS held to one thread per call meanwhile: nested BLAS threads would fight over the
-same cores.  A GPU is kept busy only by large products, so there a batch is one chunk.
+same cores.  A batch too small to share runs in the caller's thread, with BLAS on one
+thread as well (see :func:`plan` for why).  A GPU is kept busy only by large products, so
+there a batch is one chunk.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import array_api_compat as aac
 
@@ -84,7 +86,7 @@ def on_cpu(xp: Any, device: Any) -> bool:
         return device.type == "cpu"
     if aac.is_jax_namespace(xp):
         return getattr(device, "platform", "cpu") == "cpu"
-    return not aac.is_cupy_namespace(xp)  # NumPy, array-api-strict and Dask compute on the CPU
+    return not aac.is_cupy_namespace(xp)  # NumPy, array-api-strict and Dask (of NumPy)
 
 
 @functools.cache
@@ -129,6 +131,63 @@ def auto_chunk_size(N: int, widest: int, itemsize: int, *, cpu: bool, workers: i
     return chunk if chunk < N else None
 
 
+class Plan(NamedTuple):
+    """How a batch is computed: what :func:`plan` decides and :func:`chunked` carries out."""
+
+    #: Samples per chunk; None: all N at once.
+    chunk_size: int | None
+    #: Threads the chunks run on; 1: one after another, in the caller's thread.
+    workers: int
+    #: BLAS threads per matrix product meanwhile; None: BLAS is left as it is.
+    blas_threads: int | None
+
+
+def plan(
+    N: int, widest: int, itemsize: int, *, cpu: bool, numpy: bool, cores: int,
+    chunk_size: int | None = None,
+) -> Plan:  # fmt: skip
+    """Decide the chunk size and the threads for a batch of N samples.
+
+    On NumPy with several cores (as threadpoolctl tells them), a batch whose part per
+    core is worth a thread (``MIN_SHARE_BYTES``) is shared among one xpnet thread per
+    core, and any other batch runs in the caller's thread; either way BLAS runs each
+    product on one thread.  Elsewhere the chunks run one after another and BLAS is left
+    alone.  The plan depends on the problem and the cores only, never on the machine's
+    load, so that the same fit gives the same bits however busy the machine is.
+
+    Parameters
+    ----------
+    N, widest, itemsize : samples per batch, the largest layer size, bytes per element
+    cpu, numpy : whether the arrays are computed by the CPU, and are NumPy's
+    cores : the cores xpnet's own threads may take (:func:`blas_threads`)
+    chunk_size : the user's choice; None chooses automatically
+    """
+    if not (cpu and numpy) or cores == 1:
+        # Without threadpoolctl, or with BLAS held to one thread already, xpnet cannot
+        # (or need not) steer BLAS: the chunks run one after another.
+        if chunk_size is None:
+            chunk_size = auto_chunk_size(N, widest, itemsize, cpu=cpu, workers=1)
+        return Plan(chunk_size, 1, None)
+    workers = cores if N > 256 else 1
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(N, widest, itemsize, cpu=cpu, workers=workers)
+    if workers > 1 and chunk_size is not None and chunk_size < N:
+        # BLAS threads inside xpnet's threads would fight them for the same cores.
+        return Plan(chunk_size, workers, 1)
+    # A batch too small to share runs whole, with BLAS on one thread too.  OpenBLAS's
+    # threads spin while they wait, for work and for each other, so they pay only while
+    # each has a core to itself: once other processes want the cores, one that loses
+    # its core leaves the others spinning on theirs.  Beside two busy processes on two
+    # cores, an epoch of S in float32 (N 1797, 64→64→10: too small to share) took 5–8×
+    # its idle time with BLAS on two threads, and 2.1–2.3× on one
+    # (``scripts/bench.py --contention 2``).  On an idle machine BLAS's second thread
+    # makes that epoch about 10 % faster; the plan could follow the load instead, but
+    # BLAS's result then depends on its thread count (float32 products differ in the
+    # last bits), and a fit would give different bits on a busy machine than on an
+    # idle one.
+    return Plan(chunk_size, 1, 1)
+
+
 @contextmanager
 def chunked(
     xp: Any,
@@ -139,7 +198,7 @@ def chunked(
     dtype: Any,
     chunk_size: int | None = None,
 ) -> Iterator[tuple[int | None, Callable[..., Iterator[Any]]]]:
-    """Decide how to compute N samples, and provide the means for it.
+    """Decide how to compute N samples (:func:`plan`), and provide the means for it.
 
     Parameters
     ----------
@@ -161,29 +220,40 @@ def chunked(
         thread pool that yields the results in order and has at most two chunks per
         worker under way.
     """
-    cpu = on_cpu(xp, device)
-    workers = blas_threads() if cpu and aac.is_numpy_namespace(xp) and N > 256 else 1
-    itemsize = xp.finfo(dtype).bits // 8
-    if chunk_size is None:
-        chunk_size = auto_chunk_size(N, widest, itemsize, cpu=cpu, workers=workers)
-    if aac.is_numpy_namespace(xp):
-        # A chunk's step holds a few (widest × chunk) temporaries at once.
-        prime_allocator(xp, TEMPORARIES_PER_CHUNK * widest * min(chunk_size or N, N) * itemsize)
-    if workers == 1 or chunk_size is None or chunk_size >= N:
-        yield chunk_size, map
+    if aac.is_dask_namespace(xp):  # Dask's own blocks are the chunks (see xpnet._dask)
+        yield None, map
         return
-    with _blas_controller().limit(limits=1), ThreadPoolExecutor(workers) as pool:
+    numpy = aac.is_numpy_namespace(xp)
+    itemsize = xp.finfo(dtype).bits // 8
+    how = plan(
+        N, widest, itemsize, cpu=on_cpu(xp, device), numpy=numpy,
+        cores=blas_threads() if numpy else 1, chunk_size=chunk_size,
+    )  # fmt: skip
+    if numpy:
+        # A chunk's step holds a few (widest × chunk) temporaries at once.
+        prime_allocator(xp, TEMPORARIES_PER_CHUNK * widest * min(how.chunk_size or N, N) * itemsize)
+    if how.blas_threads is None:
+        yield how.chunk_size, map
+        return
+    with _blas_controller().limit(limits=how.blas_threads):
+        if how.workers == 1:
+            yield how.chunk_size, map
+            return
+        with ThreadPoolExecutor(how.workers) as pool:
 
-        def map_in_context(fn: Callable[..., Any], items: Any) -> Iterator[Any]:
-            """``fn`` over ``items`` on the pool, in order, two per worker under way."""
-            # Worker threads start with an empty context: carry the caller's over, so
-            # that context-local settings such as NumPy's errstate hold in them too.
-            context = contextvars.copy_context()
-            return _in_order(
-                pool, lambda item: context.copy().run(fn, item), items, ahead=2 * workers
-            )
+            def map_in_context(fn: Callable[..., Any], items: Any) -> Iterator[Any]:
+                """``fn`` over ``items`` on the pool, in order, two per worker under way."""
+                # Worker threads start with an empty context: carry the caller's over, so
+                # that context-local settings such as NumPy's errstate hold in them too.
+                context = contextvars.copy_context()
+                return _in_order(
+                    pool,
+                    lambda item: context.copy().run(fn, item),
+                    items,
+                    ahead=2 * how.workers,
+                )
 
-        yield chunk_size, map_in_context
+            yield how.chunk_size, map_in_context
 
 
 def _in_order(
