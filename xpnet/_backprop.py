@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from . import _dask
 from ._activations import Activation
 from ._losses import Objective
 
@@ -188,6 +189,10 @@ def loss_and_gradients(
         Applies :func:`chunk_sums` to the chunks and yields the results in order; the
         map of ``xpnet._parallel.chunked`` spreads the chunks over the processor's cores.
 
+    On Dask arrays ``A0``, ``Y`` and ``s`` (with ``W`` and ``b`` concrete arrays of the
+    blocks' namespace), the chunks are Dask's blocks, each a task (``xpnet._dask``); the
+    results are concrete arrays.
+
     Returns
     -------
     E : 0-D array
@@ -201,13 +206,16 @@ def loss_and_gradients(
         return chunk_sums(W, b, A0[:, chunk], Y[:, chunk], s_c, f=f, objective=objective, xp=xp)
 
     N = A0.shape[1]
-    parts = map(sums, _chunks(N, chunk_size))
-    E, sum_W, sum_b = next(parts)
-    for E_c, sum_W_c, sum_b_c in parts:
-        E += E_c  # the first chunk's sums are fresh arrays: accumulate into them
-        for l in range(len(W)):
-            sum_W[l] += sum_W_c[l]
-            sum_b[l] += sum_b_c[l]
+    if _dask.is_dask(A0):  # a task per Dask block, a tree of sums: see xpnet._dask
+        E, sum_W, sum_b = _dask.sample_sums(W, b, A0, Y, s, f=f, objective=objective)
+    else:
+        parts = map(sums, _chunks(N, chunk_size))
+        E, sum_W, sum_b = next(parts)
+        for E_c, sum_W_c, sum_b_c in parts:
+            E += E_c  # the first chunk's sums are fresh arrays: accumulate into them
+            for l in range(len(W)):
+                sum_W[l] += sum_W_c[l]
+                sum_b[l] += sum_b_c[l]
     if alpha != 0.0:
         for l, W_l in enumerate(W):
             E += (alpha / 2.0) * xp.sum(W_l * W_l)
@@ -229,8 +237,12 @@ def output(
 ) -> Array:
     """The network output A⁽ᴸ⁾ of shape (n_L, N), computed ``chunk_size`` samples at a time.
 
-    ``map`` is as in :func:`loss_and_gradients`.
+    ``map`` is as in :func:`loss_and_gradients`.  On a Dask ``A0`` (with concrete ``W``
+    and ``b``), a lazy Dask array in A0's column chunks.
     """
+
+    if _dask.is_dask(A0):  # lazy, a task per Dask block: see xpnet._dask
+        return _dask.output(W, b, A0, f=f)
 
     def output_of(chunk: slice) -> Array:
         return forward(W, b, A0[:, chunk], f=f, xp=xp)[-1]

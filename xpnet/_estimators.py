@@ -18,10 +18,12 @@ from typing import Any, ClassVar
 import array_api_compat as aac
 import numpy as np  # host-side: random state, and class labels that are not numbers
 
+from . import _dask
 from ._activations import ACTIVATIONS
 from ._backprop import loss_and_gradients, output
 from ._checkpoints import CheckpointWriter, check_checkpoint
 from ._compiled import block_runner
+from ._dask import concrete
 from ._errors import data_conversion_warning, not_fitted_error
 from ._feature_names import check_feature_names, feature_names
 from ._host import to_numpy
@@ -296,22 +298,27 @@ class _BaseMLP:
             )
         layer_sizes = [X.shape[1], *hidden, Y.shape[0]]
         f = [ACTIVATIONS[self.activation]] * len(hidden) + [ACTIVATIONS[output]]
+        # The parameters are computed on in their own namespace: X's, or on Dask its
+        # blocks' (the samples stay with Dask, see xpnet._dask).
+        xp_P, device_P = _parameter_namespace(X, xp, device)
 
         if not (continuing and hasattr(self, "_rng")):
             self._rng = _generator(self.random_state)
         optimizer, schedule = self._optimizer(), self._schedule()
         W, b, state, sched = self._starting_point(
             layer_sizes, f, optimizer, schedule, continuing=continuing, carry_on=carry_on,
-            xp=xp, device=device, dtype=X.dtype,
+            xp=xp_P, device=device_P, dtype=X.dtype,
         )  # fmt: skip
         data, stopping = Samples(X, Y, s, s_host), None
         if self.early_stopping and not incremental:  # partial_fit never stops early
             data, stopping = self._hold_out(data, fitted_targets, xp=xp, device=device)
 
+        if _dask.is_dask(X):
+            data = _dask.prepared(data)
         B = X.shape[0] if self.batch_size is None else min(self.batch_size, X.shape[0])
         keep = functools.partial(
             self._keep, targets=fitted_targets, fitted=fitted, stopping=stopping,
-            layer_sizes=layer_sizes, output=output, X_in=X_in,
+            layer_sizes=layer_sizes, output=output, X_in=X_in, like=X,
         )  # fmt: skip
         writer = CheckpointWriter(
             checkpoint, checkpoint_every, keep, self,
@@ -320,19 +327,19 @@ class _BaseMLP:
         with chunked(xp, device, N=B, widest=max(layer_sizes), dtype=X.dtype,
                      chunk_size=self.chunk_size) as (chunk_size, map_chunks), writer:  # fmt: skip
             how = Step(
-                f, OBJECTIVES[(self.loss, output)], optimizer, float(self.alpha), xp,
+                f, OBJECTIVES[(self.loss, output)], optimizer, float(self.alpha), xp_P,
                 chunk_size=chunk_size, map=map_chunks,
             )  # fmt: skip
             compiled = block_runner(
                 self.engine, how=how, data=data, schedule=schedule, batch_size=self.batch_size,
-                n_epochs=self.max_iter if epochs is None else epochs, device=device,
+                n_epochs=self.max_iter if epochs is None else epochs, device=device_P,
             )  # fmt: skip
             try:
                 history = run_epochs(
                     W, b, data, n_epochs=self.max_iter if epochs is None else epochs, how=how,
                     optimizer_state=state, schedule=schedule, schedule_state=sched,
                     batch_size=self.batch_size, shuffle=self.shuffle, rng=self._rng,
-                    device=device, early_stopping=stopping,
+                    device=device_P, early_stopping=stopping,
                     callback=self._reporter(callback, fitted=fitted),
                     on_block=writer.on_block if checkpoint is not None else None,
                     compiled=compiled,
@@ -397,17 +404,18 @@ class _BaseMLP:
 
     def _keep(
         self, est: _BaseMLP, history: History, *, targets, fitted, stopping, layer_sizes,
-        output, X_in,
+        output, X_in, like,
     ) -> None:  # fmt: skip
         """Set ``est``'s fitted attributes from a training run's ``history``.
 
         ``est`` is this estimator once training has succeeded (or been interrupted):
         every fitted attribute is set here, so a fit that fails (bad input, divergence)
-        leaves the estimator as it was.  For a checkpoint it is a copy.
+        leaves the estimator as it was.  For a checkpoint it is a copy.  The parameters
+        are kept in the namespace of ``like``, the training data.
         """
         for name, value in targets.items():
             setattr(est, name, value)
-        est.weights_, est.biases_ = list(history.W), list(history.b)
+        est.weights_, est.biases_ = _in_namespace_of(like, history.W, history.b)
         est._optimizer_state, est._schedule_state = history.optimizer_state, history.schedule_state
         est.t_ = history.schedule_state.t
         est._stopped = history.stopped  # by a stopping rule: resume has nothing left to do
@@ -536,8 +544,13 @@ class _BaseMLP:
                 f"weights_ and biases_ must hold {L} arrays for layer sizes {layer_sizes}, "
                 f"got {len(W)} and {len(b)}."
             )
-        W = [host_or_namespace(W_l, xp=xp, name=f"weights_[{l}]") for l, W_l in enumerate(W)]
-        b = [host_or_namespace(b_l, xp=xp, name=f"biases_[{l}]") for l, b_l in enumerate(b)]
+        W = [
+            host_or_namespace(concrete(W_l), xp=xp, name=f"weights_[{l}]")
+            for l, W_l in enumerate(W)
+        ]
+        b = [
+            host_or_namespace(concrete(b_l), xp=xp, name=f"biases_[{l}]") for l, b_l in enumerate(b)
+        ]
         for l in range(L):
             shape_W, shape_b = (layer_sizes[l + 1], layer_sizes[l]), (layer_sizes[l + 1],)
             if tuple(W[l].shape) != shape_W or tuple(b[l].shape) != shape_b:
@@ -561,14 +574,15 @@ class _BaseMLP:
     def _network(self, X: Any) -> tuple[Array, Any, Any, list[Array], list[Array], list[Any]]:
         """Validate ``X`` against the fitted network, and the network in X's terms.
 
-        Returns X, xp, device, and W, b (in X's namespace, device and dtype) and the
-        layers' activations f.
+        Returns X, xp, device, and W, b (in X's namespace, device and dtype; on Dask, its
+        blocks') and the layers' activations f.
         """
         self._check_fitted()
         check_feature_names(self, X, reset=False)
         X, xp, device = check_X(X, n_features=self.n_features_in_, estimator=type(self).__name__)
-        W = [xp.asarray(W_l, dtype=X.dtype, device=device) for W_l in self.weights_]
-        b = [xp.asarray(b_l, dtype=X.dtype, device=device) for b_l in self.biases_]
+        xp_P, device_P = _parameter_namespace(X, xp, device)
+        W = [xp_P.asarray(concrete(W_l), dtype=X.dtype, device=device_P) for W_l in self.weights_]
+        b = [xp_P.asarray(concrete(b_l), dtype=X.dtype, device=device_P) for b_l in self.biases_]
         f = [ACTIVATIONS[self.activation]] * (len(W) - 1) + [ACTIVATIONS[self.out_activation_]]
         return X, xp, device, W, b, f
 
@@ -623,7 +637,7 @@ class _BaseMLP:
                 S=Samples(X, Y, s, s_host).weight(), alpha=float(self.alpha),
                 chunk_size=chunk_size, map=map_chunks,
             )  # fmt: skip
-        return grad_W, grad_b
+        return _in_namespace_of(X, grad_W, grad_b)
 
 
 class MLPRegressor(_BaseMLP):
@@ -1159,6 +1173,20 @@ def _host_weights(sample_weight: Any, N: int) -> np.ndarray | None:
     import array_api_compat.numpy as np_xp
 
     return check_sample_weight(sample_weight, xp=np_xp, device="cpu", dtype=np.float64, N=N)[1]
+
+
+def _parameter_namespace(X: Array, xp: Any, device: Any) -> tuple[Any, Any]:
+    """The namespace and device the parameters are computed on: X's, or on Dask its
+    blocks' (NumPy or CuPy)."""
+    return _dask.block_namespace(X) if _dask.is_dask(X) else (xp, device)
+
+
+def _in_namespace_of(X: Array, *groups: list[Array]) -> tuple[list[Array], ...]:
+    """Lists of parameter-shaped arrays as the attributes and results of a fit on ``X``
+    keep them: as they are, or on Dask, as Dask arrays of one block each."""
+    if not _dask.is_dask(X):
+        return tuple(list(group) for group in groups)
+    return tuple([_dask.as_dask(a, like=X) for a in group] for group in groups)
 
 
 def _state_as(state: OptimizerState, *, xp: Any, device: Any, dtype: Any) -> OptimizerState:

@@ -25,9 +25,10 @@ from typing import Any, NamedTuple
 
 import numpy as np  # host-side: the seeded generator that orders mini-batches
 
+from . import _dask
 from ._activations import Activation
 from ._backprop import loss_and_gradients, output
-from ._host import materialize, to_numpy
+from ._host import to_numpy
 from ._losses import Objective
 from ._optimizers import Optimizer, OptimizerState, apply_updates
 
@@ -189,10 +190,14 @@ def step(
     )  # fmt: skip
     U, state = how.optimizer.update([*grad_W, *grad_b], state, mu=mu, xp=xp)
     P = apply_updates([*W, *b], U)
-    L = len(W)
-    # Dask: evaluate each step, so that no graph outgrows one step.
-    P, (E,), *moments = materialize(P, [E], *state.moments)
-    return P[:L], P[L:], OptimizerState(state.t, tuple(moments)), E
+    return P[: len(W)], P[len(W) :], state, E
+
+
+def shuffled(rng: np.random.Generator, X: Array) -> Any:
+    """A random order of the samples for a mini-batch epoch, drawn from ``rng``: a
+    permutation of the N rows of X (host indices), or on Dask, an order of X's blocks and
+    of the samples within each (``xpnet._dask.block_order``)."""
+    return _dask.block_order(rng, X) if _dask.is_dask(X) else rng.permutation(X.shape[0])
 
 
 def epoch(
@@ -203,7 +208,7 @@ def epoch(
     *,
     mu: float,
     batch_size: int | None,
-    order: np.ndarray | None,
+    order: Any,
     how: Step,
     device: Any,
 ) -> tuple[list[Array], list[Array], OptimizerState, Array]:
@@ -214,7 +219,8 @@ def epoch(
     it).  Otherwise it takes one step per batch of ``batch_size`` samples (the last one
     smaller), visiting the samples in ``order`` (host indices, or None for their own
     order), and E is the mean of the batch losses weighted by batch size.  A batch
-    whose sample weights are all zero has nothing to learn from and takes no step.
+    whose sample weights are all zero has nothing to learn from and takes no step.  On
+    Dask, batches are drawn within Dask's blocks, in the order of :func:`shuffled`.
     """
     xp = how.xp
     N = data.X.shape[0]
@@ -223,6 +229,8 @@ def epoch(
     if B == N:
         mu_t = step_size(mu, state.t + 1)
         return step(W, b, state, data.X.T, data.Y, data.s, data.weight(), mu=mu_t, how=how)
+    if _dask.is_dask(data.X):  # batches within Dask's blocks, a task per block
+        return _dask.epoch_in_blocks(W, b, state, data, mu=mu, batch_size=B, order=order, how=how)
     if order is not None:
         index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
         on_device = xp.asarray(order, dtype=index, device=device)
@@ -260,6 +268,7 @@ def keep_the_best(
     """
     xp, val = how.xp, validation
     O = output(W, b, val.X.T, f=how.f, xp=xp, chunk_size=how.chunk_size, map=how.map)
+    O = _dask.concrete(O)  # on Dask, (n_L, N_val): small
     s = score(O, val.Y, val.s, xp=xp)
     values = xp.stack([how.objective.loss_sum(val.Y, O, val.s, xp=xp) / S, s])
     improved = s > best
@@ -281,6 +290,11 @@ class BestParameters:
         self, W: list[Array], b: list[Array], validation: Samples, score: Callable[..., Array],
         best_score: float, *, how: Step, device: Any,
     ) -> None:  # fmt: skip
+        # On Dask the validation samples stay there, their targets and weights (small)
+        # come to the client once, as the parameters are.
+        validation = validation._replace(
+            Y=_dask.concrete(validation.Y), s=_dask.concrete(validation.s)
+        )
         self.validation, self.score, self.how = validation, score, how
         self.S = validation.X.shape[0] if validation.s_host is None else validation.weight()
         self.W, self.b = list(W), list(b)
@@ -295,11 +309,6 @@ class BestParameters:
             W, b, self.W, self.b, self.best, self.validation, self.S, self.score, how=self.how
         )
         self.pending.append(values)
-
-    def materialize(self) -> None:
-        self.W, self.b, [self.best], self.pending = materialize(
-            self.W, self.b, [self.best], self.pending
-        )
 
 
 # -- the host side: stopping rules and the learning rate ------------------------------------
@@ -530,7 +539,7 @@ def run_epochs(
         for _ in range(k):
             mu = schedule.mu(sched)
             mini = shuffle and batch_size is not None and batch_size < N
-            order = rng.permutation(N) if mini else None
+            order = None if not mini else shuffled(rng, data.X)
             W, b, state, E = epoch(W, b, state, data, mu=mu, batch_size=batch_size,
                                    order=order, how=how, device=device)  # fmt: skip
             sched = schedule.epoch_end(sched, N)
@@ -620,7 +629,6 @@ class Record:
         xp, n, best = self.xp, len(self.pending_mu), self.best
         values = [xp.reshape(E, (-1,)) for E in self.pending]
         if best is not None:
-            best.materialize()
             V = xp.concat([xp.reshape(v, (-1, 2)) for v in best.pending], axis=0)
             values += [V[:, 0], V[:, 1]]
             best.pending = []

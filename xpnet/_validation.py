@@ -130,7 +130,10 @@ def check_X(
         )
     if X.dtype != dtype:
         X = xp.astype(X, dtype)
-    check_finite(X, xp, "X")
+    if not aac.is_dask_array(X):
+        # On Dask, a pass of its own would read X once more (from storage, perhaps):
+        # the blocks are checked as the training or prediction reads them (xpnet._dask).
+        check_finite(X, xp, "X")
     return X, xp, device
 
 

@@ -1,0 +1,208 @@
+"""Training on Dask for real: a task per block, bounded scheduler state, a lost worker.
+
+Every test here runs on a ``distributed.LocalCluster`` of two worker processes (one
+thread each), started once for the module, unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet import _dask
+
+da = pytest.importorskip("dask.array", reason="Dask is not installed")
+distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+        worker_dashboard_address=":0",
+    )  # fmt: skip
+    with cluster, distributed.Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+@pytest.fixture
+def on_cluster(client):
+    """Dask's computations go to the cluster for the test's duration."""
+    import dask
+
+    with dask.config.set(scheduler=client):
+        yield client
+
+
+def _data(N=600, n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, n))
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1] * X[:, 2]
+    return X, y
+
+
+def _blocks(a, rows):
+    return da.from_array(a, chunks=(rows, *a.shape[1:]))
+
+
+KW = dict(hidden_layer_sizes=(16,), learning_rate=0.1, random_state=0)
+
+
+def test_full_batch_equals_numpy_block_by_block(on_cluster):
+    X, y = _data()
+    for solver in ("sgd", "adam"):
+        kw = dict(KW, max_iter=20, solver=solver, alpha=0.01)
+        ref = xpnet.MLPRegressor(**kw).fit(X, y)
+        est = xpnet.MLPRegressor(**kw).fit(_blocks(X, 150), _blocks(y, 150))
+        for got, want in zip(est.weights_ + est.biases_, ref.weights_ + ref.biases_, strict=True):
+            assert _dask.is_dask(got) and got.numblocks == (1,) * got.ndim
+            np.testing.assert_allclose(got.compute(), want, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(est.loss_curve_, ref.loss_curve_, rtol=1e-12)
+        pred = est.predict(_blocks(X, 150))
+        assert _dask.is_dask(pred) and pred.chunks == ((150,) * 4,)  # X's chunks kept
+        np.testing.assert_allclose(pred.compute(), ref.predict(X), rtol=1e-12)
+
+
+def test_a_step_is_a_task_per_block_and_a_tree_of_sums(monkeypatch):
+    import dask
+    from dask.utils import key_split
+
+    graphs = []
+    compute = dask.compute
+
+    def spy(*collections, **kwargs):
+        graphs.append([key_split(k) for c in collections for k in c.__dask_graph__()])
+        return compute(*collections, **kwargs)
+
+    monkeypatch.setattr(dask, "compute", spy)
+    X, y = _data()
+    xpnet.MLPRegressor(**KW, max_iter=2).fit(_blocks(X, 30), _blocks(y, 30))
+    assert len(graphs) == 2  # one graph per step
+    names = graphs[-1]
+    # 20 blocks: a task each (no cache-sized chunks inside, nothing per operation),
+    # 3 + 1 additions (20 sums → 3 → 1), and the parameters under one key.
+    assert names.count("block_sums") == 20
+    assert names.count("add_sums") == 4
+    assert names.count("xpnet-parameters") == 1
+
+
+def test_nothing_grows_with_the_epochs(on_cluster):
+    X, y = _data(N=400)
+    seen = []
+
+    def sample(losses, scores):
+        gc.collect()
+        tasks = on_cluster.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+        seen.append((tasks, len(on_cluster.futures), len(on_cluster.refcount)))
+
+    xpnet.MLPRegressor(**KW, max_iter=96).fit(_blocks(X, 100), _blocks(y, 100), callback=sample)
+    assert len(seen) == 6  # a read-back every 16 epochs
+    # Between steps nothing is left on the scheduler or held by the client: the next
+    # step starts from the parameters as data.
+    first, last = seen[0], seen[-1]
+    assert last[0] <= first[0] + 2, seen
+    assert last[1] <= first[1] and last[2] <= first[2], seen
+
+
+def test_mini_batches_stay_in_their_blocks(on_cluster, caplog):
+    X, y = _data(N=400)
+    kw = dict(KW, max_iter=6, batch_size=32)
+    with caplog.at_level(logging.WARNING):
+        est = xpnet.MLPRegressor(**kw).fit(_blocks(X, 100), _blocks(y, 100))
+    assert not [r for r in caplog.records if "run_spec" in r.getMessage()]
+    assert np.all(np.isfinite(est.loss_curve_)) and est.loss_curve_[-1] < est.loss_curve_[0]
+    # The same seed gives the same run; the blocks visited in another order give another.
+    again = xpnet.MLPRegressor(**kw).fit(_blocks(X, 100), _blocks(y, 100))
+    np.testing.assert_array_equal(again.weights_[0].compute(), est.weights_[0].compute())
+    other = xpnet.MLPRegressor(**dict(kw, random_state=1)).fit(_blocks(X, 100), _blocks(y, 100))
+    assert not np.array_equal(other.weights_[0].compute(), est.weights_[0].compute())
+
+
+def test_mini_batches_in_one_block_equal_numpy():
+    # Without a cluster: Dask's threaded scheduler.  In one block the samples are
+    # shuffled exactly as NumPy's are, from the same generator.
+    X, y = _data(N=300)
+    for shuffle in (True, False):
+        kw = dict(KW, max_iter=4, batch_size=64, shuffle=shuffle)
+        ref = xpnet.MLPRegressor(**kw).fit(X, y)
+        est = xpnet.MLPRegressor(**kw).fit(da.from_array(X), da.from_array(y))
+        np.testing.assert_allclose(est.weights_[0].compute(), ref.weights_[0], rtol=1e-12)
+        np.testing.assert_allclose(est.loss_curve_, ref.loss_curve_, rtol=1e-12)
+
+
+def test_mini_batch_losses_are_weighted_by_the_samples_stepped():
+    X, y = _data(N=300)
+    w = np.ones(300)
+    w[:100] = 0.0  # the first block takes no step at all
+    kw = dict(KW, max_iter=1, batch_size=50, shuffle=False)
+    est = xpnet.MLPRegressor(**kw).fit(
+        _blocks(X, 100), _blocks(y, 100), sample_weight=_blocks(w, 100)
+    )
+    ref = xpnet.MLPRegressor(**kw).fit(X[100:], y[100:])
+    np.testing.assert_allclose(est.weights_[0].compute(), ref.weights_[0], rtol=1e-12)
+    np.testing.assert_allclose(est.loss_curve_, ref.loss_curve_, rtol=1e-12)
+
+
+@pytest.mark.parametrize("batch_size", [None, 50])
+def test_non_finite_x_is_found_in_the_pass_that_reads_it(batch_size):
+    X, y = _data(N=300)
+    X[250, 3] = np.inf
+    est = xpnet.MLPRegressor(**KW, max_iter=3, batch_size=batch_size).fit(X[:200], y[:200])
+    before = [w.copy() for w in est.weights_]
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        est.partial_fit(_blocks(X, 100), _blocks(y, 100))
+    for got, want in zip(est.weights_, before, strict=True):
+        np.testing.assert_array_equal(got, want)  # nothing changed
+    pred = est.predict(_blocks(X, 100))  # lazy: the check comes with the values
+    with pytest.raises(ValueError, match="Input X contains infinity"):
+        pred.compute()
+
+
+def test_created_arrays_follow_the_blocks_type():
+    X, y = _data(N=200)
+    Xd = _blocks(X, 100)
+    clf = xpnet.MLPClassifier(**KW, max_iter=2).fit(Xd, _blocks((y > 0).astype(int), 100))
+    for a in clf.weights_ + clf.biases_:
+        assert type(a._meta) is type(Xd._meta)
+    for out in (clf.predict_proba(Xd), clf.predict(Xd)):
+        assert type(out._meta) is type(Xd._meta)
+        assert type(out.compute()) is np.ndarray
+
+
+def test_a_lost_worker_is_survived():
+    import dask
+
+    X, y = _data(N=1000, n=32)
+    kw = dict(KW, max_iter=40)
+    # A cluster of its own: the one the other tests share keeps both its workers.
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+        worker_dashboard_address=":0",
+    )  # fmt: skip
+    with cluster, distributed.Client(cluster, set_as_default=False) as client:
+        with dask.config.set(scheduler=client):
+            undisturbed = xpnet.MLPRegressor(**kw).fit(_blocks(X, 250), _blocks(y, 250))
+            victim, pid = next(iter(client.run(os.getpid).items()))
+            killed = threading.Event()
+
+            def kill_one_worker():
+                time.sleep(0.5)
+                os.kill(pid, signal.SIGKILL)
+                killed.set()
+
+            killer = threading.Thread(target=kill_one_worker)
+            killer.start()
+            disturbed = xpnet.MLPRegressor(**kw).fit(_blocks(X, 250), _blocks(y, 250))
+            assert killed.is_set(), "the fit ended before a worker was killed: make it longer"
+            killer.join()
+        assert victim not in client.scheduler_info()["workers"]  # it did die mid-fit
+    for got, want in zip(disturbed.weights_, undisturbed.weights_, strict=True):
+        np.testing.assert_array_equal(got.compute(), want.compute())
