@@ -21,28 +21,9 @@ def to_numpy(x: Any) -> np.ndarray:
     if aac.is_torch_array(x):
         return x.detach().cpu().numpy()
     if aac.is_dask_array(x):
-        return np.asarray(x.compute())
+        return to_numpy(x.compute())  # through the blocks' library: CuPy blocks too
     if aac.is_array_api_strict_namespace(aac.array_namespace(x)):
         import array_api_strict
 
         return np.asarray(x.to_device(array_api_strict.Device("CPU_DEVICE")))
     return np.asarray(x)  # JAX and any namespace that speaks NumPy's protocols
-
-
-def materialize(*groups: list[Any]) -> tuple[list[Any], ...]:
-    """Evaluate lazy (Dask) arrays, all groups in one pass, and keep the results.
-
-    A training run on Dask would otherwise build one task graph over all its steps and
-    recompute it at every read-back; other arrays pass through unchanged.
-    """
-    flat = [x for group in groups for x in group]
-    if not flat or not aac.is_dask_array(flat[0]):
-        return groups
-    import dask
-
-    flat = list(dask.persist(*flat))
-    out, start = [], 0
-    for group in groups:
-        out.append(flat[start : start + len(group)])
-        start += len(group)
-    return tuple(out)
