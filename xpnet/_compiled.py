@@ -18,9 +18,15 @@ beforehand and go in as an array, as the schedule's decisions are taken at read-
   taken whole: inside a compiled program, chunking only slows XLA down.  Arrays the
   caller owns are never donated.
 
+- **Dask**, mini-batches: the block is one task graph, a chain of one task per Dask block
+  and epoch (``xpnet._dask.epochs_in_blocks``), computed once, so that the client waits
+  on the cluster once per block of epochs rather than once per epoch.  (A full-batch
+  step needs the sum over all blocks before the next can start: one graph per step.)
+
 ``engine="auto"`` compiles where that is exact and pays for itself: JAX arrays, full-batch
-descent, and at least ``MIN_EPOCHS_TO_COMPILE`` epochs.  Mini-batches, other backends and
-``engine="eager"`` run one operation at a time, as before.
+descent, and at least ``MIN_EPOCHS_TO_COMPILE`` epochs; and Dask's mini-batches, whose
+graphs cost nothing to build.  Other cases and ``engine="eager"`` run epoch by epoch, as
+before.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ import functools
 from typing import Any
 
 import array_api_compat as aac
+import numpy as np
 
+from . import _dask
 from ._optimizers import OptimizerState
 from ._training import (
     BestParameters,
@@ -40,6 +48,7 @@ from ._training import (
     ScheduleState,
     Step,
     keep_the_best,
+    shuffled,
     step,
 )
 
@@ -61,8 +70,12 @@ def block_runner(
     batch_size: int | None,
     n_epochs: int,
     device: Any,
+    shuffle: bool = False,
+    rng: np.random.Generator | None = None,
 ) -> Any:
     """How a fit runs its blocks of epochs: a compiled runner, or None for the eager loop.
+
+    ``shuffle`` and ``rng`` are the fit's, for runners that draw the mini-batch order.
 
     Raises
     ------
@@ -72,6 +85,8 @@ def block_runner(
     if engine == "eager":
         return None
     full_batch = batch_size is None or batch_size >= data.X.shape[0]
+    if _dask.is_dask(data.X) and not full_batch and engine == "auto":
+        return DaskBlocks(how, data, schedule, batch_size, shuffle, rng)
     compilable = aac.is_jax_namespace(how.xp) and full_batch
     if engine == "jit" and not compilable:
         library = type(data.X).__module__.split(".")[0]
@@ -121,6 +136,41 @@ class JaxBlocks:
             best.W, best.b, best.best = kept
             best.pending.append(V)
         return W, b, OptimizerState(state.t + k, moments), sched
+
+
+class DaskBlocks:
+    """Runs blocks of mini-batch epochs on Dask, one task graph per block of epochs."""
+
+    def __init__(
+        self, how: Step, data: Samples, schedule: Schedule, batch_size: int, shuffle: bool,
+        rng: np.random.Generator,
+    ) -> None:  # fmt: skip
+        self.how, self.data, self.schedule = how, data, schedule
+        self.batch_size, self.shuffle, self.rng = batch_size, shuffle, rng
+
+    def __call__(
+        self, W: list[Array], b: list[Array], state: OptimizerState, sched: ScheduleState,
+        k: int, record: Record, best: BestParameters | None,
+    ) -> tuple[list[Array], list[Array], OptimizerState, ScheduleState]:  # fmt: skip
+        """Train k epochs; add their losses (and validation values) to the record."""
+        X, N = self.data.X, self.data.X.shape[0]
+        # With early stopping every epoch is followed by its validation pass: a graph
+        # per epoch then.
+        per_graph = 1 if best is not None else k
+        for start in range(0, k, per_graph):
+            mus, orders = [], []
+            for _ in range(min(per_graph, k - start)):  # as the eager loop draws them
+                mus.append(self.schedule.mu(sched))
+                orders.append(shuffled(self.rng, X) if self.shuffle else None)
+                sched = self.schedule.epoch_end(sched, N)
+            W, b, state, E = _dask.epochs_in_blocks(
+                W, b, state, self.data, mu=mus, batch_size=self.batch_size, order=orders,
+                how=self.how,
+            )  # fmt: skip
+            record.add(E, *mus)
+            if best is not None:
+                best.after_epoch(W, b)
+        return W, b, state, sched
 
 
 @functools.lru_cache(maxsize=16)

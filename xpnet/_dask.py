@@ -233,15 +233,16 @@ def output(W: Sequence[Array], b: Sequence[Array], A0: Array, *, f: Sequence[Act
     return blocks[0] if len(blocks) == 1 else da.concatenate(blocks, axis=1)
 
 
-def _block_epoch(carried, X, Y, s, s_host, order, mu, batch_size, how, check):
+def _block_epoch(carried, X, Y, s, s_host, order, mu, batch_size, how, check, last):
     """One block's share of a mini-batch epoch: the ordinary epoch over its samples.
 
-    ``carried`` is (W, b, optimizer state, Σ of the batch losses weighted by batch size,
-    the samples stepped so far), from the block before; the same comes out.
+    ``carried`` is (W, b, optimizer state, Σ of the batch losses weighted by batch size
+    and the samples stepped so far in this epoch, the losses of the epochs done), from
+    the block before; the same comes out.  The ``last`` block of an epoch closes it.
     """
     from ._training import Samples, epoch
 
-    W, b, state, E_sum, n_done = carried
+    W, b, state, E_sum, n_done, losses = carried
     xp = aac.array_namespace(X)
     if check:
         _check_block(X, xp)
@@ -250,7 +251,11 @@ def _block_epoch(carried, X, Y, s, s_host, order, mu, batch_size, how, check):
         how=how, device=aac.device(X),
     )  # fmt: skip
     n = _stepped(s_host, X.shape[0], batch_size, order)
-    return W, b, state, (E_sum + E * n) if n else E_sum, n_done + n
+    E_sum, n_done = (E_sum + E * n) if n else E_sum, n_done + n
+    if last:
+        losses = (*losses, E_sum / n_done if n_done else E_sum)
+        E_sum, n_done = xp.zeros_like(E_sum), 0
+    return W, b, state, E_sum, n_done, losses
 
 
 def _stepped(s_host: np.ndarray | None, N: int, B: int, order: np.ndarray | None) -> int:
@@ -277,35 +282,42 @@ def block_order(rng: np.random.Generator, X: Array) -> BlockOrder:
     return BlockOrder(blocks, [rng.permutation(n) for n in sizes])
 
 
-def epoch_in_blocks(
-    W: list[Array], b: list[Array], state: Any, data: Any, *, mu: float, batch_size: int,
-    order: BlockOrder | None, how: Any,
+def epochs_in_blocks(
+    W: list[Array], b: list[Array], state: Any, data: Any, *, mu: Sequence[float],
+    batch_size: int, order: Sequence[BlockOrder | None], how: Any,
 ) -> tuple[list[Array], list[Array], Any, Array]:  # fmt: skip
-    """A mini-batch epoch on Dask: batches drawn within blocks, one task per block.
+    """Mini-batch epochs on Dask, as one graph: batches drawn within blocks, a task per
+    block and epoch, chained.
 
-    The blocks are visited in ``order`` (see :func:`block_order`), or in their own order
-    with their samples in theirs if it is None.  Each block's last batch may be smaller
-    than ``batch_size``.  Returns W, b, the optimizer state and the epoch's loss (the
-    mean of the batch losses weighted by batch size), as ``xpnet._training.epoch`` does.
+    Epoch e visits the blocks in ``order[e]`` (see :func:`block_order`), or in their own
+    order with their samples in theirs if it is None, with the schedule's step size
+    ``mu[e]``.  Each block's last batch may be smaller than ``batch_size``.  Returns W,
+    b, the optimizer state and each epoch's loss (the mean of its batch losses weighted
+    by batch size) as a 1-D array, as ``xpnet._training.epoch`` does epoch by epoch.
     """
     import dask
     from dask import delayed
 
-    X, Y, s = _aligned(data.X.T, data.Y, data.s)
-    sizes = X.chunks[1]
+    X = data.X.rechunk({1: -1})  # rows: the blocks themselves (no transposing tasks)
+    _, Y, s = _aligned(X.T, data.Y, data.s)
+    sizes = X.chunks[0]
     n = len(sizes)
     starts = np.cumsum((0, *sizes))
-    X_blocks, Y_blocks, s_blocks = _blocks(X.T, n), _blocks(Y, n), _blocks(s, n)
+    X_blocks, Y_blocks, s_blocks = _blocks(X, n), _blocks(Y, n), _blocks(s, n)
     zero = how.xp.zeros((), dtype=W[0].dtype)
-    carried = _literal((list(W), list(b), state, zero, 0), "state")
+    xp = how.xp
+    carried = _literal((list(W), list(b), state, zero, 0, ()), "state")
+    how = _literal(how, "step")  # sent once, not with every task
     task, check = delayed(_block_epoch, pure=False), _needs_check(X)
-    for i in range(n) if order is None else order.blocks:
-        s_host = None if data.s_host is None else data.s_host[starts[i] : starts[i + 1]]
-        within = None if order is None else order.within[i]
-        carried = task(
-            carried, X_blocks[i], Y_blocks[i], s_blocks[i], s_host, within, mu, batch_size, how,
-            check,
-        )  # fmt: skip
-    ((W, b, state, E_sum, n_done),) = dask.compute(carried)
+    for e, (mu_e, order_e) in enumerate(zip(mu, order, strict=True)):
+        visit = range(n) if order_e is None else order_e.blocks
+        for k, i in enumerate(visit):
+            s_host = None if data.s_host is None else data.s_host[starts[i] : starts[i + 1]]
+            within = None if order_e is None else order_e.within[i]
+            carried = task(
+                carried, X_blocks[i], Y_blocks[i], s_blocks[i], s_host, within, mu_e,
+                batch_size, how, check and e == 0, k == n - 1,
+            )  # fmt: skip
+    ((W, b, state, _, _, losses),) = dask.compute(carried)
     _was_checked(X)
-    return list(W), list(b), state, E_sum / n_done if n_done else E_sum
+    return list(W), list(b), state, xp.stack(losses)

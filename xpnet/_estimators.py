@@ -333,6 +333,7 @@ class _BaseMLP:
             compiled = block_runner(
                 self.engine, how=how, data=data, schedule=schedule, batch_size=self.batch_size,
                 n_epochs=self.max_iter if epochs is None else epochs, device=device_P,
+                shuffle=self.shuffle, rng=self._rng,
             )  # fmt: skip
             try:
                 history = run_epochs(

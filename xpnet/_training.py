@@ -230,7 +230,10 @@ def epoch(
         mu_t = step_size(mu, state.t + 1)
         return step(W, b, state, data.X.T, data.Y, data.s, data.weight(), mu=mu_t, how=how)
     if _dask.is_dask(data.X):  # batches within Dask's blocks, a task per block
-        return _dask.epoch_in_blocks(W, b, state, data, mu=mu, batch_size=B, order=order, how=how)
+        W, b, state, E = _dask.epochs_in_blocks(
+            W, b, state, data, mu=[mu], batch_size=B, order=[order], how=how
+        )
+        return W, b, state, E[0]
     if order is not None:
         index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
         on_device = xp.asarray(order, dtype=index, device=device)
