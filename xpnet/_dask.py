@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import array_api_compat as aac
@@ -97,10 +98,50 @@ def concrete(x: Array) -> Array:
 def _literal(value: Any, what: str) -> Any:
     """``value`` as a single key of a graph: every task that uses it depends on that key,
     so that it travels to each worker once, and nothing links it to the graph that made
-    it."""
+    it.
+
+    On a ``distributed`` cluster the value is scattered to a worker rather than written
+    into the graph: the client keeps a log of the last messages it sent to the scheduler
+    (``distributed.admin.low-level-log-length``, 1000 of them), and a graph holding the
+    parameters would keep hundreds of copies of them alive on the client.
+    """
+    client = _distributed_client()
+    if client is not None:
+        return client.scatter([value], hash=False)[0]  # a list: the value as one object
     from dask import delayed
 
     return delayed(value, name=f"xpnet-{what}-{uuid.uuid4().hex}", traverse=False)
+
+
+@contextmanager
+def one_span(X: Any) -> Iterator[None]:
+    """For a fit on Dask: all its graphs in one span of ``distributed`` (a no-op elsewhere).
+
+    The scheduler records every computation that starts after the last one ended in a
+    span of its own and keeps them all, with their metrics: one per step, a few tens of
+    kB each, for as long as the scheduler runs.  Inside this block a fit's steps share
+    a single span, named ``xpnet-fit``.
+    """
+    if not is_dask(X) or _distributed_client() is None:
+        yield
+        return
+    import distributed
+
+    with distributed.span("xpnet-fit"):
+        yield
+
+
+def _distributed_client() -> Any:
+    """The ``distributed.Client`` Dask computes with now, or None (another scheduler)."""
+    import dask.base
+
+    try:
+        from distributed import Client
+    except ImportError:
+        return None
+    scheduler = dask.base.get_scheduler()
+    client = getattr(scheduler, "__self__", scheduler)  # the Client, or its ``get``
+    return client if isinstance(client, Client) else None
 
 
 def _aligned(A0: Array, Y: Array, s: Array | None) -> tuple[Array, Array, Array | None]:

@@ -325,7 +325,8 @@ class _BaseMLP:
             n_iter=getattr(self, "n_iter_", 0) if fitted else 0,
         )  # fmt: skip
         with chunked(xp, device, N=B, widest=max(layer_sizes), dtype=X.dtype,
-                     chunk_size=self.chunk_size) as (chunk_size, map_chunks), writer:  # fmt: skip
+                     chunk_size=self.chunk_size) as (chunk_size, map_chunks), writer, \
+                _dask.one_span(X):  # fmt: skip
             how = Step(
                 f, OBJECTIVES[(self.loss, output)], optimizer, float(self.alpha), xp_P,
                 chunk_size=chunk_size, map=map_chunks,
