@@ -6,6 +6,11 @@ mean and standard deviation (and regression targets likewise); the scaling is th
 folded into the first (and last) layer's W and b, so a saved model takes raw features
 and returns targets in their own units, from ``xpnet.load`` as from ``xpnet predict``.
 
+With ``--backend dask`` the data are cut into blocks of rows (``--dask-blocks``) and
+computed by a Dask cluster: a ``LocalCluster`` the command starts and closes, or the
+scheduler at ``--scheduler``.  The parameters, and everything after training (the
+score, the saved model, checkpoints, the plot), come back to the host as NumPy arrays.
+
 Every expected failure (a bad option, a missing file, a backend that cannot run here)
 is one line ``xpnet: error: ...`` on stderr, with exit status 2.  Data that will train
 poorly (a classifier with too few samples per class) get a line ``xpnet: warning: ...``
@@ -15,13 +20,14 @@ and the command goes on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 import numpy as np  # host-side: data sets, scaling and results on the host
@@ -111,6 +117,8 @@ _TRAIN_EXAMPLES = """examples:
   xpnet train --solver adam --alpha 1e-4        Adam (μ = 0.01) with an L2 penalty
   xpnet train --backend cupy --dtype float32    the same job on an NVIDIA GPU
   xpnet train --backend torch --device cuda:0
+  xpnet train --backend dask --dtype float64    on a LocalCluster of this machine's cores
+  xpnet train --backend dask --scheduler tcp://10.0.0.5:8786 --dask-blocks 32
   xpnet train --data houses.csv --target price --task regress --lr 0.05
   xpnet train --early-stopping --save m.npz --plot loss.png
 """
@@ -120,6 +128,7 @@ _PREDICT_EXAMPLES = """examples:
   xpnet predict --model m.npz --data new.csv --output predictions.csv
   xpnet predict --model m.npz --data new.npz --output out.npz --proba
   xpnet predict --model m.npz --backend torch --device cuda:0
+  xpnet predict --model m.npz --backend dask --scheduler tcp://10.0.0.5:8786
 """
 
 _EVALUATE_EXAMPLES = """examples:
@@ -344,12 +353,28 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         default="numpy",
-        help="the array library to compute with (default: numpy)",
+        help="the array library to compute with (default: numpy); dask: Dask arrays of "
+        "NumPy blocks of samples, computed by a Dask cluster (see --scheduler)",
     )
     p.add_argument(
         "--device",
         help="a device of the backend: cpu, cuda:0, gpu:1, device1, ... "
         "(default: the backend's default device)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --backend dask: the address of a running Dask scheduler "
+        "(tcp://host:8786) to compute on (default: a LocalCluster of this machine's "
+        "cores, started and closed by the command; Dask's threaded scheduler if "
+        "dask.distributed is not installed)",
+    )
+    p.add_argument(
+        "--dask-blocks",
+        type=_positive_int,
+        metavar="K",
+        help="with --backend dask: cut the samples into K blocks of rows, each one task "
+        "per step (default: one per worker thread of the cluster)",
     )
 
 
@@ -402,7 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    # Check everything that can be checked before the minutes of training.
+    # Check everything that can be checked before the minutes of training (and before
+    # the seconds a Dask cluster takes to start).
+    _check_dask_options(args)
     require("sklearn")
     if not args.quiet:
         require("tqdm")
@@ -446,15 +473,6 @@ def _train(args: argparse.Namespace) -> int:
         mu_y, s_y = float(np.mean(y_train)), float(np.std(y_train)) or 1.0
 
     xp, device, dtype = _backend(args.backend, args.device, args.dtype)
-    if resumed is not None:  # onto the chosen backend, in training's own dtype
-        est.weights_ = [xp.asarray(W_l, dtype=dtype, device=device) for W_l in est.weights_]
-        est.biases_ = [xp.asarray(b_l, dtype=dtype, device=device) for b_l in est.biases_]
-    X_dev = xp.asarray((X_train - mu_x) / s_x, dtype=dtype, device=device)
-    if task == "regress":
-        y_scaled = y_train if mu_y is None else (y_train - mu_y) / s_y
-        y_dev = xp.asarray(y_scaled, dtype=dtype, device=device)
-    else:
-        y_dev = y_train  # labels may stay on the host: fit moves numbers to X's device
     score_name = "accuracy" if task == "classify" else "R²"
     run = {
         "data": data.source,
@@ -478,34 +496,58 @@ def _train(args: argparse.Namespace) -> int:
         def checkpoint(snapshot: Any) -> None:
             save(snapshot, path, extra=extra)
 
-    epochs_before = est.n_iter_ if resumed is not None else 0
-    bar = None if args.quiet else _progress_bar(est.max_iter, score_name, done=epochs_before)
-    start = time.perf_counter()
-    with _FinishTheBlockOnCtrlC() as interrupts:
-        try:
-            est.fit(
-                X_dev, y_dev, callback=interrupts.after(bar), checkpoint=checkpoint,
-                checkpoint_every=args.checkpoint_every if checkpoint else None,
-                resume=resumed is not None,
-            )  # fmt: skip
-        except KeyboardInterrupt:
-            trained = getattr(est, "n_iter_", 0) > epochs_before
-            if interrupts.aborted or not trained:
-                raise  # a second Ctrl-C, or nothing trained yet: stop at once
-        finally:
-            if bar is not None:
-                bar.close()
-        wall = time.perf_counter() - start
-        return _report(args, est, data, train, test, task, score_name, run, scaling,
-                       xp=xp, device=device, dtype=dtype, wall=wall,
-                       epochs_before=epochs_before, interrupted=interrupts.requested)  # fmt: skip
+    # The scheduler (a Dask cluster) lives as long as anything is computed on it, the
+    # held-out score and the saved model included.
+    with _scheduler(args) as scheduler:
+        if resumed is not None:  # onto the chosen backend, in training's own dtype
+            est.weights_ = [xp.asarray(W_l, dtype=dtype, device=device) for W_l in est.weights_]
+            est.biases_ = [xp.asarray(b_l, dtype=dtype, device=device) for b_l in est.biases_]
+        X_dev = _to_backend(args, xp, (X_train - mu_x) / s_x, dtype=dtype, device=device)
+        if task == "regress":
+            y_scaled = y_train if mu_y is None else (y_train - mu_y) / s_y
+            y_dev = _to_backend(args, xp, y_scaled, dtype=dtype, device=device)
+        elif args.backend == "dask" and y_train.dtype.kind in "biuf":
+            # In X's blocks, so that each block's labels are where its samples are.
+            y_dev = _to_backend(args, xp, y_train, dtype=None, device=device)
+        else:
+            # Labels may stay on the host: fit moves numbers to X's device (and Dask
+            # arrays of text are not class labels xpnet takes).
+            y_dev = y_train
+
+        epochs_before = est.n_iter_ if resumed is not None else 0
+        bar = None if args.quiet else _progress_bar(est.max_iter, score_name, done=epochs_before)
+        start = time.perf_counter()
+        with _FinishTheBlockOnCtrlC() as interrupts:
+            try:
+                est.fit(
+                    X_dev, y_dev, callback=interrupts.after(bar), checkpoint=checkpoint,
+                    checkpoint_every=args.checkpoint_every if checkpoint else None,
+                    resume=resumed is not None,
+                )  # fmt: skip
+            except KeyboardInterrupt:
+                trained = getattr(est, "n_iter_", 0) > epochs_before
+                if interrupts.aborted or not trained:
+                    raise  # a second Ctrl-C, or nothing trained yet: stop at once
+            finally:
+                if bar is not None:
+                    bar.close()
+            wall = time.perf_counter() - start
+            return _report(args, est, data, train, test, task, score_name, run, scaling,
+                           xp=xp, device=device, dtype=dtype, wall=wall,
+                           epochs_before=epochs_before, interrupted=interrupts.requested,
+                           scheduler=scheduler,
+                           blocks=X_dev.chunks[0] if scheduler else None)  # fmt: skip
 
 
 def _report(args, est, data, train, test, task, score_name, run, scaling, *, xp, device, dtype,
-            wall, epochs_before, interrupted) -> int:  # fmt: skip
-    """After training: the held-out score, --save, --plot and the summary."""
+            wall, epochs_before, interrupted, scheduler=None, blocks=None) -> int:  # fmt: skip
+    """After training: the held-out score, --save, --plot and the summary.
+
+    ``scheduler`` and ``blocks`` (the training data's rows per block) describe a run on
+    Dask; None otherwise.
+    """
     _fold_scaling(est, **scaling, xp=xp, device=device, dtype=dtype)
-    X_test = xp.asarray(data.X[test], dtype=dtype, device=device)
+    X_test = _to_backend(args, xp, data.X[test], dtype=dtype, device=device)
     metrics = _metrics(est, X_test, data.y[test], task=task, xp=xp, device=device, dtype=dtype)
     name, value = next(iter(metrics.items()))
 
@@ -568,6 +610,9 @@ def _report(args, est, data, train, test, task, score_name, run, scaling, *, xp,
         ("device", device_name(device)),
         ("dtype", args.dtype),
     ]
+    if scheduler is not None:
+        rows.insert(-2, ("scheduler", scheduler.description))
+        rows.insert(-2, ("blocks", f"{len(blocks)} of {_sizes(blocks)} training samples"))
     if args.save is not None:
         rows.append(("saved to", args.save))
     if args.checkpoint is not None:
@@ -694,6 +739,43 @@ def _backend(name: str, device_spec: str | None, dtype_name: str) -> tuple[Any, 
     return xp, device(name, xp, device_spec), getattr(xp, dtype_name)
 
 
+def _check_dask_options(args: argparse.Namespace) -> None:
+    for option, value in (("--scheduler", args.scheduler), ("--dask-blocks", args.dask_blocks)):
+        if value is not None and args.backend != "dask":
+            raise CommandError(f"{option} applies to --backend dask only, not {args.backend!r}")
+
+
+@contextlib.contextmanager
+def _scheduler(args: argparse.Namespace) -> Iterator[Any]:
+    """On Dask, its scheduler for the run (None on other backends), closed at the end.
+
+    Sets ``args.dask_blocks`` to the number of blocks to cut the data into.
+    """
+    if args.backend != "dask":
+        yield None
+        return
+    from ._backends import dask_scheduler
+
+    with dask_scheduler(args.scheduler) as scheduler:
+        if scheduler.note is not None:
+            print(f"xpnet: warning: {scheduler.note}", file=sys.stderr)
+        args.dask_blocks = args.dask_blocks or scheduler.threads
+        yield scheduler
+
+
+def _to_backend(args: argparse.Namespace, xp: Any, a: np.ndarray, *, dtype, device) -> Any:
+    """A host array as the backend's: on Dask, in ``args.dask_blocks`` blocks of rows."""
+    from ._backends import to_backend
+
+    return to_backend(args.backend, xp, a, dtype=dtype, device=device, blocks=args.dask_blocks)
+
+
+def _sizes(blocks: Sequence[int]) -> str:
+    """Block sizes in a few words: "336", "336–337"."""
+    low, high = min(blocks), max(blocks)
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
 def _fold_scaling(est, mu_x, s_x, mu_y, s_y, *, xp, device, dtype) -> None:
     """Fold x ↦ (x − mu_x)/s_x into layer 1 and o ↦ s_y·o + mu_y into layer L.
 
@@ -745,13 +827,22 @@ def _metrics(est, X, y, *, task, xp, device, dtype) -> dict[str, float]:
 # -- predict and evaluate --------------------------------------------------------------------
 
 
+def _check_serve_options(args: argparse.Namespace) -> None:
+    """What ``predict`` and ``evaluate`` can check before a Dask cluster starts."""
+    _check_dask_options(args)
+    if not os.path.isfile(args.model):
+        raise CommandError(f"--model {args.model!r}: no such file")
+    _backend(args.backend, args.device, "float32")  # the library and the device
+
+
 def _serve(args: argparse.Namespace, *, need_target: bool):
-    """The model on the chosen backend, the rows to serve it, and the training record."""
+    """The model on the chosen backend, the rows to serve it, and the training record.
+
+    On Dask, runs inside :func:`_scheduler`, which sets the number of blocks.
+    """
     from ._backends import device, namespace
     from ._io import load_with_metadata
 
-    if not os.path.isfile(args.model):
-        raise CommandError(f"--model {args.model!r}: no such file")
     xp = namespace(args.backend)
     dev = device(args.backend, xp, args.device)
     est, meta = load_with_metadata(args.model, xp=xp, device=dev)
@@ -781,7 +872,7 @@ def _serve(args: argparse.Namespace, *, need_target: bool):
         )
         rows = test if which == "test" else train
     dtype = est.weights_[0].dtype
-    X = xp.asarray(data.X[rows], dtype=dtype, device=dev)
+    X = _to_backend(args, xp, data.X[rows], dtype=dtype, device=dev)
     y = None if data.y is None else data.y[rows]
     return est, X, y, xp, dev, dtype, data, which, cli
 
@@ -792,22 +883,25 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.output is not None and os.path.splitext(args.output)[1].lower() not in (".csv", ".npz"):
         raise CommandError(f"--output {args.output!r} must end in .csv or .npz")
-    est, X, _, _, _, _, _, _, _ = _serve(args, need_target=False)
-    prediction = to_numpy(est.predict(X))
+    _check_serve_options(args)
+    proba = classes = None
+    with _scheduler(args):  # on Dask: the results come to the host before it closes
+        est, X, _, _, _, _, _, _, _ = _serve(args, need_target=False)
+        if args.proba and not isinstance(est, MLPClassifier):
+            raise CommandError("--proba needs a classifier; this model is a regressor")
+        prediction = to_numpy(est.predict(X))
+        if args.proba:
+            proba, classes = to_numpy(est.predict_proba(X)), to_numpy(est.classes_)
     columns = {"prediction": prediction}
     if prediction.ndim == 2:
         columns = {f"prediction_{j}": prediction[:, j] for j in range(prediction.shape[1])}
-    proba = None
-    if args.proba:
-        if not isinstance(est, MLPClassifier):
-            raise CommandError("--proba needs a classifier; this model is a regressor")
-        proba = to_numpy(est.predict_proba(X))
-        for k, label in enumerate(to_numpy(est.classes_).tolist()):
+    if proba is not None:
+        for k, label in enumerate(classes.tolist()):
             columns[f"proba_{label}"] = proba[:, k]
     if args.output is not None and args.output.lower().endswith(".npz"):
         arrays = {"prediction": prediction}
         if proba is not None:
-            arrays |= {"proba": proba, "classes": to_numpy(est.classes_)}
+            arrays |= {"proba": proba, "classes": classes}
         from ._io import _write_atomic
 
         _write_atomic(args.output, arrays)
@@ -832,12 +926,14 @@ def _csv_value(v: Any) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    est, X, y, xp, dev, dtype, data, which, _ = _serve(args, need_target=True)
     from . import MLPClassifier
     from ._progress import table
 
-    task = "classify" if isinstance(est, MLPClassifier) else "regress"
-    metrics = _metrics(est, X, y, task=task, xp=xp, device=dev, dtype=dtype)
+    _check_serve_options(args)
+    with _scheduler(args):
+        est, X, y, xp, dev, dtype, data, which, _ = _serve(args, need_target=True)
+        task = "classify" if isinstance(est, MLPClassifier) else "regress"
+        metrics = _metrics(est, X, y, task=task, xp=xp, device=dev, dtype=dtype)
     rows = [(name, f"{value:.4f}") for name, value in metrics.items()]
     rows.append(("samples", f"{X.shape[0]} ({data.source}, {which})"))
     print(table(rows))
