@@ -91,7 +91,7 @@ def test_a_step_is_a_task_per_block_and_a_tree_of_sums(monkeypatch):
     # 3 + 1 additions (20 sums → 3 → 1), and the parameters under one key.
     assert names.count("block_sums") == 20
     assert names.count("add_sums") == 4
-    assert names.count("xpnet-parameters") == 1
+    assert names.count("parameters") == 1
 
 
 def test_nothing_grows_with_the_epochs(on_cluster):

@@ -33,10 +33,12 @@ is immutable and its name stands for its contents, so the check is made once per
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import array_api_compat as aac
@@ -50,6 +52,10 @@ Array = Any
 
 #: How many partial sums one task of the reduction tree adds.
 SPLIT_EVERY = 8
+
+#: How many times a graph is built and submitted again when a worker that held its
+#: scattered inputs was lost before they reached the tasks (see :func:`_computed`).
+RESUBMIT = 3
 
 #: How many Dask arrays' names are remembered as checked finite.
 CHECKED_KEEP = 64
@@ -100,35 +106,89 @@ def _literal(value: Any, what: str) -> Any:
     so that it travels to each worker once, and nothing links it to the graph that made
     it.
 
-    On a ``distributed`` cluster the value is scattered to a worker rather than written
-    into the graph: the client keeps a log of the last messages it sent to the scheduler
-    (``distributed.admin.low-level-log-length``, 1000 of them), and a graph holding the
-    parameters would keep hundreds of copies of them alive on the client.
+    On a ``distributed`` cluster the value is scattered to every worker rather than
+    written into the graph: the client keeps a log of the last messages it sent to the
+    scheduler (``distributed.admin.low-level-log-length``, 1000 of them), and a graph
+    holding the parameters would keep hundreds of copies of them alive on the client.
+    Scattered data has no task to compute it again, so every worker gets its own copy:
+    a worker lost takes none of them away.
     """
-    client = _distributed_client()
+    client, key = _distributed_client(), _key(what)
     if client is not None:
-        return client.scatter([value], hash=False)[0]  # a list: the value as one object
+        return client.scatter({key: value}, hash=False, broadcast=True)[key]
     from dask import delayed
 
-    return delayed(value, name=f"xpnet-{what}-{uuid.uuid4().hex}", traverse=False)
+    return delayed(value, name=key, traverse=False)
+
+
+def _computed(build: Any) -> Any:
+    """``dask.compute`` of the graph ``build()`` makes, built and submitted again (up to
+    ``RESUBMIT`` times) if a worker lost took inputs scattered to it with it.
+
+    A task lost with a worker is recomputed by the scheduler from its inputs; scattered
+    data has no task to recompute it, and the computation is cancelled.  The client
+    still holds everything the graph was built from, so the step is simply made anew.
+    """
+    import dask
+
+    for attempt in itertools.count():
+        try:
+            return dask.compute(build())[0]
+        except Exception as exc:
+            if attempt >= RESUBMIT or type(exc).__name__ != "FutureCancelledError":
+                raise
+
+
+def _task(fn: Any, *args: Any, what: str) -> Any:
+    """``fn(*args)`` as a task of the graph under construction, named by :func:`_key`."""
+    from dask import delayed
+
+    return delayed(fn, pure=False)(*args, dask_key_name=_key(what))
+
+
+#: The name of the current fit's group of tasks on a ``distributed`` scheduler (see
+#: :func:`fit_context`), or None.
+_fit_group: ContextVar[str | None] = ContextVar("xpnet_dask_fit_group", default=None)
+_serial = itertools.count()
+
+
+def _key(what: str) -> Any:
+    """A new key: in the current fit's group, or a name of its own."""
+    group = _fit_group.get()
+    if group is None:
+        return f"{what}-{uuid.uuid4().hex}"
+    return (group, what, next(_serial))
 
 
 @contextmanager
-def one_span(X: Any) -> Iterator[None]:
-    """For a fit on Dask: all its graphs in one span of ``distributed`` (a no-op elsewhere).
+def fit_context(X: Any) -> Iterator[None]:
+    """Where a fit on a ``distributed`` cluster runs (a no-op elsewhere): in one span, and
+    with every task in one group that lasts as long as the fit.
 
-    The scheduler records every computation that starts after the last one ended in a
-    span of its own and keeps them all, with their metrics: one per step, a few tens of
-    kB each, for as long as the scheduler runs.  Inside this block a fit's steps share
-    a single span, named ``xpnet-fit``.
+    The scheduler keeps a record of each task group (the tasks whose keys share a
+    prefix) in the span it ran in, for as long as it runs, and makes a new group
+    whenever a key's prefix comes back after all the tasks of its last group were
+    forgotten, as they are at the end of each step; it also opens a new span for each
+    computation that starts after the last one ended.  Left alone, each step would add
+    a span and a few groups, tens of kB, to the scheduler.  Here every key xpnet makes
+    is ``(group, what, n)`` for one group per fit, kept alive by a small value
+    scattered under that group for the fit's duration, and the steps share one span,
+    ``xpnet-fit``: what the scheduler keeps no longer grows with the epochs.
     """
-    if not is_dask(X) or _distributed_client() is None:
+    client = _distributed_client() if is_dask(X) else None
+    if client is None:
         yield
         return
     import distributed
 
-    with distributed.span("xpnet-fit"):
-        yield
+    group = f"xpnet-fit-{uuid.uuid4().hex}"
+    token = _fit_group.set(group)
+    try:
+        anchor = client.scatter({(group, "anchor", 0): 0}, hash=False)  # noqa: F841
+        with distributed.span("xpnet-fit"):
+            yield
+    finally:
+        _fit_group.reset(token)
 
 
 def _distributed_client() -> Any:
@@ -144,16 +204,28 @@ def _distributed_client() -> Any:
     return client if isinstance(client, Client) else None
 
 
-def _aligned(A0: Array, Y: Array, s: Array | None) -> tuple[Array, Array, Array | None]:
-    """A0 (n_0, N) in one block of rows, and Y (n_L, N) and s (N,) chunked as its columns."""
+def _aligned(X: Array, Y: Array, s: Array | None) -> tuple[Array, Array, Array | None]:
+    """X (N, n_0) in one block of columns, and Y (n_L, N) and s (N,) in its blocks of rows."""
     import dask.array as da
 
-    A0 = A0.rechunk({0: -1})
-    cols = A0.chunks[1]
-    Y = (Y if is_dask(Y) else da.from_array(Y)).rechunk((Y.shape[0], cols))
+    X = X.rechunk({1: -1})
+    rows = X.chunks[0]
+    Y = (Y if is_dask(Y) else da.from_array(Y)).rechunk((Y.shape[0], rows))
     if s is not None:
-        s = (s if is_dask(s) else da.from_array(s)).rechunk((cols,))
-    return A0, Y, s
+        s = (s if is_dask(s) else da.from_array(s)).rechunk((rows,))
+    return X, Y, s
+
+
+#: For the Xᵀ of samples made ready by :func:`prepared`, by the name of that Dask array:
+#: X itself, so that tasks take X's blocks as they are and transpose them in place (Dask
+#: would add a task per block and step to transpose them).  The last few are kept.
+_rows_of: OrderedDict[str, Array] = OrderedDict()
+
+
+def _rows(A0: Array) -> Array:
+    """X for ``A0`` = Xᵀ: the samples as rows."""
+    X = _rows_of.get(A0.name)
+    return A0.T if X is None else X
 
 
 def prepared(data: Any) -> Any:
@@ -162,9 +234,11 @@ def prepared(data: Any) -> Any:
     computed once and kept (persisted) rather than derived from y again at every step."""
     import dask
 
-    X = data.X.rechunk({1: -1})
-    _, Y, s = _aligned(X.T, data.Y, data.s)
+    X, Y, s = _aligned(data.X, data.Y, data.s)
     Y, s = dask.persist(Y, s)
+    _rows_of[X.T.name] = X
+    while len(_rows_of) > CHECKED_KEEP:
+        _rows_of.popitem(last=False)
     return data._replace(X=X, Y=Y, s=s)
 
 
@@ -177,23 +251,23 @@ def _blocks(x: Array | None, n: int) -> list[Any]:
 
 
 def _block_sums(
-    P: tuple[list[Array], list[Array]], A0: Array, Y: Array, s: Array | None,
+    P: tuple[list[Array], list[Array]], X: Array, Y: Array, s: Array | None,
     f: Sequence[Activation], objective: Objective, check: bool,
 ) -> tuple[Array, list[Array], list[Array]]:  # fmt: skip
-    """Σ sᵢE(cᵢ) and the gradient sums over one block (samples in the columns of A0)."""
-    xp = aac.array_namespace(A0)
+    """Σ sᵢE(cᵢ) and the gradient sums over one block of samples (the rows of X)."""
+    xp = aac.array_namespace(X)
     if check:
-        _check_block(A0, xp)
+        _check_block(X, xp)
     W, b = P
-    return _backprop.chunk_sums(W, b, A0, Y, s, f=f, objective=objective, xp=xp)
+    return _backprop.chunk_sums(W, b, X.T, Y, s, f=f, objective=objective, xp=xp)
 
 
-def _block_output(P: tuple[list[Array], list[Array]], A0: Array, f: Sequence[Activation]) -> Array:
-    """The network output A⁽ᴸ⁾ for one block's samples (the columns of A0)."""
-    xp = aac.array_namespace(A0)
-    _check_block(A0, xp)  # the output is computed once: so is the check
+def _block_output(P: tuple[list[Array], list[Array]], X: Array, f: Sequence[Activation]) -> Array:
+    """The network output A⁽ᴸ⁾ for one block of samples (the rows of X)."""
+    xp = aac.array_namespace(X)
+    _check_block(X, xp)  # the output is computed once: so is the check
     W, b = P
-    return _backprop.forward(W, b, A0, f=f, xp=xp)[-1]
+    return _backprop.forward(W, b, X.T, f=f, xp=xp)[-1]
 
 
 def _check_block(A0: Array, xp: Any) -> None:
@@ -233,25 +307,23 @@ def sample_sums(
     -------
     E_sum : 0-D array, sum_W, sum_b : lists of L arrays; all of the blocks' namespace
     """
-    import dask
-    from dask import delayed
+    X, Y, s = _aligned(_rows(A0), Y, s)
+    n = len(X.chunks[0])
+    check = _needs_check(X)
 
-    A0, Y, s = _aligned(A0, Y, s)
-    n = len(A0.chunks[1])
-    P = _literal((list(W), list(b)), "parameters")
-    task, check = delayed(_block_sums, pure=False), _needs_check(A0)
-    parts = [
-        task(P, a, y, s_i, f, objective, check)
-        for a, y, s_i in zip(_blocks(A0, n), _blocks(Y, n), _blocks(s, n), strict=True)
-    ]
-    add = delayed(_add_sums, pure=False)
-    while len(parts) > 1:
+    def graph() -> Any:
+        P = _literal((list(W), list(b)), "parameters")
         parts = [
-            add(*parts[i : i + SPLIT_EVERY]) if len(parts[i : i + SPLIT_EVERY]) > 1 else parts[i]
-            for i in range(0, len(parts), SPLIT_EVERY)
+            _task(_block_sums, P, x, y, s_i, f, objective, check, what="block_sums")
+            for x, y, s_i in zip(_blocks(X, n), _blocks(Y, n), _blocks(s, n), strict=True)
         ]
-    ((E, sum_W, sum_b),) = dask.compute(parts[0])
-    _was_checked(A0)
+        while len(parts) > 1:
+            groups = [parts[i : i + SPLIT_EVERY] for i in range(0, len(parts), SPLIT_EVERY)]
+            parts = [_task(_add_sums, *g, what="add_sums") if len(g) > 1 else g[0] for g in groups]
+        return parts[0]
+
+    E, sum_W, sum_b = _computed(graph)
+    _was_checked(X)
     return E, list(sum_W), list(sum_b)
 
 
@@ -261,15 +333,14 @@ def output(W: Sequence[Array], b: Sequence[Array], A0: Array, *, f: Sequence[Act
     ``W`` and ``b`` are concrete arrays; each block of the result is one task.
     """
     import dask.array as da
-    from dask import delayed
 
-    A0 = A0.rechunk({0: -1})
+    X = _rows(A0).rechunk({1: -1})
     n_L = W[-1].shape[0]
     P = _literal((list(W), list(b)), "parameters")
-    task = delayed(_block_output, pure=False)
+    tasks = [_task(_block_output, P, x, f, what="output") for x in _blocks(X, len(X.chunks[0]))]
     blocks = [
-        da.from_delayed(task(P, a, f), shape=(n_L, n), dtype=A0.dtype, meta=A0._meta)
-        for a, n in zip(_blocks(A0, len(A0.chunks[1])), A0.chunks[1], strict=True)
+        da.from_delayed(task, shape=(n_L, n), dtype=X.dtype, meta=X._meta)
+        for task, n in zip(tasks, X.chunks[0], strict=True)
     ]
     return blocks[0] if len(blocks) == 1 else da.concatenate(blocks, axis=1)
 
@@ -336,29 +407,29 @@ def epochs_in_blocks(
     b, the optimizer state and each epoch's loss (the mean of its batch losses weighted
     by batch size) as a 1-D array, as ``xpnet._training.epoch`` does epoch by epoch.
     """
-    import dask
-    from dask import delayed
-
-    X = data.X.rechunk({1: -1})  # rows: the blocks themselves (no transposing tasks)
-    _, Y, s = _aligned(X.T, data.Y, data.s)
+    X, Y, s = _aligned(data.X, data.Y, data.s)
     sizes = X.chunks[0]
     n = len(sizes)
     starts = np.cumsum((0, *sizes))
     X_blocks, Y_blocks, s_blocks = _blocks(X, n), _blocks(Y, n), _blocks(s, n)
-    zero = how.xp.zeros((), dtype=W[0].dtype)
-    xp = how.xp
-    carried = _literal((list(W), list(b), state, zero, 0, ()), "state")
-    how = _literal(how, "step")  # sent once, not with every task
-    task, check = delayed(_block_epoch, pure=False), _needs_check(X)
-    for e, (mu_e, order_e) in enumerate(zip(mu, order, strict=True)):
-        visit = range(n) if order_e is None else order_e.blocks
-        for k, i in enumerate(visit):
-            s_host = None if data.s_host is None else data.s_host[starts[i] : starts[i + 1]]
-            within = None if order_e is None else order_e.within[i]
-            carried = task(
-                carried, X_blocks[i], Y_blocks[i], s_blocks[i], s_host, within, mu_e,
-                batch_size, how, check and e == 0, k == n - 1,
-            )  # fmt: skip
-    ((W, b, state, _, _, losses),) = dask.compute(carried)
+    xp, check = how.xp, _needs_check(X)
+
+    def graph() -> Any:
+        zero = xp.zeros((), dtype=W[0].dtype)
+        carried = _literal((list(W), list(b), state, zero, 0, ()), "state")
+        step = _literal(how, "step")  # sent once, not with every task
+        for e, (mu_e, order_e) in enumerate(zip(mu, order, strict=True)):
+            visit = range(n) if order_e is None else order_e.blocks
+            for k, i in enumerate(visit):
+                s_host = None if data.s_host is None else data.s_host[starts[i] : starts[i + 1]]
+                within = None if order_e is None else order_e.within[i]
+                carried = _task(
+                    _block_epoch, carried, X_blocks[i], Y_blocks[i], s_blocks[i], s_host,
+                    within, mu_e, batch_size, step, check and e == 0, k == n - 1,
+                    what="block_epoch",
+                )  # fmt: skip
+        return carried
+
+    W, b, state, _, _, losses = _computed(graph)
     _was_checked(X)
     return list(W), list(b), state, xp.stack(losses)

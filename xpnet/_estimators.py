@@ -326,7 +326,7 @@ class _BaseMLP:
         )  # fmt: skip
         with chunked(xp, device, N=B, widest=max(layer_sizes), dtype=X.dtype,
                      chunk_size=self.chunk_size) as (chunk_size, map_chunks), writer, \
-                _dask.one_span(X):  # fmt: skip
+                _dask.fit_context(X):  # fmt: skip
             how = Step(
                 f, OBJECTIVES[(self.loss, output)], optimizer, float(self.alpha), xp_P,
                 chunk_size=chunk_size, map=map_chunks,
