@@ -33,7 +33,15 @@ import pytest
 README = Path(__file__).parents[1] / "README.md"
 
 #: Libraries a README block may import that need not be installed; others must import.
-OPTIONAL_MODULES = ("sklearn", "torch", "jax", "array_api_strict", "dask", "matplotlib")
+OPTIONAL_MODULES = (
+    "sklearn",
+    "torch",
+    "jax",
+    "array_api_strict",
+    "dask",
+    "distributed",
+    "matplotlib",
+)
 
 OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -34,6 +34,7 @@ is immutable and its name stands for its contents, so the check is made once per
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -53,9 +54,13 @@ Array = Any
 #: How many partial sums one task of the reduction tree adds.
 SPLIT_EVERY = 8
 
-#: How many times a graph is built and submitted again when a worker that held its
-#: scattered inputs was lost before they reached the tasks (see :func:`_computed`).
-RESUBMIT = 3
+#: How many times a graph is built and submitted again when a worker was lost with data
+#: scattered to it (see :func:`_computed`), waiting 0.1 s, then twice as long each time.
+RESUBMIT = 5
+
+#: What ``distributed`` raises when a worker it sends to, or that held a step's
+#: scattered inputs, is gone.
+_LOST = ("FutureCancelledError", "CommClosedError")
 
 #: How many Dask arrays' names are remembered as checked finite.
 CHECKED_KEEP = 64
@@ -123,11 +128,13 @@ def _literal(value: Any, what: str) -> Any:
 
 def _computed(build: Any) -> Any:
     """``dask.compute`` of the graph ``build()`` makes, built and submitted again (up to
-    ``RESUBMIT`` times) if a worker lost took inputs scattered to it with it.
+    ``RESUBMIT`` times) when a worker was lost with the data scattered to it.
 
-    A task lost with a worker is recomputed by the scheduler from its inputs; scattered
-    data has no task to recompute it, and the computation is cancelled.  The client
-    still holds everything the graph was built from, so the step is simply made anew.
+    A task lost with a worker is computed again by the scheduler from its inputs; data
+    scattered to a worker has no task to compute it again, and the computation is
+    cancelled (or the scatter itself fails, if the worker dies as it is sent).  The
+    client still holds everything the graph was built from, so the step is made anew,
+    once the scheduler has had a moment to notice the worker gone.
     """
     import dask
 
@@ -135,8 +142,10 @@ def _computed(build: Any) -> Any:
         try:
             return dask.compute(build())[0]
         except Exception as exc:
-            if attempt >= RESUBMIT or type(exc).__name__ != "FutureCancelledError":
+            if attempt >= RESUBMIT or type(exc).__name__ not in _LOST:
                 raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _task(fn: Any, *args: Any, what: str) -> Any:
