@@ -33,10 +33,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import array_api_compat as aac
-import numpy as np
 
 from . import _dask
 from ._optimizers import OptimizerState
@@ -51,6 +50,9 @@ from ._training import (
     shuffled,
     step,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Array = Any
 

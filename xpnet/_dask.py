@@ -28,7 +28,7 @@ X is checked for NaN and infinity in the pass that reads it anyway, by each bloc
 while the block is in memory, so that X is never read for the check alone; a
 ``ValueError`` naming X reaches the caller before any parameter changes.  A Dask array
 is immutable and its name stands for its contents, so the check is made once per X
-(the last ``CHECKED_KEEP`` names are remembered), not at every epoch.
+(the last ``REMEMBER`` names are remembered), not at every epoch.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ import numpy as np  # host-side: the mini-batch order and block sizes
 from . import _backprop  # which calls into this module: its functions are found at call time
 from ._activations import Activation
 from ._losses import Objective
+from ._validation import check_finite
 
 Array = Any
 
@@ -62,9 +63,19 @@ RESUBMIT = 5
 #: scattered inputs, is gone.
 _LOST = ("FutureCancelledError", "CommClosedError")
 
-#: How many Dask arrays' names are remembered as checked finite.
-CHECKED_KEEP = 64
+#: How many Dask arrays' names the caches below remember (the most recent ones).
+REMEMBER = 64
+
+#: The names of the Dask arrays X whose blocks were found finite.
 _checked: OrderedDict[str, None] = OrderedDict()
+
+
+def _remember(cache: OrderedDict[str, Any], name: str, value: Any) -> None:
+    """Keep ``value`` under ``name`` in ``cache``, forgetting the oldest beyond ``REMEMBER``."""
+    cache[name] = value
+    cache.move_to_end(name)
+    while len(cache) > REMEMBER:
+        cache.popitem(last=False)
 
 
 def _needs_check(X: Array) -> bool:
@@ -76,9 +87,7 @@ def _needs_check(X: Array) -> bool:
 
 
 def _was_checked(X: Array) -> None:
-    _checked[X.name] = None
-    while len(_checked) > CHECKED_KEEP:
-        _checked.popitem(last=False)
+    _remember(_checked, X.name, None)
 
 
 def is_dask(x: Any) -> bool:
@@ -245,9 +254,7 @@ def prepared(data: Any) -> Any:
 
     X, Y, s = _aligned(data.X, data.Y, data.s)
     Y, s = dask.persist(Y, s)
-    _rows_of[X.T.name] = X
-    while len(_rows_of) > CHECKED_KEEP:
-        _rows_of.popitem(last=False)
+    _remember(_rows_of, X.T.name, X)
     return data._replace(X=X, Y=Y, s=s)
 
 
@@ -266,7 +273,7 @@ def _block_sums(
     """Σ sᵢE(cᵢ) and the gradient sums over one block of samples (the rows of X)."""
     xp = aac.array_namespace(X)
     if check:
-        _check_block(X, xp)
+        check_finite(X, xp, "X")
     W, b = P
     return _backprop.chunk_sums(W, b, X.T, Y, s, f=f, objective=objective, xp=xp)
 
@@ -274,15 +281,9 @@ def _block_sums(
 def _block_output(P: tuple[list[Array], list[Array]], X: Array, f: Sequence[Activation]) -> Array:
     """The network output A⁽ᴸ⁾ for one block of samples (the rows of X)."""
     xp = aac.array_namespace(X)
-    _check_block(X, xp)  # the output is computed once: so is the check
+    check_finite(X, xp, "X")  # the output is computed once: so is the check
     W, b = P
     return _backprop.forward(W, b, X.T, f=f, xp=xp)[-1]
-
-
-def _check_block(A0: Array, xp: Any) -> None:
-    from ._validation import check_finite
-
-    check_finite(A0, xp, "X")
 
 
 def _add_sums(*parts: tuple[Array, list[Array], list[Array]]):
@@ -366,7 +367,7 @@ def _block_epoch(carried, X, Y, s, s_host, order, mu, batch_size, how, check, la
     W, b, state, E_sum, n_done, losses = carried
     xp = aac.array_namespace(X)
     if check:
-        _check_block(X, xp)
+        check_finite(X, xp, "X")
     W, b, state, E = epoch(
         W, b, state, Samples(X, Y, s, s_host), mu=mu, batch_size=batch_size, order=order,
         how=how, device=aac.device(X),
