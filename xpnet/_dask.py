@@ -60,8 +60,12 @@ SPLIT_EVERY = 8
 RESUBMIT = 5
 
 #: What ``distributed`` raises when a worker it sends to, or that held a step's
-#: scattered inputs, is gone.
-_LOST = ("FutureCancelledError", "CommClosedError")
+#: scattered inputs, is gone (a scatter to a worker that dies meanwhile may never end:
+#: it is given ``SCATTER_TIMEOUT_S``).
+_LOST = ("FutureCancelledError", "CommClosedError", "TimeoutError")
+
+#: Seconds a scatter of the parameters may take before the step is made anew.
+SCATTER_TIMEOUT_S = 30
 
 #: How many Dask arrays' names the caches below remember (the most recent ones).
 REMEMBER = 64
@@ -129,7 +133,10 @@ def _literal(value: Any, what: str) -> Any:
     """
     client, key = _distributed_client(), _key(what)
     if client is not None:
-        return client.scatter({key: value}, hash=False, broadcast=True)[key]
+        scattered = client.scatter(
+            {key: value}, hash=False, broadcast=True, timeout=SCATTER_TIMEOUT_S
+        )
+        return scattered[key]
     from dask import delayed
 
     return delayed(value, name=key, traverse=False)
