@@ -146,7 +146,10 @@ def test_ctrl_c_kills_the_busy_processes() -> None:
         "sys.argv = sys.argv[1:]\n"
         "runpy.run_path(sys.argv[0], run_name='__main__')"
     )
-    cmd = [sys.executable, "-c", wrapper, str(SCRIPT), *QUICK_UNDER_LOAD, "--json", os.devnull]
+    # Many rounds, so that the run is still going when Ctrl-C comes (a quick one could
+    # end first on an idle machine and exit 0).
+    long_run = [*QUICK_UNDER_LOAD, "--rounds", "1000"]
+    cmd = [sys.executable, "-c", wrapper, str(SCRIPT), *long_run, "--json", os.devnull]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         line = ""
