@@ -126,6 +126,36 @@ def test_mini_batches_stay_in_their_blocks(on_cluster, caplog):
     assert not np.array_equal(other.weights_[0].compute(), est.weights_[0].compute())
 
 
+def test_blocks_one_worker_holds_are_visited_in_one_task(on_cluster, monkeypatch):
+    X, y = _data(N=400)
+    workers = sorted(on_cluster.scheduler_info()["workers"])
+    # Blocks 0 and 1 in one worker's memory, 2 and 3 in the other's.
+    parts = [
+        on_cluster.persist(_blocks(a, 100)[rows], workers=[w])
+        for a in (X, y)
+        for rows, w in ((slice(0, 200), workers[0]), (slice(200, 400), workers[1]))
+    ]
+    Xd, yd = on_cluster.persist([da.concatenate(parts[:2]), da.concatenate(parts[2:])])
+    on_cluster.gather(distributed.futures_of([Xd, yd]))  # in memory
+    assert _dask._holders(Xd) == [workers[0]] * 2 + [workers[1]] * 2
+
+    def fit():
+        kw = dict(KW, max_iter=16, batch_size=32)
+        with distributed.get_task_stream(on_cluster) as stream:
+            est = xpnet.MLPRegressor(**kw).fit(Xd, yd)
+        return est, [t["key"] for t in stream.data if "block_epoch" in str(t["key"])]
+
+    together, tasks = fit()
+    monkeypatch.setattr(_dask, "_holders", lambda X: [None] * len(X.chunks[0]))
+    apart, tasks_apart = fit()
+    assert len(tasks_apart) == 16 * 4  # a task per block and epoch
+    # One task per run of visits to one worker's blocks: fewer, the same numbers.
+    assert 16 <= len(tasks) < len(tasks_apart)
+    for got, want in zip(together.weights_, apart.weights_, strict=True):
+        np.testing.assert_array_equal(got.compute(), want.compute())
+    np.testing.assert_array_equal(together.loss_curve_, apart.loss_curve_)
+
+
 def test_mini_batches_in_one_block_equal_numpy():
     # Without a cluster: Dask's threaded scheduler.  In one block the samples are
     # shuffled exactly as NumPy's are, from the same generator.

@@ -19,8 +19,9 @@ beforehand and go in as an array, as the schedule's decisions are taken at read-
   caller owns are never donated.
 
 - **Dask**, mini-batches: the block is one task graph, a chain of one task per Dask block
-  and epoch (``xpnet._dask.epochs_in_blocks``), computed once, so that the client waits
-  on the cluster once per block of epochs rather than once per epoch.  (A full-batch
+  and epoch, or per run of blocks one worker holds (``xpnet._dask.epochs_in_blocks``),
+  computed once, so that the client waits on the cluster once per block of epochs rather
+  than once per epoch.  (A full-batch
   step needs the sum over all blocks before the next can start: one graph per step.)
 
 ``engine="auto"`` compiles where that is exact and pays for itself: JAX arrays, full-batch
