@@ -110,8 +110,20 @@ def n_cores() -> int:
 
 # -- libraries and devices ----------------------------------------------------------------
 
-#: The places arrays live: NumPy, PyTorch on the CPU or an NVIDIA GPU, CuPy.
-LIBS = ("numpy", "torch-cpu", "torch-cuda", "cupy")
+#: The places arrays live: NumPy, PyTorch on the CPU or an NVIDIA GPU, CuPy, and JAX on
+#: its default device.
+LIBS = ("numpy", "torch-cpu", "torch-cuda", "cupy", "jax")
+
+
+def _jax() -> Any:
+    """``jax``, set up as xpnet's tests set it up: float64 arrays allowed, and matrix
+    products in full precision (on GPUs, JAX takes float32 products through TF32
+    by default)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_default_matmul_precision", "highest")
+    return jax
 
 
 def missing(lib: str) -> str | None:
@@ -120,7 +132,7 @@ def missing(lib: str) -> str | None:
         return None
     module = "torch" if lib.startswith("torch") else lib
     try:
-        mod = importlib.import_module(module)
+        mod = _jax() if lib == "jax" else importlib.import_module(module)
     except ImportError as exc:
         return f"{module} is not installed ({exc})"
     if lib == "torch-cuda" and not mod.cuda.is_available():
@@ -141,6 +153,8 @@ def to_lib(a: np.ndarray, lib: str) -> Any:
         import cupy
 
         return cupy.asarray(a)
+    if lib == "jax":
+        return _jax().device_put(a)
     import torch
 
     t = torch.from_numpy(a)
@@ -157,6 +171,7 @@ def synchronize(lib: str) -> None:
         import torch
 
         torch.cuda.synchronize()
+    # JAX has no such call: its runners wait for their own results (block_until_ready).
 
 
 def _host_weights(problem: Problem, dtype: str) -> list[np.ndarray]:
@@ -187,12 +202,15 @@ class Impl:
         ``reference``: another library's floor, showing how its BLAS compares.
     lib : str
         Where its arrays live, one of :data:`LIBS`.
+    compiles : bool
+        Whether ``run(k)`` compiles a program for each new k (JAX's).
     """
 
     key: str = ""
     label: str = ""
     role: str = "peer"
     lib: str = "numpy"
+    compiles: bool = False
 
     def missing(self) -> str | None:
         """Why this implementation cannot run here, or None."""
@@ -265,6 +283,115 @@ class Floor(Impl):
         return run
 
 
+class JaxFloor(Impl):
+    """JAX's floor: the step's matrix products, compiled.
+
+    JAX has no ``out=``; XLA plans the outputs' memory itself.  As the other floors take
+    one step at a time, the floor is one compiled step of products per epoch, called k
+    times (JAX queues the calls without waiting for them).  With ``loop=True`` (a
+    reference row), the k epochs are one compiled ``jax.lax.fori_loop`` instead (k
+    traced, so one compilation serves every k): products and nothing else, not even a
+    call per epoch.  There, so that XLA can neither drop the products nor hoist them out
+    of the loop as invariant, each epoch moves W by a traced multiple of its gradient
+    (an elementwise pass the size of W, small beside the products).  Each epoch's
+    products are in xpnet's layout: W·A forward, Δ·Aᵀ and Wᵀ·Δ backward.
+    """
+
+    def __init__(self, *, loop: bool = False) -> None:
+        self.lib, self.loop = "jax", loop
+        self.role, self.key = ("reference", "floor-loop") if loop else ("floor", "floor")
+        self.label = "floor [jax, one loop]" if loop else "floor [jax, jit]"
+
+    def build(self, data: tuple[Any, Any], problem: Problem, dtype: str) -> Runner:
+        jax = _jax()
+        import jax.numpy as jnp
+
+        X, _ = data
+        N = X.shape[0]
+        W = [jax.device_put(w) for w in _host_weights(problem, dtype)]
+        L = len(W)
+        rng = np.random.default_rng(2)
+        D_L = jax.device_put(rng.random((W[-1].shape[0], N)).astype(dtype))
+
+        def products(W, A0, D_L):
+            A = [A0]
+            for l in range(L):
+                A.append(W[l] @ A[-1])  # Z⁽ˡ⁾ = W⁽ˡ⁾ A⁽ˡ⁻¹⁾
+            D, G = D_L, [None] * L
+            for l in range(L, 0, -1):
+                G[l - 1] = D @ A[l - 1].T  # Δ⁽ˡ⁾ (A⁽ˡ⁻¹⁾)ᵀ
+                if l > 1:
+                    D = W[l - 1].T @ D  # (W⁽ˡ⁾)ᵀ Δ⁽ˡ⁾
+            return G
+
+        if not self.loop:
+            step = jax.jit(lambda W, X, D_L: products(W, X.T, D_L))
+
+            def run(k: int) -> None:
+                for _ in range(k):
+                    G = step(W, X, D_L)
+                jax.block_until_ready(G)
+
+            return run
+
+        eps = jnp.asarray(1e-12, dtype=dtype)
+
+        @jax.jit
+        def epochs(W, X, D_L, eps, k):
+            def one(_, carry):
+                W, _ = carry
+                G = products(W, X.T, D_L)
+                return [w - eps * g for w, g in zip(W, G, strict=True)], G
+
+            return jax.lax.fori_loop(0, k, one, (W, [jnp.zeros_like(w) for w in W]))
+
+        def run(k: int) -> None:
+            jax.block_until_ready(epochs(W, X, D_L, eps, k))
+
+        return run
+
+
+class JaxByHand(Impl):
+    """The same equations written with ``jax.numpy``, k epochs as one compiled loop."""
+
+    key, role, lib, label = "jax-hand", "peer", "jax", "jax by hand [jit]"
+
+    def build(self, data: tuple[Any, Any], problem: Problem, dtype: str) -> Runner:
+        jax = _jax()
+        import jax.numpy as jnp
+
+        X, Y = data
+        N, mu = X.shape[0], problem.learning_rate
+        W0 = [jax.device_put(w) for w in _host_weights(problem, dtype)]
+        b0 = [jnp.zeros(w.shape[0], dtype=dtype) for w in W0]
+        L = len(W0)
+
+        @jax.jit
+        def epochs(W, b, X, Y, k):
+            def one(_, carry):
+                W, b = carry
+                A = [X.T]
+                for l in range(L):
+                    Z = W[l] @ A[-1] + b[l][:, None]
+                    A.append(jax.nn.sigmoid(Z) if l < L - 1 else Z)
+                D = A[-1] - Y.T  # Δ⁽ᴸ⁾ of the identity output and squared error
+                W, b = list(W), list(b)
+                for l in range(L - 1, -1, -1):
+                    grad_W, grad_b = D @ A[l].T, jnp.sum(D, axis=1)
+                    if l > 0:
+                        D = (W[l].T @ D) * A[l] * (1 - A[l])
+                    W[l] = W[l] - (mu / N) * grad_W
+                    b[l] = b[l] - (mu / N) * grad_b
+                return W, b
+
+            return jax.lax.fori_loop(0, k, one, (W, b))
+
+        def run(k: int) -> None:
+            jax.block_until_ready(epochs(W0, b0, X, Y, k))
+
+        return run
+
+
 class Xpnet(Impl):
     """``xpnet.MLPRegressor(...).fit(X, Y)`` with ``max_iter=k``: k full-batch epochs.
 
@@ -273,12 +400,19 @@ class Xpnet(Impl):
     epochs; ``bench.py`` picks k so that a call takes a few tenths of a second.
     """
 
-    def __init__(self, lib: str, *, role: str = "xpnet") -> None:
-        self.lib, self.role = lib, role
+    def __init__(self, lib: str, *, role: str = "xpnet", engine: str = "auto") -> None:
+        self.lib, self.role, self.engine = lib, role, engine
+        # On JAX, blocks of 16 epochs and the remainder: a shape, and a compilation, per
+        # k % 16.  (PyTorch compiles its step once, in the first, untimed run.)
+        self.compiles = lib == "jax" and engine != "eager"
         # As a peer, xpnet on another library of the same device (PyTorch CUDA beside
-        # CuPy): what the same code gains or loses from that library's kernels.
-        self.key = "xpnet" if role == "xpnet" else f"xpnet-{lib.split('-')[0]}"
-        self.label = f"xpnet [{lib}]"
+        # CuPy): what the same code gains or loses from that library's kernels; or on
+        # the same library with another engine (JAX eager beside JAX compiled).
+        if role == "xpnet":
+            self.key = "xpnet"
+        else:
+            self.key = f"xpnet-{engine}" if engine != "auto" else f"xpnet-{lib.split('-')[0]}"
+        self.label = f"xpnet [{lib}{'' if engine == 'auto' else ', ' + engine}]"
 
     def missing(self) -> str | None:
         try:
@@ -303,9 +437,12 @@ class Xpnet(Impl):
                 batch_size=None,
                 warm_start=False,
                 random_state=0,
+                engine=self.engine,
             )
             est.fit(X, Y)
             synchronize(self.lib)
+            if self.lib == "jax":
+                _jax().block_until_ready(est.weights_)
 
         return run
 
@@ -529,7 +666,7 @@ class TorchAutograd(Impl):
 
 
 def implementations(backend: str) -> list[Impl]:
-    """The floor, xpnet and the peers for xpnet on ``backend`` (numpy, torch or cupy)."""
+    """The floor, xpnet and the peers for xpnet on ``backend`` (numpy, torch, cupy or jax)."""
     if backend == "numpy":
         return [
             Floor("numpy"),
@@ -544,6 +681,7 @@ def implementations(backend: str) -> list[Impl]:
         return [
             Floor("torch-cpu"),
             Xpnet("torch-cpu"),
+            Xpnet("torch-cpu", role="peer", engine="jit"),  # torch.compile: when asked
             NumpyByHand(),
             Sklearn(),
             TorchByHand("torch-cpu"),
@@ -559,7 +697,19 @@ def implementations(backend: str) -> list[Impl]:
             TorchAutograd("torch-cuda"),
             Floor("torch-cuda", role="reference"),
         ]
-    raise ValueError(f"unknown backend {backend!r}; choose numpy, torch or cupy")
+    if backend == "jax":
+        # xpnet compiled (``engine="jit"``: every fit, however short, takes its epochs
+        # as compiled blocks; ``auto`` would leave the bench's short fits eager) and
+        # eager, against JAX's own compiled floor.
+        return [
+            JaxFloor(),
+            Xpnet("jax", engine="jit"),
+            Xpnet("jax", role="peer", engine="eager"),
+            JaxByHand(),
+            JaxFloor(loop=True),
+            Floor("numpy", role="reference"),
+        ]
+    raise ValueError(f"unknown backend {backend!r}; choose numpy, torch, cupy or jax")
 
 
 def setup_threads() -> int:

@@ -159,7 +159,7 @@ def test_auto_compiles_long_full_batch_jax_fits_only(jnp, monkeypatch):
     ("params", "data", "match"),
     [
         (dict(engine="jit"), "numpy", "engine='jit' compiles full-batch training on JAX "
-         "arrays, not numpy arrays"),
+         "or PyTorch arrays, not numpy arrays"),
         (dict(engine="jit", batch_size=8), "jax", "not mini-batches"),
         (dict(engine="fast"), "numpy", r"engine must be one of \('auto', 'eager', 'jit'\), "
          "got 'fast'"),
@@ -182,3 +182,92 @@ def test_the_caller_s_arrays_are_not_donated_or_written(jnp):
     for W_l, W_kept in itertools.zip_longest(W, est.weights_):
         assert not W_l.is_deleted() and W_l is not W_kept
     np.testing.assert_array_equal(np.asarray(X_j), X)
+
+
+# -- PyTorch: a step compiled by torch.compile ----------------------------------------
+
+
+@pytest.fixture
+def torch(monkeypatch):
+    """PyTorch, its compiler tracing the whole step (TorchDynamo) and handing the graph to
+    "aot_eager": the same graph capture and autograd-free tracing as Inductor, without
+    generating C++ (tens of seconds per program here); Inductor is timed in
+    scripts/bench.py --backend torch."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    monkeypatch.setattr(xpnet._compiled, "TORCH_BACKEND", "aot_eager")
+    return torch
+
+
+def _fit_torch(torch, cls, X, y, s=None, **params):
+    fits = []
+    for engine in ("eager", "jit"):
+        est = cls(hidden_layer_sizes=(6,), random_state=0, engine=engine, **params)
+        weights = None if s is None else torch.from_numpy(s)
+        fits.append(est.fit(torch.from_numpy(X), torch.from_numpy(y), sample_weight=weights))
+    return fits
+
+
+@pytest.mark.parametrize(
+    ("objective", "params"),
+    [
+        (("cross_entropy", "softmax"), dict(solver="adam", early_stopping=True)),
+        (("mse", "identity"), dict(momentum=0.9, learning_rate_schedule="invscaling")),
+        (("cross_entropy", "sigmoid"), dict(alpha=0.1, activation="relu")),
+        (("mse", "tanh"), dict(weighted=True)),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, tuple) else "",
+)
+def test_torch_compiled_steps_equal_eager(torch, objective, params):
+    params = dict(params)
+    loss, output = objective
+    X, y, labels = _data()
+    weighted = params.pop("weighted", False)
+    s = np.random.default_rng(1).uniform(0.5, 2.0, size=len(X)) if weighted else None
+    if output == "softmax":
+        cls, target = xpnet.MLPClassifier, labels
+    else:
+        cls, target = xpnet.MLPRegressor, (y > 0).astype(float) if loss == "cross_entropy" else y
+        params["output_activation"] = output
+    eager, jit = _fit_torch(torch, cls, X, target, s, loss=loss, max_iter=21,
+                            n_iter_no_change=3, **params)  # fmt: skip
+    _assert_equal_fits(eager, jit)
+    assert jit._optimizer_state.t == eager._optimizer_state.t
+
+
+def test_torch_compiles_one_program_for_every_step_size(torch):
+    # μ changes every epoch under invscaling: it is an input, not a constant compiled in.
+    import torch._dynamo
+
+    X, y, _ = _data()
+    torch._dynamo.reset()
+    xpnet._compiled._torch_program.cache_clear()
+    counts = torch._dynamo.utils.counters
+    counts.clear()
+    xpnet.MLPRegressor(hidden_layer_sizes=(5,), max_iter=40, engine="jit",
+                       learning_rate_schedule="invscaling").fit(
+        torch.from_numpy(X), torch.from_numpy(y))  # fmt: skip
+    assert counts["stats"]["unique_graphs"] == 1, dict(counts["stats"])
+
+
+def test_torch_is_compiled_only_when_asked(torch, monkeypatch):
+    runners = []
+    real = xpnet._estimators.block_runner
+    monkeypatch.setattr(xpnet._estimators, "block_runner",
+                        lambda *a, **kw: runners.append(real(*a, **kw)) or runners[-1])  # fmt: skip
+    X, y, _ = _data(N=40)
+    for engine in ("auto", "jit"):
+        xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=300, engine=engine).fit(
+            torch.from_numpy(X), torch.from_numpy(y)
+        )
+    # "auto" runs eagerly: PyTorch's compiler costs more than most fits save.
+    assert runners[0] is None and isinstance(runners[1], xpnet._compiled.TorchSteps)
+
+
+# PyTorch's own code, inside Inductor, still calls what it deprecates.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_torch_inductor_steps_equal_eager():
+    # The compiler users get by default, once (it generates and builds C++: seconds).
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    X, y, _ = _data()
+    eager, jit = _fit_torch(torch, xpnet.MLPRegressor, X, y, solver="adam", max_iter=21)
+    _assert_equal_fits(eager, jit)

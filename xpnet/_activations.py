@@ -77,7 +77,10 @@ def _tanh_times_f_prime(D: Array, A: Array, *, xp: Any) -> Array:
 
 
 def _relu(Z: Array, *, xp: Any) -> Array:
-    return xp.maximum(Z, 0.0)
+    # The 0 as a (1, 1) array of Z's kind: a Python 0.0 makes array-api-compat's PyTorch
+    # wrapper ask torch.result_type, which PyTorch's compiler cannot trace.  maximum
+    # (not a where on Z > 0) so that a NaN in Z stays NaN and a diverging fit is caught.
+    return xp.maximum(Z, xp.zeros_like(Z[:1, :1]))
 
 
 def _relu_times_f_prime(D: Array, A: Array, *, xp: Any) -> Array:

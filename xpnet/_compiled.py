@@ -24,6 +24,11 @@ beforehand and go in as an array, as the schedule's decisions are taken at read-
   than once per epoch.  (A full-batch
   step needs the sum over all blocks before the next can start: one graph per step.)
 
+- **PyTorch** (``engine="jit"`` only): each full-batch step is one program compiled by
+  ``torch.compile`` from the eager path's ``step``.  Its first compilation takes tens of
+  seconds (32 s for a small network on a 2-core CPU), far more than most fits save, so it
+  runs only when asked for.
+
 ``engine="auto"`` compiles where that is exact and pays for itself: JAX arrays, full-batch
 descent, and at least ``MIN_EPOCHS_TO_COMPILE`` epochs; and Dask's mini-batches, whose
 graphs cost nothing to build.  Other cases and ``engine="eager"`` run epoch by epoch, as
@@ -34,9 +39,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import array_api_compat as aac
+import numpy as np  # host-side: the step sizes of a block
 
 from . import _dask
 from ._optimizers import OptimizerState
@@ -51,9 +57,6 @@ from ._training import (
     shuffled,
     step,
 )
-
-if TYPE_CHECKING:
-    import numpy as np
 
 Array = Any
 
@@ -83,22 +86,26 @@ def block_runner(
     Raises
     ------
     ValueError
-        For ``engine="jit"`` where no compiled path exists (not JAX, or mini-batches).
+        For ``engine="jit"`` where no compiled path exists (neither JAX nor PyTorch, or
+        mini-batches).
     """
     if engine == "eager":
         return None
     full_batch = batch_size is None or batch_size >= data.X.shape[0]
     if _dask.is_dask(data.X) and not full_batch and engine == "auto":
         return DaskBlocks(how, data, schedule, batch_size, shuffle, rng)
-    compilable = aac.is_jax_namespace(how.xp) and full_batch
-    if engine == "jit" and not compilable:
+    jax, torch = aac.is_jax_namespace(how.xp), aac.is_torch_namespace(how.xp)
+    if engine == "jit" and not (full_batch and (jax or torch)):
         library = type(data.X).__module__.split(".")[0]
         why = "mini-batches" if not full_batch else f"{library} arrays"
         raise ValueError(
-            f"engine='jit' compiles full-batch training on JAX arrays, not {why}; "
-            "use engine='auto' or 'eager'."
+            f"engine='jit' compiles full-batch training on JAX or PyTorch arrays, not "
+            f"{why}; use engine='auto' or 'eager'."
         )
-    if not compilable or (engine == "auto" and n_epochs < MIN_EPOCHS_TO_COMPILE):
+    if engine == "jit" and torch:
+        return TorchSteps(how, data, schedule, device)
+    # PyTorch's compiler takes tens of seconds for a step: only when asked for.
+    if not (jax and full_batch) or (engine == "auto" and n_epochs < MIN_EPOCHS_TO_COMPILE):
         return None
     return JaxBlocks(how, data, schedule, device)
 
@@ -111,25 +118,28 @@ class JaxBlocks:
         self.how = dataclasses.replace(how, f=tuple(how.f), chunk_size=None, map=map)
         self.data, self.schedule, self.device = data, schedule, device
         self.S = data.weight()
+        self.dtype = np.dtype(data.X.dtype)
 
     def __call__(
         self, W: list[Array], b: list[Array], state: OptimizerState, sched: ScheduleState,
         k: int, record: Record, best: BestParameters | None,
     ) -> tuple[list[Array], list[Array], OptimizerState, ScheduleState]:  # fmt: skip
         """Train k epochs; add their losses (and validation values) to the record."""
-        xp, data, N = self.how.xp, self.data, self.data.X.shape[0]
+        data, N = self.data, self.data.X.shape[0]
         mus = []
         for _ in range(k):  # the schedule's μ of each epoch, decided on the host as ever
             mus.append(self.schedule.mu(sched))
             sched = self.schedule.epoch_end(sched, N)
         step_size = self.how.optimizer.step_size
         mu_t = [step_size(mu, state.t + i + 1) for i, mu in enumerate(mus)]
-        steps = xp.asarray(mu_t, dtype=data.X.dtype, device=self.device)
+        # A host array: the program takes it in with its call, which costs less than
+        # making a device array of it first (about 1 ms of the host's time).
+        steps = np.asarray(mu_t, dtype=self.dtype)
         program = _jax_program(self.how, None if best is None else best.score)
         kept = None if best is None else (best.W, best.b, best.best)
         val = None if best is None else (best.validation._replace(s_host=None), best.S)
         (W, b, moments, kept), out = program(
-            W, b, state.moments, kept, steps, data.X.T, data.Y, data.s, self.S, val
+            W, b, state.moments, kept, steps, data.X, data.Y, data.s, self.S, val
         )
         if best is None:
             record.add(out, *mus)
@@ -138,6 +148,47 @@ class JaxBlocks:
             record.add(E, *mus)
             best.W, best.b, best.best = kept
             best.pending.append(V)
+        return W, b, OptimizerState(state.t + k, moments), sched
+
+
+class TorchSteps:
+    """Runs full-batch epochs on PyTorch, each step through one ``torch.compile``-d program.
+
+    PyTorch's compiler (TorchDynamo, then Inductor by default) traces the eager path's
+    ``step`` whole (``fullgraph=True``: a graph break is an error, not a silent fallback)
+    and fuses its elementwise work.  The step size goes in as a 0-D tensor, so that a
+    schedule's changing μ does not compile anew; the block's step sizes are one tensor,
+    made once per block.  The validation pass of early stopping stays eager.
+    """
+
+    def __init__(self, how: Step, data: Samples, schedule: Schedule, device: Any) -> None:
+        self.how = dataclasses.replace(how, f=tuple(how.f), chunk_size=None, map=map)
+        self.data, self.schedule, self.device = data, schedule, device
+        self.S = data.weight()
+        self.A0 = data.X.T
+        self.program = _torch_program(self.how, TORCH_BACKEND)
+
+    def __call__(
+        self, W: list[Array], b: list[Array], state: OptimizerState, sched: ScheduleState,
+        k: int, record: Record, best: BestParameters | None,
+    ) -> tuple[list[Array], list[Array], OptimizerState, ScheduleState]:  # fmt: skip
+        """Train k epochs; add their losses (and validation values) to the record."""
+        xp, data, N = self.how.xp, self.data, self.data.X.shape[0]
+        step_size = self.how.optimizer.step_size
+        mus = []
+        for _ in range(k):  # the schedule's μ of each epoch, decided on the host as ever
+            mus.append(self.schedule.mu(sched))
+            sched = self.schedule.epoch_end(sched, N)
+        mu_t = [step_size(mu, state.t + i + 1) for i, mu in enumerate(mus)]
+        steps = xp.asarray(mu_t, dtype=data.X.dtype, device=self.device)
+        moments = state.moments
+        for i, mu in enumerate(mus):
+            W, b, moments, E = self.program(
+                W, b, moments, self.A0, data.Y, data.s, self.S, steps[i]
+            )
+            record.add(E, mu)
+            if best is not None:
+                best.after_epoch(W, b)
         return W, b, OptimizerState(state.t + k, moments), sched
 
 
@@ -176,6 +227,26 @@ class DaskBlocks:
         return W, b, state, sched
 
 
+#: The compiler ``torch.compile`` uses (its default, Inductor; tests may choose another).
+TORCH_BACKEND = "inductor"
+
+
+@functools.lru_cache(maxsize=16)
+def _torch_program(how: Step, backend: str) -> Any:
+    """The compiled step for a network, objective, optimizer and penalty, by ``backend``.
+
+    Cached, so that fits with the same settings reuse it (PyTorch's own cache would
+    also find the compiled code again, after checking the guards of each entry).
+    """
+    import torch
+
+    def one_step(W, b, moments, A0, Y, s, S, mu):
+        W, b, state, E = step(W, b, OptimizerState(0, moments), A0, Y, s, S, mu=mu, how=how)
+        return W, b, state.moments, E
+
+    return torch.compile(one_step, fullgraph=True, dynamic=False, backend=backend)
+
+
 @functools.lru_cache(maxsize=16)
 def _jax_program(how: Step, score: Any) -> Any:
     """The jitted block for a network, objective, optimizer and penalty (and score).
@@ -184,7 +255,11 @@ def _jax_program(how: Step, score: Any) -> Any:
     """
     import jax
 
-    def block(W, b, moments, kept, steps, A0, Y, s, S, val):
+    def block(W, b, moments, kept, steps, X, Y, s, S, val):
+        # A⁽⁰⁾ = Xᵀ inside the program, where XLA folds the transpose into the products;
+        # outside, JAX would copy X to transpose it.
+        A0 = X.T
+
         def one_epoch(carry, mu):
             W, b, moments, kept = carry
             W, b, state, E = step(W, b, OptimizerState(0, moments), A0, Y, s, S, mu=mu, how=how)

@@ -37,6 +37,7 @@ is immutable and its name stands for its contents, so the check is made once per
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 import uuid
 from collections import OrderedDict
@@ -98,8 +99,13 @@ def _was_checked(X: Array) -> None:
 
 
 def is_dask(x: Any) -> bool:
-    """Whether ``x`` is a Dask array."""
-    return aac.is_dask_array(x)
+    """Whether ``x`` is a Dask array.
+
+    (Asked of every step's arrays, also while PyTorch's compiler traces a step, which
+    warns about ``array_api_compat.is_dask_array``'s cache: a plain ``isinstance``.)
+    """
+    dask_array = sys.modules.get("dask.array")  # if Dask is not imported, x is not Dask's
+    return dask_array is not None and isinstance(x, dask_array.Array)
 
 
 def block_namespace(X: Array) -> tuple[Any, Any]:
