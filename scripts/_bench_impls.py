@@ -693,6 +693,7 @@ def implementations(backend: str) -> list[Impl]:
             Floor("cupy"),
             Xpnet("cupy"),
             Xpnet("torch-cuda", role="peer"),
+            Xpnet("torch-cuda", role="peer", engine="jit"),
             TorchByHand("torch-cuda"),
             TorchAutograd("torch-cuda"),
             Floor("torch-cuda", role="reference"),

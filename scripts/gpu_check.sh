@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command for a machine with an NVIDIA GPU and CuPy installed: the test suite on the
-# CuPy backend, then the full-batch benchmark on CuPy against PyTorch CUDA.  Prints the
-# benchmark's table; writes it and its JSON to bench-results/ (or $OUT_DIR).
+# CuPy backend, then the full-batch benchmark on CuPy against PyTorch CUDA (xpnet on
+# PyTorch CUDA eager and through torch.compile among them), and, where JAX has a GPU,
+# xpnet compiled on JAX.  Prints the tables; writes them and their JSON to
+# bench-results/ (or $OUT_DIR).
 #
 #   bash scripts/gpu_check.sh            # about five minutes on an H200: tests 2, benchmark 3
 #
@@ -48,4 +50,14 @@ start=$SECONDS
 timeout 240 "$PYTHON" scripts/bench.py --backend cupy --rounds 5 --target-seconds 0.2 \
     --json "$OUT_DIR/gpu_bench.json" --markdown "$OUT_DIR/gpu_bench.md" "$@" || status=$?
 echo "benchmark took $((SECONDS - start)) s; table in $OUT_DIR/gpu_bench.md"
+
+# xpnet compiled on JAX's GPU against JAX's compiled floor, where JAX has one.
+if "$PYTHON" -c 'import jax, sys; sys.exit(jax.default_backend() != "gpu")' 2>/dev/null; then
+    echo "== benchmark: xpnet compiled on JAX's GPU (engine='jit'), floor jax.jit"
+    timeout 120 "$PYTHON" scripts/bench.py --backend jax --rounds 3 --target-seconds 0.2 \
+        --no-memory --json "$OUT_DIR/gpu_bench_jax.json" \
+        --markdown "$OUT_DIR/gpu_bench_jax.md" || status=$?
+else
+    echo "== JAX has no GPU here: no JAX benchmark"
+fi
 exit "$status"

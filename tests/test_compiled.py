@@ -234,6 +234,17 @@ def test_torch_compiled_steps_equal_eager(torch, objective, params):
     assert jit._optimizer_state.t == eager._optimizer_state.t
 
 
+def test_a_diverging_torch_compiled_fit_fails_at_the_same_epoch(torch):
+    X, y, _ = _data()
+    messages = []
+    for engine in ("eager", "jit"):
+        est = xpnet.MLPRegressor(learning_rate=1e30, max_iter=50, engine=engine)
+        with pytest.raises(ValueError, match="diverged") as info:
+            est.fit(torch.from_numpy(X * 1e3), torch.from_numpy(y * 1e3))
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+
+
 def test_torch_compiles_one_program_for_every_step_size(torch):
     # μ changes every epoch under invscaling: it is an input, not a constant compiled in.
     import torch._dynamo
