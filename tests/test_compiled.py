@@ -109,13 +109,19 @@ def test_compiled_multilabel_with_early_stopping(jnp):
     _assert_equal_fits(eager, jit)
 
 
-def test_a_diverging_compiled_fit_fails_at_the_same_epoch(jnp):
+@pytest.mark.parametrize("library", ["jax", "torch"])
+def test_a_diverging_compiled_fit_fails_at_the_same_epoch(library, request):
+    # JAX's compiled blocks and PyTorch's compiled steps (fixtures below).
+    if library == "jax":
+        to_array = request.getfixturevalue("jnp").asarray
+    else:
+        to_array = request.getfixturevalue("torch").from_numpy
     X, y, _ = _data()
     messages = []
     for engine in ("eager", "jit"):
         est = xpnet.MLPRegressor(learning_rate=1e30, max_iter=50, engine=engine)
         with pytest.raises(ValueError, match="diverged") as info:
-            est.fit(jnp.asarray(X * 1e3), jnp.asarray(y * 1e3))
+            est.fit(to_array(X * 1e3), to_array(y * 1e3))
         messages.append(str(info.value))
     assert messages[0] == messages[1]
 
@@ -232,17 +238,6 @@ def test_torch_compiled_steps_equal_eager(torch, objective, params):
                             n_iter_no_change=3, **params)  # fmt: skip
     _assert_equal_fits(eager, jit)
     assert jit._optimizer_state.t == eager._optimizer_state.t
-
-
-def test_a_diverging_torch_compiled_fit_fails_at_the_same_epoch(torch):
-    X, y, _ = _data()
-    messages = []
-    for engine in ("eager", "jit"):
-        est = xpnet.MLPRegressor(learning_rate=1e30, max_iter=50, engine=engine)
-        with pytest.raises(ValueError, match="diverged") as info:
-            est.fit(torch.from_numpy(X * 1e3), torch.from_numpy(y * 1e3))
-        messages.append(str(info.value))
-    assert messages[0] == messages[1]
 
 
 def test_torch_compiles_one_program_for_every_step_size(torch):
