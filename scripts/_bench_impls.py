@@ -204,6 +204,9 @@ class Impl:
         Where its arrays live, one of :data:`LIBS`.
     compiles : bool
         Whether ``run(k)`` compiles a program for each new k (JAX's).
+    compiled : bool
+        Whether it runs compiled programs: its memory is not measured, as the compiler's
+        own would count (each memory child compiles anew).
     """
 
     key: str = ""
@@ -211,6 +214,7 @@ class Impl:
     role: str = "peer"
     lib: str = "numpy"
     compiles: bool = False
+    compiled: bool = False
 
     def missing(self) -> str | None:
         """Why this implementation cannot run here, or None."""
@@ -291,11 +295,14 @@ class JaxFloor(Impl):
     times (JAX queues the calls without waiting for them).  With ``loop=True`` (a
     reference row), the k epochs are one compiled ``jax.lax.fori_loop`` instead (k
     traced, so one compilation serves every k): products and nothing else, not even a
-    call per epoch.  There, so that XLA can neither drop the products nor hoist them out
-    of the loop as invariant, each epoch moves W by a traced multiple of its gradient
-    (an elementwise pass the size of W, small beside the products).  Each epoch's
+    call per epoch.  Every product is an output, so that XLA drops none; in the loop, so
+    that it cannot hoist them out as invariant either, each epoch moves W by a traced
+    multiple of its gradient (an elementwise pass the size of W, small beside the
+    products).  Each epoch's
     products are in xpnet's layout: W·A forward, Δ·Aᵀ and Wᵀ·Δ backward.
     """
+
+    compiled = True
 
     def __init__(self, *, loop: bool = False) -> None:
         self.lib, self.loop = "jax", loop
@@ -322,15 +329,15 @@ class JaxFloor(Impl):
                 G[l - 1] = D @ A[l - 1].T  # Δ⁽ˡ⁾ (A⁽ˡ⁻¹⁾)ᵀ
                 if l > 1:
                     D = W[l - 1].T @ D  # (W⁽ˡ⁾)ᵀ Δ⁽ˡ⁾
-            return G
+            return G, A[-1]  # every product is an output: XLA drops none
 
         if not self.loop:
             step = jax.jit(lambda W, X, D_L: products(W, X.T, D_L))
 
             def run(k: int) -> None:
                 for _ in range(k):
-                    G = step(W, X, D_L)
-                jax.block_until_ready(G)
+                    out = step(W, X, D_L)
+                jax.block_until_ready(out)
 
             return run
 
@@ -339,11 +346,12 @@ class JaxFloor(Impl):
         @jax.jit
         def epochs(W, X, D_L, eps, k):
             def one(_, carry):
-                W, _ = carry
-                G = products(W, X.T, D_L)
-                return [w - eps * g for w, g in zip(W, G, strict=True)], G
+                W, _, A_L = carry
+                G, A_L = products(W, X.T, D_L)
+                return [w - eps * g for w, g in zip(W, G, strict=True)], G, A_L
 
-            return jax.lax.fori_loop(0, k, one, (W, [jnp.zeros_like(w) for w in W]))
+            start = (W, [jnp.zeros_like(w) for w in W], jnp.zeros((W[-1].shape[0], N), dtype))
+            return jax.lax.fori_loop(0, k, one, start)
 
         def run(k: int) -> None:
             jax.block_until_ready(epochs(W, X, D_L, eps, k))
@@ -355,6 +363,7 @@ class JaxByHand(Impl):
     """The same equations written with ``jax.numpy``, k epochs as one compiled loop."""
 
     key, role, lib, label = "jax-hand", "peer", "jax", "jax by hand [jit]"
+    compiled = True
 
     def build(self, data: tuple[Any, Any], problem: Problem, dtype: str) -> Runner:
         jax = _jax()
@@ -369,12 +378,13 @@ class JaxByHand(Impl):
         @jax.jit
         def epochs(W, b, X, Y, k):
             def one(_, carry):
-                W, b = carry
+                W, b, _ = carry
                 A = [X.T]
                 for l in range(L):
                     Z = W[l] @ A[-1] + b[l][:, None]
                     A.append(jax.nn.sigmoid(Z) if l < L - 1 else Z)
                 D = A[-1] - Y.T  # Δ⁽ᴸ⁾ of the identity output and squared error
+                E = jnp.sum(D * D) / (2 * N)  # E_total, as xpnet records it
                 W, b = list(W), list(b)
                 for l in range(L - 1, -1, -1):
                     grad_W, grad_b = D @ A[l].T, jnp.sum(D, axis=1)
@@ -382,9 +392,9 @@ class JaxByHand(Impl):
                         D = (W[l].T @ D) * A[l] * (1 - A[l])
                     W[l] = W[l] - (mu / N) * grad_W
                     b[l] = b[l] - (mu / N) * grad_b
-                return W, b
+                return W, b, E
 
-            return jax.lax.fori_loop(0, k, one, (W, b))
+            return jax.lax.fori_loop(0, k, one, (W, b, jnp.zeros((), dtype)))
 
         def run(k: int) -> None:
             jax.block_until_ready(epochs(W0, b0, X, Y, k))
@@ -405,6 +415,7 @@ class Xpnet(Impl):
         # On JAX, blocks of 16 epochs and the remainder: a shape, and a compilation, per
         # k % 16.  (PyTorch compiles its step once, in the first, untimed run.)
         self.compiles = lib == "jax" and engine != "eager"
+        self.compiled = self.compiles or engine == "jit"
         # As a peer, xpnet on another library of the same device (PyTorch CUDA beside
         # CuPy): what the same code gains or loses from that library's kernels; or on
         # the same library with another engine (JAX eager beside JAX compiled).

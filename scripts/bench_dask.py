@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import xpnet  # noqa: E402
+from xpnet import _dask  # noqa: E402
 
 #: The goals of issue 12 on this 2-core machine.
 TARGETS = {"M": 1.5, "mini-batch": 5.0}
@@ -144,6 +145,7 @@ def time_mini_batches(client: Any, rounds: int, blocks: int, batch_size: int) ->
     Xd = da.from_array(X, chunks=(-(-N // blocks), -1)).persist()
     yd = da.from_array(y, chunks=-(-N // blocks)).persist()
     client.gather(distributed.futures_of([Xd, yd]))  # in the workers' memory, where known
+    holders = _dask._holders(Xd)  # which worker holds each block: what the chain crosses
 
     def make(**kw):
         return xpnet.MLPClassifier(
@@ -158,7 +160,8 @@ def time_mini_batches(client: Any, rounds: int, blocks: int, batch_size: int) ->
     ratios = [d / m for d, m in zip(dask_s, numpy_s, strict=True)]
     return {
         "problem": "S", "N": N, "batch_size": batch_size, "blocks": blocks,
-        "numpy_s_per_epoch": numpy_s, "dask_s_per_epoch": dask_s,
+        "workers_holding_blocks": holders, "numpy_s_per_epoch": numpy_s,
+        "dask_s_per_epoch": dask_s,
         "paired_ratio": statistics.median(ratios), "min_ratio": min(ratios),
         "max_ratio": max(ratios), "target": TARGETS["mini-batch"],
     }  # fmt: skip
@@ -216,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             for blocks in dict.fromkeys((args.blocks, workers)):
                 mb = time_mini_batches(client, args.rounds, blocks, args.batch_size)
                 report["mini_batches"].append(mb)
-                print(f"mini-batches of {args.batch_size}, X in {blocks} blocks: Dask "
+                spread = len(set(mb["workers_holding_blocks"]))
+                print(f"mini-batches of {args.batch_size}, X in {blocks} blocks on {spread} "
+                      f"workers: Dask "
                       f"{statistics.median(mb['dask_s_per_epoch']) * 1e3:.1f} ms/epoch, NumPy "
                       f"{statistics.median(mb['numpy_s_per_epoch']) * 1e3:.1f}; Dask ÷ NumPy "
                       f"{mb['paired_ratio']:.2f} ({mb['min_ratio']:.2f}–{mb['max_ratio']:.2f}; "

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 
 
@@ -43,6 +45,27 @@ def test_bench_quick_run_writes_json(tmp_path: Path) -> None:
     table = md.read_text()
     assert "| S | float32 | floor [numpy]" in table
     assert "xpnet [numpy]" in proc.stdout
+
+
+def test_bench_on_jax_times_xpnet_compiled_against_jax_s_floor(tmp_path: Path) -> None:
+    pytest.importorskip("jax", reason="JAX is not installed")
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(SCRIPT), "--backend", "jax", "--quick", "--problems", "S",
+           "--dtypes", "float32", "--impls", "floor,xpnet,xpnet-eager,jax-hand,floor-loop",
+           "--rounds", "2", "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+
+    report = json.loads(out.read_text())
+    assert report["targets"] == {"M": 1.10, "S": 1.30}  # issue 9's goals, not NumPy's
+    rows = {r["impl"]: r for r in report["results"]}
+    assert rows.keys() == {"floor", "xpnet", "xpnet-eager", "jax-hand", "floor-loop"}
+    assert rows["xpnet"]["label"] == "xpnet [jax, jit]"
+    for key, r in rows.items():
+        assert r["lib"] == "jax" and r["paired_ratio_to_floor"] > 0
+        # Compiled rows have no memory figure: the compiler's own memory would count.
+        assert ("memory" in r) == (key == "xpnet-eager"), key
+    assert "S float32: xpnet" in proc.stdout
 
 
 def test_numpy_by_hand_takes_the_step_xpnet_takes() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 
 import numpy as np
 import pytest
@@ -240,8 +241,9 @@ def test_torch_compiled_steps_equal_eager(torch, objective, params):
     assert jit._optimizer_state.t == eager._optimizer_state.t
 
 
-def test_torch_compiles_one_program_for_every_step_size(torch):
-    # μ changes every epoch under invscaling: it is an input, not a constant compiled in.
+def test_torch_compiles_one_program_for_every_step_size_and_weight_sum(torch):
+    # μ changes every epoch under invscaling, and Σ sᵢ with the weights: both are inputs,
+    # not constants compiled in.
     import torch._dynamo
 
     X, y, _ = _data()
@@ -249,10 +251,14 @@ def test_torch_compiles_one_program_for_every_step_size(torch):
     xpnet._compiled._torch_program.cache_clear()
     counts = torch._dynamo.utils.counters
     counts.clear()
-    xpnet.MLPRegressor(hidden_layer_sizes=(5,), max_iter=40, engine="jit",
-                       learning_rate_schedule="invscaling").fit(
-        torch.from_numpy(X), torch.from_numpy(y))  # fmt: skip
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(5,), max_iter=40, engine="jit",
+                             learning_rate_schedule="invscaling")  # fmt: skip
+    est.fit(torch.from_numpy(X), torch.from_numpy(y))
     assert counts["stats"]["unique_graphs"] == 1, dict(counts["stats"])
+    for low in (0.5, 1.5):  # weights (a program of their own), summing to another S each
+        weights = np.random.default_rng(0).uniform(low, 2.0, size=len(X))
+        est.fit(torch.from_numpy(X), torch.from_numpy(y), sample_weight=torch.from_numpy(weights))
+    assert counts["stats"]["unique_graphs"] == 2, dict(counts["stats"])
 
 
 def test_torch_is_compiled_only_when_asked(torch, monkeypatch):
@@ -271,8 +277,12 @@ def test_torch_is_compiled_only_when_asked(torch, monkeypatch):
 
 # PyTorch's own code, inside Inductor, still calls what it deprecates.
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.skipif(
+    not any(shutil.which(cc) for cc in ("g++", "clang++", "c++")),
+    reason="Inductor builds C++ on the CPU: no C++ compiler found",
+)
 def test_torch_inductor_steps_equal_eager():
-    # The compiler users get by default, once (it generates and builds C++: seconds).
+    # The compiler users get by default, once (it generates and builds C++: about 10 s).
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     X, y, _ = _data()
     eager, jit = _fit_torch(torch, xpnet.MLPRegressor, X, y, solver="adam", max_iter=21)

@@ -156,6 +156,17 @@ def test_blocks_one_worker_holds_are_visited_in_one_task(on_cluster, monkeypatch
     np.testing.assert_array_equal(together.loss_curve_, apart.loss_curve_)
 
 
+def test_runs_of_visits_keep_to_one_worker_and_a_bounded_size(monkeypatch):
+    monkeypatch.setattr(_dask, "FUSE_BYTES", 100)
+    holders, nbytes = ["a", "a", "b", None], [40, 40, 40, 40]
+    visits = [(i, f"v{n}") for n, i in enumerate([0, 1, 0, 2, 2, 3, 3, 1, 0])]
+    runs = _dask._runs(visits, holders, nbytes)
+    # 0 1 0 on worker a (80 bytes); 2 2 on b; 3 unknown: alone each time; 1 0 on a again.
+    assert runs == [["v0", "v1", "v2"], ["v3", "v4"], ["v5"], ["v6"], ["v7", "v8"]]
+    monkeypatch.setattr(_dask, "FUSE_BYTES", 50)  # one block's worth: a task per block
+    assert _dask._runs(visits[:3], holders, nbytes) == [["v0"], ["v1"], ["v2"]]
+
+
 def test_mini_batches_in_one_block_equal_numpy():
     # Without a cluster: Dask's threaded scheduler.  In one block the samples are
     # shuffled exactly as NumPy's are, from the same generator.

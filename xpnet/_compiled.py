@@ -21,13 +21,14 @@ beforehand and go in as an array, as the schedule's decisions are taken at read-
 - **Dask**, mini-batches: the block is one task graph, a chain of one task per Dask block
   and epoch, or per run of blocks one worker holds (``xpnet._dask.epochs_in_blocks``),
   computed once, so that the client waits on the cluster once per block of epochs rather
-  than once per epoch.  (A full-batch
-  step needs the sum over all blocks before the next can start: one graph per step.)
+  than once per epoch.  (A full-batch step needs the sum over all blocks before the next
+  can start: one graph per step.)
 
 - **PyTorch** (``engine="jit"`` only): each full-batch step is one program compiled by
-  ``torch.compile`` from the eager path's ``step``.  Its first compilation takes tens of
-  seconds (32 s for a small network on a 2-core CPU), far more than most fits save, so it
-  runs only when asked for.
+  ``torch.compile`` from the eager path's ``step``, the batch whole.  Its first
+  compilation takes seconds (8–16 s for a small network on a 2-core CPU), more than most
+  fits save, so it runs only when asked for.  The step size and Σ sᵢ go in as 0-D
+  tensors, so that neither compiles anew; a new number of samples does.
 
 ``engine="auto"`` compiles where that is exact and pays for itself: JAX arrays, full-batch
 descent, and at least ``MIN_EPOCHS_TO_COMPILE`` epochs; and Dask's mini-batches, whose
@@ -94,18 +95,18 @@ def block_runner(
     full_batch = batch_size is None or batch_size >= data.X.shape[0]
     if _dask.is_dask(data.X) and not full_batch and engine == "auto":
         return DaskBlocks(how, data, schedule, batch_size, shuffle, rng)
-    jax, torch = aac.is_jax_namespace(how.xp), aac.is_torch_namespace(how.xp)
-    if engine == "jit" and not (full_batch and (jax or torch)):
+    on_jax, on_torch = aac.is_jax_namespace(how.xp), aac.is_torch_namespace(how.xp)
+    if engine == "jit" and not (full_batch and (on_jax or on_torch)):
         library = type(data.X).__module__.split(".")[0]
         why = "mini-batches" if not full_batch else f"{library} arrays"
         raise ValueError(
             f"engine='jit' compiles full-batch training on JAX or PyTorch arrays, not "
             f"{why}; use engine='auto' or 'eager'."
         )
-    if engine == "jit" and torch:
+    # PyTorch's compiler takes seconds for a step (8–16 s here): only when asked for.
+    if engine == "jit" and on_torch:
         return TorchSteps(how, data, schedule, device)
-    # PyTorch's compiler takes tens of seconds for a step: only when asked for.
-    if not (jax and full_batch) or (engine == "auto" and n_epochs < MIN_EPOCHS_TO_COMPILE):
+    if not (on_jax and full_batch) or (engine == "auto" and n_epochs < MIN_EPOCHS_TO_COMPILE):
         return None
     return JaxBlocks(how, data, schedule, device)
 
@@ -158,13 +159,18 @@ class TorchSteps:
     ``step`` whole (``fullgraph=True``: a graph break is an error, not a silent fallback)
     and fuses its elementwise work.  The step size goes in as a 0-D tensor, so that a
     schedule's changing μ does not compile anew; the block's step sizes are one tensor,
-    made once per block.  The validation pass of early stopping stays eager.
+    made once per block.  The batch is taken whole (``chunk_size`` does not apply), and
+    each new number of samples compiles anew.  The validation pass of early stopping
+    stays eager.
     """
 
     def __init__(self, how: Step, data: Samples, schedule: Schedule, device: Any) -> None:
         self.how = dataclasses.replace(how, f=tuple(how.f), chunk_size=None, map=map)
         self.data, self.schedule, self.device = data, schedule, device
-        self.S = data.weight()
+        # Σ sᵢ as a 0-D tensor: as a Python number, its value would be compiled in, and
+        # every fit with other sample weights would compile anew.
+        S = data.weight()
+        self.S = None if S is None else how.xp.asarray(S, dtype=data.X.dtype, device=device)
         self.A0 = data.X.T
         self.program = _torch_program(self.how, TORCH_BACKEND)
 

@@ -731,13 +731,15 @@ class MLPRegressor(_BaseMLP):
         the epochs are read back, every 16 epochs.
     engine : {"auto", "eager", "jit"}, default="auto"
         How the epochs are run.  "eager": one array operation at a time, on every
-        backend.  "jit": full-batch epochs compiled, the same functions traced: on JAX
-        arrays each block of 16 epochs as one program (``jax.jit``), on PyTorch tensors
-        each step as one program (``torch.compile``, whose first compilation takes
-        seconds to tens of seconds).  "auto": "jit" on JAX where it applies and the fit
-        trains at least ``xpnet._compiled.MIN_EPOCHS_TO_COMPILE`` epochs (a shorter fit
-        would spend more time compiling than it saves), else "eager"; on Dask,
-        mini-batch epochs run as one task graph per block of 16.
+        backend.  "jit": full-batch epochs compiled, the same functions traced, each
+        batch whole (``chunk_size`` does not apply): on JAX arrays each block of 16
+        epochs as one program (``jax.jit``), on PyTorch tensors each step as one
+        program (``torch.compile``, whose first compilation takes seconds, and again
+        for each new number of samples).  "auto": "jit" on JAX where it applies and the
+        fit trains at least ``xpnet._compiled.MIN_EPOCHS_TO_COMPILE`` epochs (a shorter
+        fit would spend more time compiling than it saves), else "eager"; on Dask,
+        mini-batch epochs run as one task graph per block of 16 (per epoch with early
+        stopping).
 
     Attributes
     ----------
