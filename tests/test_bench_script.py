@@ -52,7 +52,7 @@ def test_bench_on_jax_times_xpnet_compiled_against_jax_s_floor(tmp_path: Path) -
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(SCRIPT), "--backend", "jax", "--quick", "--problems", "S",
            "--dtypes", "float32", "--impls", "floor,xpnet,xpnet-eager,jax-hand,floor-loop",
-           "--rounds", "2", "--json", str(out)]  # fmt: skip
+           "--rounds", "1", "--target-seconds", "0.02", "--json", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
 
