@@ -218,6 +218,30 @@ def test_created_arrays_follow_the_blocks_type():
         assert type(out.compute()) is np.ndarray
 
 
+def test_a_scatter_that_never_ends_is_given_up_and_the_step_made_anew(on_cluster, monkeypatch):
+    # As one to a worker killed meanwhile can: the fit goes on with the same numbers.
+    import asyncio
+
+    X, y = _data(N=200)
+    want = xpnet.MLPRegressor(**KW, max_iter=3).fit(_blocks(X, 100), _blocks(y, 100))
+    real, calls = on_cluster._scatter, []
+
+    async def first_never_ends(*args, **kwargs):
+        if kwargs.get("broadcast"):  # the parameters', not the fit's anchor
+            calls.append(1)
+            if len(calls) == 1:
+                await asyncio.Event().wait()
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(on_cluster, "_scatter", first_never_ends)
+    monkeypatch.setattr(_dask, "SCATTER_TIMEOUT_S", 0.5)
+    start = time.perf_counter()
+    got = xpnet.MLPRegressor(**KW, max_iter=3).fit(_blocks(X, 100), _blocks(y, 100))
+    assert time.perf_counter() - start < 20 and len(calls) > 1
+    for a, b in zip(got.weights_, want.weights_, strict=True):
+        np.testing.assert_array_equal(a.compute(), b.compute())
+
+
 def test_a_lost_worker_is_survived():
     import dask
 

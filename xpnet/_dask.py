@@ -139,16 +139,26 @@ def _literal(value: Any, what: str) -> Any:
     holding the parameters would keep hundreds of copies of them alive on the client.
     Scattered data has no task to compute it again, so every worker gets its own copy:
     a worker lost takes none of them away.
+
+    A scatter to a worker that dies meanwhile can wait forever, and ``scatter``'s own
+    ``timeout`` only bounds the wait for a first worker: the whole call is bounded by
+    ``SCATTER_TIMEOUT_S`` here, after which it raises ``TimeoutError`` (and the step
+    is made anew, see :func:`_computed`).
     """
     client, key = _distributed_client(), _key(what)
     if client is not None:
-        scattered = client.scatter(
-            {key: value}, hash=False, broadcast=True, timeout=SCATTER_TIMEOUT_S
-        )
-        return scattered[key]
+        return _scattered(client, {key: value}, broadcast=True)[key]
     from dask import delayed
 
     return delayed(value, name=key, traverse=False)
+
+
+def _scattered(client: Any, data: dict[Any, Any], *, broadcast: bool = False) -> Any:
+    """``client.scatter(data)``, given up with ``TimeoutError`` after ``SCATTER_TIMEOUT_S``."""
+    return client.sync(
+        client._scatter, data, hash=False, broadcast=broadcast,
+        callback_timeout=SCATTER_TIMEOUT_S,
+    )  # fmt: skip
 
 
 def _computed(build: Any) -> Any:
@@ -218,7 +228,7 @@ def fit_context(X: Any) -> Iterator[None]:
     group = f"xpnet-fit-{uuid.uuid4().hex}"
     token = _fit_group.set(group)
     try:
-        anchor = client.scatter({(group, "anchor", 0): 0}, hash=False)  # noqa: F841
+        anchor = _scattered(client, {(group, "anchor", 0): 0})  # noqa: F841
         with distributed.span("xpnet-fit"):
             yield
     finally:
