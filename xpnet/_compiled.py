@@ -111,6 +111,19 @@ def block_runner(
     return JaxBlocks(how, data, schedule, device)
 
 
+def _step_sizes(
+    schedule: Schedule, how: Step, sched: ScheduleState, t: int, k: int, N: int
+) -> tuple[list[float], list[float], ScheduleState]:
+    """The schedule's μ of each of k epochs, decided on the host as ever; each step's own
+    step size (``how.optimizer.step_size`` from step t + 1); and the schedule's state after."""
+    mus = []
+    for _ in range(k):
+        mus.append(schedule.mu(sched))
+        sched = schedule.epoch_end(sched, N)
+    step_size = how.optimizer.step_size
+    return mus, [step_size(mu, t + i + 1) for i, mu in enumerate(mus)], sched
+
+
 class JaxBlocks:
     """Runs blocks of full-batch epochs as one ``jax.jit``-compiled ``lax.scan`` each."""
 
@@ -127,12 +140,7 @@ class JaxBlocks:
     ) -> tuple[list[Array], list[Array], OptimizerState, ScheduleState]:  # fmt: skip
         """Train k epochs; add their losses (and validation values) to the record."""
         data, N = self.data, self.data.X.shape[0]
-        mus = []
-        for _ in range(k):  # the schedule's μ of each epoch, decided on the host as ever
-            mus.append(self.schedule.mu(sched))
-            sched = self.schedule.epoch_end(sched, N)
-        step_size = self.how.optimizer.step_size
-        mu_t = [step_size(mu, state.t + i + 1) for i, mu in enumerate(mus)]
+        mus, mu_t, sched = _step_sizes(self.schedule, self.how, sched, state.t, k, N)
         # A host array: the program takes it in with its call, which costs less than
         # making a device array of it first (about 1 ms of the host's time).
         steps = np.asarray(mu_t, dtype=self.dtype)
@@ -180,12 +188,7 @@ class TorchSteps:
     ) -> tuple[list[Array], list[Array], OptimizerState, ScheduleState]:  # fmt: skip
         """Train k epochs; add their losses (and validation values) to the record."""
         xp, data, N = self.how.xp, self.data, self.data.X.shape[0]
-        step_size = self.how.optimizer.step_size
-        mus = []
-        for _ in range(k):  # the schedule's μ of each epoch, decided on the host as ever
-            mus.append(self.schedule.mu(sched))
-            sched = self.schedule.epoch_end(sched, N)
-        mu_t = [step_size(mu, state.t + i + 1) for i, mu in enumerate(mus)]
+        mus, mu_t, sched = _step_sizes(self.schedule, self.how, sched, state.t, k, N)
         steps = xp.asarray(mu_t, dtype=data.X.dtype, device=self.device)
         moments = state.moments
         for i, mu in enumerate(mus):
