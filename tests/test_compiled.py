@@ -166,7 +166,7 @@ def test_auto_compiles_long_full_batch_jax_fits_only(jnp, monkeypatch):
     ("params", "data", "match"),
     [
         (dict(engine="jit"), "numpy", "engine='jit' compiles full-batch training on JAX "
-         "or PyTorch arrays, not numpy arrays"),
+         "or PyTorch arrays and fuses kernels on CuPy, not numpy arrays"),
         (dict(engine="jit", batch_size=8), "jax", "not mini-batches"),
         (dict(engine="fast"), "numpy", r"engine must be one of \('auto', 'eager', 'jit'\), "
          "got 'fast'"),
@@ -287,3 +287,123 @@ def test_torch_inductor_steps_equal_eager():
     X, y, _ = _data()
     eager, jit = _fit_torch(torch, xpnet.MLPRegressor, X, y, solver="adam", max_iter=21)
     _assert_equal_fits(eager, jit)
+
+
+# -- PyTorch on CUDA: blocks of compiled steps captured as CUDA graphs ---------------------
+
+
+@pytest.fixture
+def graphs(torch, monkeypatch):
+    """The CUDA-graph runner on the CPU: "capturing" runs the block once, as the real
+    capture does to warm up, and "replaying" runs it again, over the same buffers.  What
+    a CPU cannot check is CUDA's capture itself; everything around it runs as on a GPU.
+    Returns the list of blocks captured."""
+    captured = []
+
+    def capture(body, device):
+        body()
+        captured.append(body)
+        return body
+
+    monkeypatch.setattr(xpnet._compiled, "_on_cuda", lambda device: True)
+    monkeypatch.setattr(xpnet._compiled, "_cuda_graph", capture)
+    return captured
+
+
+@pytest.mark.parametrize(
+    ("objective", "params"),
+    [
+        (("cross_entropy", "softmax"), dict(solver="adam", early_stopping=True)),
+        (("mse", "identity"), dict(momentum=0.9, learning_rate_schedule="invscaling")),
+        (("cross_entropy", "sigmoid"), dict(alpha=0.1, activation="relu", early_stopping=True)),
+        (("mse", "tanh"), dict(weighted=True, solver="sgd", momentum=0.5)),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, tuple) else "",
+)
+def test_cuda_graph_blocks_equal_eager(torch, graphs, objective, params):
+    params = dict(params)
+    loss, output = objective
+    X, y, labels = _data()
+    weighted = params.pop("weighted", False)
+    s = np.random.default_rng(1).uniform(0.5, 2.0, size=len(X)) if weighted else None
+    if output == "softmax":
+        cls, target = xpnet.MLPClassifier, labels
+    else:
+        cls, target = xpnet.MLPRegressor, (y > 0).astype(float) if loss == "cross_entropy" else y
+        params["output_activation"] = output
+    # 37 epochs: two blocks of 16 replay one graph, and 5 another.
+    eager, jit = _fit_torch(torch, cls, X, target, s, loss=loss, max_iter=37,
+                            n_iter_no_change=30, **params)  # fmt: skip
+    assert len(graphs) == 2
+    _assert_equal_fits(eager, jit)
+    assert jit._optimizer_state.t == eager._optimizer_state.t
+
+
+def test_cuda_graph_early_stopping_restores_an_early_best(torch, graphs):
+    # The best epoch lies blocks before the end: what the runner kept of it must not be
+    # its buffers, which later replays overwrite.
+    X, _, labels = _data()
+    eager, jit = _fit_torch(torch, xpnet.MLPClassifier, X, labels, solver="adam",
+                            learning_rate=0.5, early_stopping=True, n_iter_no_change=40,
+                            max_iter=60)  # fmt: skip
+    best = int(np.argmax(eager.validation_scores_))
+    assert best < 32, f"the best epoch ({best}) should lie before the last block"
+    _assert_equal_fits(eager, jit)
+
+
+def test_cuda_graph_runner_never_writes_the_callers_arrays(torch, graphs):
+    X, y, _ = _data(N=40)
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    est.fit(torch.from_numpy(X), torch.from_numpy(y))
+    start = [p.clone() for p in est.weights_ + est.biases_]
+    mine = list(est.weights_ + est.biases_)
+    est.set_params(engine="jit", warm_start=True, max_iter=20).fit(
+        torch.from_numpy(X), torch.from_numpy(y)
+    )
+    for before, array in zip(start, mine, strict=True):
+        assert torch.equal(before, array)
+    assert len(graphs) == 2  # 16 + 4 epochs
+
+
+def test_jit_on_cuda_takes_graphs_and_on_the_cpu_steps(torch, monkeypatch):
+    runners = []
+    real = xpnet._estimators.block_runner
+    monkeypatch.setattr(xpnet._estimators, "block_runner",
+                        lambda *a, **kw: runners.append(real(*a, **kw)) or runners[-1])  # fmt: skip
+    X, y, _ = _data(N=40)
+    xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=3, engine="jit").fit(
+        torch.from_numpy(X), torch.from_numpy(y)
+    )
+    assert type(runners[0]) is xpnet._compiled.TorchSteps
+    assert xpnet._compiled._on_cuda(torch.device("cuda", 0))
+    assert not xpnet._compiled._on_cuda(torch.device("cpu"))
+
+
+def test_an_interrupt_during_a_replay_keeps_the_last_block_read_back(torch, monkeypatch):
+    # A replay writes the runner's buffers; what the fit falls back to on an interrupt
+    # (the parameters of the last block read back) must not be those buffers.
+    replays = []
+
+    def capture(body, device):
+        body()
+
+        def replay():
+            body()
+            replays.append(1)
+            if len(replays) == 2:
+                raise KeyboardInterrupt
+
+        return replay
+
+    monkeypatch.setattr(xpnet._compiled, "_on_cuda", lambda device: True)
+    monkeypatch.setattr(xpnet._compiled, "_cuda_graph", capture)
+    X, y, _ = _data()
+    params = dict(hidden_layer_sizes=(6,), random_state=0, solver="adam", max_iter=40)
+    est = xpnet.MLPRegressor(engine="jit", **params)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(torch.from_numpy(X), torch.from_numpy(y))
+    eager = xpnet.MLPRegressor(**{**params, "max_iter": 16}).fit(
+        torch.from_numpy(X), torch.from_numpy(y)
+    )
+    assert est.n_iter_ == 16
+    _assert_equal_fits(eager, est)

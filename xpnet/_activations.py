@@ -36,11 +36,15 @@ class Activation:
     times_f_prime : callable ``times_f_prime(D, A, *, xp) -> D ⊙ f'(Z)`` or None
         The product with f'(z) written through a = f(z).  None for softmax, whose
         Jacobian is not diagonal: it is only an output, where the loss supplies Δ⁽ᴸ⁾.
+    of_sum : callable ``of_sum(Z, b, *, xp) -> f(Z + b)`` or None
+        The bias added and the activation applied in one pass, where a backend has a
+        fused kernel for it (``xpnet._fused``); None adds b to Z, then applies ``f``.
     """
 
     name: str
     f: Callable[..., Array]
     times_f_prime: Callable[..., Array] | None
+    of_sum: Callable[..., Array] | None = None
 
 
 def _identity(Z: Array, *, xp: Any) -> Array:

@@ -47,6 +47,9 @@ def forward(
     A = [A0]
     for W_l, b_l, f_l in zip(W, b, f, strict=True):
         Z = W_l @ A[-1]
+        if f_l.of_sum is not None:  # a fused kernel: b added in f's own pass over Z
+            A.append(f_l.of_sum(Z, b_l, xp=xp))
+            continue
         Z += b_l[:, None]  # Z is a fresh product: adding in place saves an (n_l, N) array
         A.append(f_l.f(Z, xp=xp))
     return A

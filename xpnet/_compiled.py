@@ -28,12 +28,21 @@ beforehand and go in as an array, as the schedule's decisions are taken at read-
   ``torch.compile`` from the eager path's ``step``, the batch whole.  Its first
   compilation takes seconds (8–16 s for a small network on a 2-core CPU), more than most
   fits save, so it runs only when asked for.  The step size and Σ sᵢ go in as 0-D
-  tensors, so that neither compiles anew; a new number of samples does.
+  tensors, so that neither compiles anew; a new number of samples does.  On CUDA, each
+  block of epochs of that compiled step is also captured as one CUDA graph, over
+  buffers the runner owns, and replayed (:class:`TorchGraphBlocks`): one launch per
+  block instead of a few per operation.
+
+- **CuPy** (``engine="jit"`` only): CuPy cannot capture a step (cuBLAS refuses to run
+  while a CuPy stream is capturing), but it compiles elementwise kernels: the step's
+  elementwise work runs through the fused kernels of ``xpnet._fused`` (:func:`step_for`),
+  epoch by epoch, mini-batches included.
 
 ``engine="auto"`` compiles where that is exact and pays for itself: JAX arrays, full-batch
 descent, and at least ``MIN_EPOCHS_TO_COMPILE`` epochs; and Dask's mini-batches, whose
 graphs cost nothing to build.  Other cases and ``engine="eager"`` run epoch by epoch, as
-before.
+before.  (CUDA graphs and CuPy's fused kernels are for "jit" alone until their gain has
+been measured on a GPU.)
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ from typing import Any
 import array_api_compat as aac
 import numpy as np  # host-side: the step sizes of a block
 
-from . import _dask
+from . import _dask, _fused
 from ._optimizers import OptimizerState
 from ._training import (
     BestParameters,
@@ -68,6 +77,14 @@ Array = Any
 MIN_EPOCHS_TO_COMPILE = 200
 
 
+def step_for(engine: str, how: Step) -> Step:
+    """The :class:`~xpnet._training.Step` a fit's epochs take: on CuPy with
+    ``engine="jit"``, with the fused kernels of ``xpnet._fused``; else ``how`` itself."""
+    if engine == "jit" and aac.is_cupy_namespace(how.xp):
+        return _fused.fused(how)
+    return how
+
+
 def block_runner(
     engine: str,
     *,
@@ -87,28 +104,36 @@ def block_runner(
     Raises
     ------
     ValueError
-        For ``engine="jit"`` where no compiled path exists (neither JAX nor PyTorch, or
-        mini-batches).
+        For ``engine="jit"`` where no compiled path exists (neither JAX, PyTorch nor
+        CuPy, or mini-batches on JAX or PyTorch).
     """
     if engine == "eager":
         return None
     full_batch = batch_size is None or batch_size >= data.X.shape[0]
     if _dask.is_dask(data.X) and not full_batch and engine == "auto":
         return DaskBlocks(how, data, schedule, batch_size, shuffle, rng)
+    if engine == "jit" and aac.is_cupy_namespace(how.xp):
+        return None  # epoch by epoch, through fused kernels (see step_for)
     on_jax, on_torch = aac.is_jax_namespace(how.xp), aac.is_torch_namespace(how.xp)
     if engine == "jit" and not (full_batch and (on_jax or on_torch)):
         library = type(data.X).__module__.split(".")[0]
         why = "mini-batches" if not full_batch else f"{library} arrays"
         raise ValueError(
-            f"engine='jit' compiles full-batch training on JAX or PyTorch arrays, not "
-            f"{why}; use engine='auto' or 'eager'."
+            f"engine='jit' compiles full-batch training on JAX or PyTorch arrays and "
+            f"fuses kernels on CuPy, not {why}; use engine='auto' or 'eager'."
         )
     # PyTorch's compiler takes seconds for a step (8–16 s here): only when asked for.
     if engine == "jit" and on_torch:
-        return TorchSteps(how, data, schedule, device)
+        runner = TorchGraphBlocks if _on_cuda(device) else TorchSteps
+        return runner(how, data, schedule, device)
     if not (on_jax and full_batch) or (engine == "auto" and n_epochs < MIN_EPOCHS_TO_COMPILE):
         return None
     return JaxBlocks(how, data, schedule, device)
+
+
+def _on_cuda(device: Any) -> bool:
+    """Whether a PyTorch device is a CUDA GPU (where steps are captured as CUDA graphs)."""
+    return getattr(device, "type", None) == "cuda"
 
 
 def _step_sizes(
@@ -199,6 +224,135 @@ class TorchSteps:
             if best is not None:
                 best.after_epoch(W, b)
         return W, b, OptimizerState(state.t + k, moments), sched
+
+
+class TorchGraphBlocks:
+    """PyTorch on CUDA: each block of epochs of the compiled step, one CUDA graph, replayed.
+
+    A CUDA graph replays the kernels it captured on the memory they used then, so a block
+    runs over buffers this runner owns (:class:`_Buffers`): the parameters, the moments,
+    with early stopping the best parameters so far, and the block's step sizes are copied
+    in before each replay, and what the block leaves (its losses and validation values
+    too) is copied out after it, as the next replay overwrites it.  The copies are of the
+    parameters, once per block of epochs.
+
+    One graph is captured per block length (16, and the remainder), the first time that
+    length comes: the block runs once uncaptured first, so that PyTorch's compiler and
+    cuBLAS set themselves up outside the capture, as they must.  Early stopping's
+    validation pass is captured with the epochs.
+    """
+
+    def __init__(self, how: Step, data: Samples, schedule: Schedule, device: Any) -> None:
+        # The compiled step, A⁽⁰⁾ and Σ sᵢ as a tensor: as TorchSteps runs them.
+        self.steps = TorchSteps(how, data, schedule, device)
+        self.blocks: dict[int, tuple[_Buffers, Any]] = {}
+
+    def __call__(
+        self, W: list[Array], b: list[Array], state: OptimizerState, sched: ScheduleState,
+        k: int, record: Record, best: BestParameters | None,
+    ) -> tuple[list[Array], list[Array], OptimizerState, ScheduleState]:  # fmt: skip
+        """Train k epochs; add their losses (and validation values) to the record."""
+        runner, N = self.steps, self.steps.data.X.shape[0]
+        mus, mu_t, sched = _step_sizes(runner.schedule, runner.how, sched, state.t, k, N)
+        kept = None if best is None else [best.W, best.b, best.best]
+        if k not in self.blocks:
+            buffers = _Buffers(W, b, state.moments, kept, k)
+            body = functools.partial(self._block, buffers, best)
+            self.blocks[k] = buffers, _cuda_graph(body, runner.device)
+        buffers, replay = self.blocks[k]
+        buffers.load(W, b, state.moments, kept, mu_t)
+        replay()
+        W, b, moments, kept, E, V = buffers.results()
+        record.add(E, *mus)
+        if best is not None:
+            best.W, best.b, best.best = kept
+            best.pending.append(V)
+        return W, b, OptimizerState(state.t + k, moments), sched
+
+    def _block(self, buffers: _Buffers, best: BestParameters | None) -> None:
+        """The block's epochs, from the buffers' values into the buffers: what is captured."""
+        xp, runner, data = self.steps.how.xp, self.steps, self.steps.data
+        W, b, moments, kept = buffers.W, buffers.b, buffers.moments, buffers.kept
+        E, V = [], []
+        for i in range(buffers.steps.shape[0]):
+            W, b, moments, E_i = runner.program(
+                W, b, moments, runner.A0, data.Y, data.s, runner.S, buffers.steps[i]
+            )
+            E.append(E_i)
+            if best is not None:
+                *kept, V_i = keep_the_best(
+                    W, b, *kept, best.validation, best.S, best.score, how=runner.how
+                )
+                V.append(V_i)
+        for into, value in zip(buffers.flat(), _flat(W, b, moments, kept), strict=True):
+            into.copy_(value)
+        buffers.E.copy_(xp.stack(E))
+        if best is not None:
+            buffers.V.copy_(xp.stack(V))
+
+
+def _flat(W: list[Array], b: list[Array], moments: tuple, kept: list | None) -> list[Array]:
+    """The arrays a block carries, in one list: W, b, each moment, the best W, b and score."""
+    flat = [*W, *b, *(m for moment in moments for m in moment)]
+    return flat if kept is None else [*flat, *kept[0], *kept[1], kept[2]]
+
+
+class _Buffers:
+    """The arrays a captured block reads and writes: its own, never the caller's."""
+
+    def __init__(
+        self, W: list[Array], b: list[Array], moments: tuple, kept: list | None, k: int
+    ) -> None:
+        def own(arrays: list[Array]) -> list[Array]:
+            return [a.clone() for a in arrays]
+
+        self.W, self.b, self.moments = own(W), own(b), tuple(own(m) for m in moments)
+        self.kept = None if kept is None else [own(kept[0]), own(kept[1]), kept[2].clone()]
+        self.steps = W[0].new_empty((k,))  # the step size of each epoch
+        self.E = W[0].new_empty((k,))
+        self.V = None if kept is None else W[0].new_empty((k, 2))
+
+    def flat(self) -> list[Array]:
+        return _flat(self.W, self.b, self.moments, self.kept)
+
+    def load(
+        self, W: list[Array], b: list[Array], moments: tuple, kept: list | None,
+        steps: list[float],
+    ) -> None:  # fmt: skip
+        """Copy a block's starting point and step sizes in."""
+        for into, value in zip(self.flat(), _flat(W, b, moments, kept), strict=True):
+            into.copy_(value)
+        self.steps.copy_(self.steps.new_tensor(steps, device="cpu"))
+
+    def results(self) -> tuple[list[Array], ...]:
+        """Copies of what the block left: W, b, moments, the best so far, E and V."""
+
+        def copies(arrays: list[Array]) -> list[Array]:
+            return [a.clone() for a in arrays]
+
+        kept = None if self.kept is None else [*map(copies, self.kept[:2]), self.kept[2].clone()]
+        V = None if self.V is None else self.V.clone()
+        moments = tuple(copies(m) for m in self.moments)
+        return copies(self.W), copies(self.b), moments, kept, self.E.clone(), V
+
+
+def _cuda_graph(body: Any, device: Any) -> Any:
+    """``body`` captured as a CUDA graph on ``device``; returns the graph's replay.
+
+    ``body`` runs once first, uncaptured, on a side stream, as PyTorch asks: kernels are
+    compiled and cuBLAS's workspace made then, which must not happen during a capture.
+    """
+    import torch
+
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        body()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        body()
+    return graph.replay
 
 
 class DaskBlocks:

@@ -22,7 +22,7 @@ from . import _dask
 from ._activations import ACTIVATIONS
 from ._backprop import loss_and_gradients, output
 from ._checkpoints import CheckpointWriter, check_checkpoint
-from ._compiled import block_runner
+from ._compiled import block_runner, step_for
 from ._dask import concrete
 from ._errors import data_conversion_warning, not_fitted_error
 from ._feature_names import check_feature_names, feature_names
@@ -327,10 +327,10 @@ class _BaseMLP:
         with chunked(xp, device, N=B, widest=max(layer_sizes), dtype=X.dtype,
                      chunk_size=self.chunk_size) as (chunk_size, map_chunks), writer, \
                 _dask.fit_context(X):  # fmt: skip
-            how = Step(
+            how = step_for(self.engine, Step(
                 f, OBJECTIVES[(self.loss, output)], optimizer, float(self.alpha), xp_P,
                 chunk_size=chunk_size, map=map_chunks,
-            )  # fmt: skip
+            ))  # fmt: skip
             compiled = block_runner(
                 self.engine, how=how, data=data, schedule=schedule, batch_size=self.batch_size,
                 n_epochs=self.max_iter if epochs is None else epochs, device=device_P,
@@ -735,7 +735,10 @@ class MLPRegressor(_BaseMLP):
         batch whole (``chunk_size`` does not apply): on JAX arrays each block of 16
         epochs as one program (``jax.jit``), on PyTorch tensors each step as one
         program (``torch.compile``, whose first compilation takes seconds, and again
-        for each new number of samples).  "auto": "jit" on JAX where it applies and the
+        for each new number of samples), on CUDA with each block of 16 such steps
+        captured as one CUDA graph; on CuPy arrays, every step (mini-batches too) with
+        its elementwise work in fused kernels (``xpnet._fused``, compiled once per
+        dtype and cached by CuPy).  "auto": "jit" on JAX where it applies and the
         fit trains at least ``xpnet._compiled.MIN_EPOCHS_TO_COMPILE`` epochs (a shorter
         fit would spend more time compiling than it saves), else "eager"; on Dask,
         mini-batch epochs run as one task graph per block of 16 (per epoch with early

@@ -61,6 +61,14 @@ class Optimizer(NamedTuple):
         ``mu`` is the step size of this step: ``step_size(μ, state.t + 1)``.
     step_size : callable ``step_size(mu, t) -> float``
         The step size of step t (1, 2, ...) when the schedule's is ``mu``.
+    hyperparameters : tuple of float
+        The rule's constants, in the order of its signature: () for gradient descent,
+        (β,) for momentum, (β₁, β₂, ε) for Adam.  ``xpnet._fused`` hands them to its
+        kernels.
+    fused_update : callable ``fused_update(P, G, state, *, mu, xp) -> (P + U, state)`` or None
+        ``update`` and its application in one pass per parameter, where a backend has a
+        fused kernel for it (``xpnet._fused``); None runs ``update``, then
+        :func:`apply_updates`.  See :func:`advance`.
     """
 
     name: str
@@ -68,6 +76,8 @@ class Optimizer(NamedTuple):
     init: Callable[..., OptimizerState]
     update: Callable[..., tuple[list[Array], OptimizerState]]
     step_size: Callable[[float, int], float] = lambda mu, t: mu
+    hyperparameters: tuple[float, ...] = ()
+    fused_update: Callable[..., tuple[list[Array], OptimizerState]] | None = None
 
 
 def _zero_moments(n_moments: int) -> Callable[..., OptimizerState]:
@@ -110,7 +120,8 @@ def momentum(beta: float, *, nesterov: bool) -> Optimizer:
         U = [beta * v - mu * g for v, g in zip(V, G, strict=True)] if nesterov else V
         return U, OptimizerState(state.t + 1, (V,))
 
-    return Optimizer("nesterov" if nesterov else "momentum", 1, _zero_moments(1), update)
+    name = "nesterov" if nesterov else "momentum"
+    return Optimizer(name, 1, _zero_moments(1), update, hyperparameters=(beta,))
 
 
 def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
@@ -140,7 +151,7 @@ def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
         """μₜ = μ √(1 − β₂ᵗ) / (1 − β₁ᵗ): the bias correction of M and V, folded in."""
         return mu * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
 
-    return Optimizer("adam", 2, _zero_moments(2), update, step_size)
+    return Optimizer("adam", 2, _zero_moments(2), update, step_size, (beta_1, beta_2, epsilon))
 
 
 @functools.lru_cache(maxsize=64)
@@ -170,3 +181,18 @@ def make_optimizer(
 def apply_updates(P: Sequence[Array], U: Sequence[Array]) -> list[Array]:
     """P ← P + U, as new arrays: parameters the user assigned are never written."""
     return [p + u for p, u in zip(P, U, strict=True)]
+
+
+def advance(
+    optimizer: Optimizer, P: Sequence[Array], G: Sequence[Array], state: OptimizerState, *,
+    mu: float, xp: Any,
+) -> tuple[list[Array], OptimizerState]:  # fmt: skip
+    """A step of the rule: the new parameters P + U, as new arrays, and the new state.
+
+    Where the rule has a fused kernel (``fused_update``), the update and its application
+    are one pass over each parameter; otherwise ``update``, then :func:`apply_updates`.
+    """
+    if optimizer.fused_update is not None:
+        return optimizer.fused_update(P, G, state, mu=mu, xp=xp)
+    U, state = optimizer.update(G, state, mu=mu, xp=xp)
+    return apply_updates(P, U), state

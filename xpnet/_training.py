@@ -30,7 +30,7 @@ from ._activations import Activation
 from ._backprop import loss_and_gradients, output
 from ._host import to_numpy
 from ._losses import Objective
-from ._optimizers import Optimizer, OptimizerState, apply_updates
+from ._optimizers import Optimizer, OptimizerState, advance
 
 Array = Any
 
@@ -188,8 +188,7 @@ def step(
         W, b, A0, Y, f=how.f, objective=how.objective, xp=xp, s=s, S=S, alpha=how.alpha,
         chunk_size=how.chunk_size, map=how.map,
     )  # fmt: skip
-    U, state = how.optimizer.update([*grad_W, *grad_b], state, mu=mu, xp=xp)
-    P = apply_updates([*W, *b], U)
+    P, state = advance(how.optimizer, [*W, *b], [*grad_W, *grad_b], state, mu=mu, xp=xp)
     return P[: len(W)], P[len(W) :], state, E
 
 

@@ -1,0 +1,167 @@
+"""xpnet's fused kernels run on the CPU: their CUDA C++ bodies compiled by the host's C++ compiler.
+
+A machine without a GPU cannot run ``cupy.ElementwiseKernel``, but the kernels' bodies
+(``xpnet._fused.KERNELS``) are plain C++ over ``T``.  :func:`host_kernel` compiles each
+body into a loop over the elements, for float and double, and calls it on NumPy arrays
+with ``ElementwiseKernel``'s conventions: the inputs, then the outputs to write into (an
+output not given is allocated), broadcasting, scalars cast to ``T``, and inputs read
+through ``const T&`` references to the arrays themselves, so that an output that is also
+an input behaves as it does on the GPU.  The tests then run fits through the fused path
+on NumPy arrays and compare them with the generic path.
+
+What this does not check is CUDA's own compilation and math library; the tests of the
+``cupy`` backend do, on a GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xpnet._fused import KERNELS, Kernel
+
+COMPILER = shutil.which("g++") or shutil.which("c++")
+_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+def _names(params: str) -> list[str]:
+    """The parameter names of a list such as ``"T z, T b"`` (every type is ``T``)."""
+    names = []
+    for param in params.split(","):
+        kind, name = param.split()
+        assert kind == "T", f"host kernels take T parameters only, not {param!r}"
+        names.append(name)
+    return names
+
+
+def _source(kernels: dict[str, Kernel]) -> str:
+    lines = [
+        "#include <cmath>",
+        "using std::exp; using std::isnan; using std::sqrt; using std::tanh;",
+    ]
+    for name, k in kernels.items():
+        ins, outs = _names(k.in_params), _names(k.out_params)
+        args = [f"const T* _raw_{n}" for n in ins] + [f"T* _raw_{n}" for n in outs]
+        refs = [f"const T& {n} = _raw_{n}[i];" for n in ins]
+        refs += [f"T& {n} = _raw_{n}[i];" for n in outs]
+        lines += [
+            f"template <typename T> static void {name}(long n, {', '.join(args)}) {{",
+            f"  for (long i = 0; i < n; ++i) {{ {' '.join(refs)} {k.operation}; }}",
+            "}",
+        ]
+        for ctype in _TYPES.values():
+            c_args = ", ".join(a.replace("T*", f"{ctype}*") for a in args)
+            names = ", ".join(f"_raw_{n}" for n in ins + outs)
+            body = f"{name}<{ctype}>(n, {names});"
+            lines.append(f'extern "C" void {name}_{ctype}(long n, {c_args}) {{ {body} }}')
+    return "\n".join(lines) + "\n"
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
+    """The kernels compiled into one shared library (once per source, kept in the temp dir)."""
+    if COMPILER is None:
+        raise RuntimeError("no C++ compiler (g++ or c++) on PATH")
+    source = _source(KERNELS)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"xpnet-host-kernels-{digest}.so"
+    if not path.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            src, lib = Path(tmp) / "kernels.cpp", Path(tmp) / "kernels.so"
+            src.write_text(source)
+            # No contraction of a*b + c into one rounding: the generic NumPy path rounds
+            # twice, and so does this loop, so the two can agree to the last bit.
+            subprocess.run(
+                [COMPILER, "-O2", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC",
+                 str(src), "-o", str(lib)],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            shutil.move(str(lib), path)  # a rename: another process never sees half a file
+    return ctypes.CDLL(str(path))
+
+
+class HostKernel:
+    """One fused kernel, callable on NumPy arrays like ``cupy.ElementwiseKernel``."""
+
+    def __init__(self, name: str, kernel: Kernel) -> None:
+        self.name = name
+        self.nin, self.nout = len(_names(kernel.in_params)), len(_names(kernel.out_params))
+        self.calls = 0  # how often it ran: tests check that the fused path is taken
+
+    def __call__(self, *args: Any) -> Any:
+        if not self.nin <= len(args) <= self.nin + self.nout:
+            raise TypeError(f"{self.name} takes {self.nin} inputs and up to {self.nout} outputs")
+        ins, outs = args[: self.nin], list(args[self.nin :])
+        outs += [None] * (self.nout - len(outs))
+        dtypes = {a.dtype for a in [*ins, *outs] if isinstance(a, np.ndarray)}
+        if len(dtypes) != 1 or next(iter(dtypes)) not in _TYPES:
+            raise TypeError(f"{self.name}: one float dtype for every array, got {dtypes}")
+        dtype = dtypes.pop()
+        shape = np.broadcast_shapes(*(np.shape(a) for a in [*ins, *outs] if a is not None))
+        # An array of the full shape is read where it lies (so that aliasing is as on the
+        # GPU); a broadcast array or a scalar is made whole first, cast to T.
+        ins = [a if _whole(a, shape) else _made_whole(a, dtype, shape) for a in ins]
+        for o in outs:
+            if o is not None and not (_whole(o, shape) and o.flags.writeable):
+                raise ValueError(f"{self.name}: an output must be whole, C-contiguous, writeable")
+        outs = [np.empty(shape, dtype) if o is None else o for o in outs]
+        function = getattr(_library(), f"{self.name}_{_TYPES[dtype]}")
+        pointers = [ctypes.c_void_p(a.ctypes.data) for a in [*ins, *outs]]
+        function(ctypes.c_long(int(np.prod(shape))), *pointers)
+        self.calls += 1
+        return outs[0] if self.nout == 1 else tuple(outs)
+
+
+def _whole(a: Any, shape: tuple[int, ...]) -> bool:
+    return isinstance(a, np.ndarray) and a.shape == shape and a.flags.c_contiguous
+
+
+def _made_whole(a: Any, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(a, dtype), shape))
+
+
+@functools.cache
+def host_kernel(name: str, kernel: Kernel) -> HostKernel:
+    """``make_kernel`` for ``xpnet._fused.fused``: the kernel on the CPU."""
+    return HostKernel(name, kernel)
+
+
+def cuda_source_compiles(kernel: Kernel, name: str, dtype: Any) -> None:
+    """Compile ``kernel`` for ``dtype`` as CuPy would, with NVRTC, and raise if it fails.
+
+    CuPy writes the kernel's source from its parameter lists and body, then compiles it
+    with NVRTC; neither step needs a GPU.  This takes CuPy's own source writer (a private
+    function, so this check belongs to the tests) for 2-D C-contiguous arrays, and
+    NVRTC with CuPy's headers, for a current architecture.
+    """
+    import cupy
+    import cupy._core._kernel as cupy_kernel
+    import cupy.cuda.compiler as compiler
+    from cupy._core import _carray, _scalar, core
+
+    ek = cupy.ElementwiseKernel(
+        kernel.in_params, kernel.out_params, kernel.operation, name=f"xpnet_{name}"
+    )
+    array = cupy_kernel._ArgInfo(1, cupy.ndarray, np.dtype(dtype), 2, True, True)
+    scalar = cupy_kernel._ArgInfo(3, _scalar.CScalar, np.dtype(dtype), 0, True, True)
+    n_in = len(_names(kernel.in_params))
+    infos = [array] * (n_in - kernel.scalars) + [scalar] * kernel.scalars
+    infos += [array] * len(_names(kernel.out_params))
+    infos.append(cupy_kernel._ArgInfo(2, _carray.Indexer, None, 2, True, True))
+    type_map = cupy_kernel._TypeMap((("T", np.dtype(dtype)),))
+    code = cupy_kernel._get_elementwise_kernel_code(
+        tuple(infos), type_map, ek.params, ek.operation, ek.name, ek.preamble
+    )
+    # CuPy's own compiler options (its headers, CCCL's, CUDA's), for a current architecture.
+    options = (*core.assemble_cupy_compiler_options(()), "-arch=compute_90")
+    header = "".join(f"#include <{h}>\n" for h in core._cupy_header_list)  # as CuPy's
+    program = compiler._NVRTCProgram(header + code, f"xpnet_{name}.cu")
+    program.compile(options)

@@ -1,0 +1,339 @@
+"""The fused kernels (``xpnet._fused``) equal the generic primitives they stand in for.
+
+Three levels, as far as each machine allows:
+
+- on any machine with a C++ compiler, each kernel's body runs on the CPU
+  (``host_kernels``) and equals the generic primitive; and whole fits through the fused
+  path equal generic fits, for every activation, loss and optimizer;
+- where CuPy and NVRTC are installed, each kernel compiles for CUDA as CuPy writes it;
+- on a GPU (the ``cupy`` backend), the kernels themselves run, against the generic path
+  on CuPy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import types
+
+import numpy as np
+import pytest
+from conftest import _make_backend
+from host_kernels import COMPILER, cuda_source_compiles, host_kernel
+
+import xpnet
+import xpnet._compiled
+import xpnet._estimators
+from xpnet._activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
+from xpnet._compiled import block_runner, step_for
+from xpnet._fused import KERNELS, fused
+from xpnet._losses import OBJECTIVES
+from xpnet._optimizers import advance, make_optimizer
+from xpnet._training import Samples, Schedule, Step
+
+needs_compiler = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler (g++ or c++)")
+OPTIMIZERS = {
+    "sgd": dict(solver="sgd", momentum=0.0),
+    "momentum": dict(solver="sgd", momentum=0.9, nesterovs_momentum=False),
+    "nesterov": dict(solver="sgd", momentum=0.9, nesterovs_momentum=True),
+    "adam": dict(solver="adam"),
+}
+RTOL = {np.float32: 2e-6, np.float64: 1e-13}
+
+
+def _step(xp, f="tanh", output=("mse", "sigmoid"), optimizer="adam"):
+    settings = {k: v for k, v in OPTIMIZERS[optimizer].items() if k != "solver"}
+    settings = {"momentum_" if k == "momentum" else k: v for k, v in settings.items()}
+    rule = make_optimizer(OPTIMIZERS[optimizer]["solver"], **settings)
+    fs = (ACTIVATIONS[f], ACTIVATIONS[output[1]])
+    return Step(fs, OBJECTIVES[output], rule, 0.0, xp)
+
+
+def _readonly(a):
+    a = np.array(a)
+    a.flags.writeable = False
+    return a
+
+
+# -- each kernel on the CPU, against its generic primitive -----------------------------
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", HIDDEN_ACTIVATIONS)
+def test_activation_kernels_equal_the_generic_primitives(name, dtype):
+    import array_api_compat.numpy as xp
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(scale=4.0, size=(5, 40)).astype(dtype)
+    Z[0, :4] = [-1000.0, 1000.0, np.nan, -0.0]  # saturation, and NaN carried (divergence)
+    b = _readonly(rng.normal(size=5).astype(dtype))
+    generic, kernels = ACTIVATIONS[name], fused(_step(xp, f=name), host_kernel).f[0]
+
+    with np.errstate(over="ignore", invalid="ignore"):  # e^{1000} = inf, as intended
+        A_generic = generic.f(Z + b[:, None], xp=xp)
+    Z_fused = Z.copy()
+    A_fused = kernels.of_sum(Z_fused, b, xp=xp)
+    assert A_fused.dtype == dtype and A_fused.shape == Z.shape
+    np.testing.assert_allclose(A_fused, A_generic, rtol=RTOL[dtype], atol=0)
+    assert np.isnan(A_fused[0, 2])
+    if name != "identity":
+        assert A_fused is Z_fused, "f(Z + b) is written over Z, which the caller hands over"
+
+    A = _readonly(A_generic[:, 4:])  # the backward pass reads A, and may not write it
+    D = rng.normal(size=A.shape).astype(dtype)
+    want = generic.times_f_prime(D.copy(), A.copy(), xp=xp)
+    got = kernels.times_f_prime(D.copy(), A, xp=xp)
+    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=0)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("output", HIDDEN_ACTIVATIONS)
+def test_output_delta_kernels_equal_the_generic_delta(output, dtype):
+    import array_api_compat.numpy as xp
+
+    rng = np.random.default_rng(1)
+    A_L = _readonly(ACTIVATIONS[output].f(rng.normal(size=(3, 30)).astype(dtype), xp=xp))
+    Y = _readonly(rng.normal(size=(3, 30)).astype(dtype))
+    objective = fused(_step(xp, output=("mse", output)), host_kernel).objective
+    want = OBJECTIVES[("mse", output)].output_delta(Y, A_L.copy(), xp=xp)
+    np.testing.assert_allclose(objective.output_delta(Y, A_L, xp=xp), want, rtol=RTOL[dtype])
+    # Cross-entropy's delta is one subtraction already: it keeps its generic form.
+    ce = fused(_step(xp, output=("cross_entropy", "softmax")), host_kernel).objective
+    assert ce == OBJECTIVES[("cross_entropy", "softmax")]
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_update_kernels_equal_the_generic_update(optimizer, dtype):
+    import array_api_compat.numpy as xp
+
+    rng = np.random.default_rng(2)
+    generic = _step(xp, optimizer=optimizer).optimizer
+    rule = fused(_step(xp, optimizer=optimizer), host_kernel).optimizer
+    P = [_readonly(rng.normal(size=s).astype(dtype)) for s in [(4, 3), (2, 4), (4,), (2,)]]
+    state = generic.init(P, xp=xp)
+    # A few steps from non-zero moments, with each step's own step size (Adam's bias
+    # correction folded in): parameters, moments and the step count must agree.
+    fused_P, fused_state, want_P, want_state = P, state, P, state
+    for t in range(1, 4):
+        G = [_readonly(rng.normal(size=p.shape).astype(dtype)) for p in P]
+        mu = generic.step_size(0.01 * t, t)
+        want_P, want_state = advance(generic, want_P, G, want_state, mu=mu, xp=xp)
+        fused_P, fused_state = advance(rule, fused_P, G, fused_state, mu=mu, xp=xp)
+    assert fused_state.t == want_state.t == 3
+    for got, want in zip(fused_P, want_P, strict=True):
+        assert got.dtype == dtype
+        np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=0)
+    for got_m, want_m in zip(fused_state.moments, want_state.moments, strict=True):
+        for got, want in zip(got_m, want_m, strict=True):
+            np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=0)
+
+
+def test_softmax_keeps_its_generic_form():
+    import array_api_compat.numpy as xp
+
+    f = fused(_step(xp, output=("cross_entropy", "softmax")), host_kernel).f[1]
+    assert f == ACTIVATIONS["softmax"]
+
+
+# -- whole fits through the fused path, on the CPU --------------------------------------
+
+
+@pytest.fixture
+def fused_on_the_host(monkeypatch):
+    """``engine="jit"`` on NumPy arrays as it runs on CuPy: epoch by epoch through the
+    fused kernels, here run on the CPU.  Returns the kernels' call counts."""
+    if COMPILER is None:
+        pytest.skip("no C++ compiler (g++ or c++)")
+
+    def step_for(engine, how):
+        return fused(how, host_kernel) if engine == "jit" else how
+
+    def runner(engine, **kw):
+        return None if engine == "jit" else block_runner(engine, **kw)
+
+    monkeypatch.setattr(xpnet._estimators, "step_for", step_for)
+    monkeypatch.setattr(xpnet._estimators, "block_runner", runner)
+
+    def calls():
+        return {name: host_kernel(name, k).calls for name, k in KERNELS.items()}
+
+    return calls
+
+
+def _data(N=120, n_in=5, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, n_in))
+    y = np.tanh(X @ rng.normal(size=n_in))
+    return X, y, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
+
+
+def _fit_both(cls, X, y, **params):
+    return [
+        cls(hidden_layer_sizes=(6, 4), random_state=0, engine=engine, **params).fit(X, y)
+        for engine in ("eager", "jit")
+    ]
+
+
+def _assert_equal_fits(eager, jit, rtol=1e-12):
+    assert jit.n_iter_ == eager.n_iter_
+    np.testing.assert_allclose(jit.loss_curve_, eager.loss_curve_, rtol=rtol)
+    for got, want in zip(jit.weights_ + jit.biases_, eager.weights_ + eager.biases_, strict=True):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-14)
+    if eager.validation_scores_ is not None:
+        np.testing.assert_allclose(jit.validation_scores_, eager.validation_scores_, rtol=rtol)
+
+
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES), ids="-".join)
+def test_fused_fits_equal_generic_fits_for_every_activation_and_objective(
+    fused_on_the_host, objective, activation
+):
+    loss, output = objective
+    X, y, labels = _data()
+    before = fused_on_the_host()
+    if output == "softmax":
+        eager, jit = _fit_both(xpnet.MLPClassifier, X, labels, activation=activation,
+                               max_iter=21, early_stopping=True, n_iter_no_change=30)  # fmt: skip
+    else:
+        target = (y > 0).astype(float) if loss == "cross_entropy" else y
+        eager, jit = _fit_both(xpnet.MLPRegressor, X, target, loss=loss, output_activation=output,
+                               activation=activation, max_iter=21)  # fmt: skip
+    _assert_equal_fits(eager, jit)
+    after = fused_on_the_host()
+    ran = {name for name in KERNELS if after[name] > before[name]}
+    assert f"{activation}_of_sum" in ran and "sgd_update" in ran
+    if activation != "identity":
+        assert f"{activation}_times_f_prime" in ran
+    if loss == "mse" and output != "identity":
+        assert f"{output}_mse_delta" in ran
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_fused_fits_equal_generic_fits_for_every_optimizer(fused_on_the_host, optimizer):
+    # Mini-batches, sample weights, the L2 penalty and the invscaling schedule: the
+    # fused kernels are the step's, whatever runs the steps.
+    X, y, _ = _data()
+    s = np.random.default_rng(3).uniform(0.5, 2.0, size=len(X))
+    params = dict(OPTIMIZERS[optimizer], alpha=0.01, batch_size=32, max_iter=21)
+    if optimizer != "adam":
+        params["learning_rate_schedule"] = "invscaling"
+    fits = [
+        xpnet.MLPRegressor(hidden_layer_sizes=(6,), random_state=0, engine=engine, **params)
+        .fit(X, y, sample_weight=s)
+        for engine in ("eager", "jit")
+    ]  # fmt: skip
+    _assert_equal_fits(*fits)
+
+
+def test_a_diverging_fused_fit_fails_at_the_same_epoch(fused_on_the_host):
+    X, y, _ = _data()
+    errors = []
+    for engine in ("eager", "jit"):
+        est = xpnet.MLPRegressor(hidden_layer_sizes=(6,), activation="relu", solver="sgd",
+                                 learning_rate=50.0, max_iter=40, random_state=0,
+                                 engine=engine)  # fmt: skip
+        with pytest.raises(ValueError, match="diverged") as error:
+            est.fit(X, y * 1e3)
+        errors.append(str(error.value))
+    assert errors[0] == errors[1]
+
+
+def test_fused_fits_in_float32_stay_close(fused_on_the_host):
+    X, y, _ = _data()
+    eager, jit = _fit_both(xpnet.MLPRegressor, X.astype(np.float32), y.astype(np.float32),
+                           max_iter=21)  # fmt: skip
+    assert jit.weights_[0].dtype == np.float32
+    _assert_equal_fits(eager, jit, rtol=1e-5)
+
+
+def test_fused_fits_never_write_the_users_arrays(fused_on_the_host):
+    X, y, _ = _data(N=40)
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, y)
+    est.weights_ = [_readonly(w) for w in est.weights_]
+    est.biases_ = [_readonly(c) for c in est.biases_]
+    start = [w.copy() for w in est.weights_ + est.biases_]
+    est.set_params(engine="jit", warm_start=True, max_iter=5).fit(_readonly(X), _readonly(y))
+    for before, after in zip(start, [*est.weights_, *est.biases_], strict=True):
+        assert not np.array_equal(before, after)  # it trained, on new arrays
+
+
+# -- which engine takes the fused kernels ----------------------------------------------
+
+
+def test_only_jit_on_cupy_takes_the_fused_kernels():
+    cupy_like = types.ModuleType("cupy")  # a namespace by that name: nothing is run on it
+    how = _step(cupy_like)
+    jit = step_for("jit", how)
+    assert all(f.of_sum is not None for f in jit.f[:1]) and jit.optimizer.fused_update
+    assert step_for("auto", how) is how and step_for("eager", how) is how
+    import array_api_compat.numpy as xp
+
+    assert step_for("jit", _step(xp)).f == _step(xp).f  # NumPy: nothing fused
+    data = Samples(np.zeros((4, 2)), np.zeros((1, 4)))
+    runner = block_runner("jit", how=jit, data=data, schedule=Schedule("constant", 0.1),
+                          batch_size=2, n_epochs=20, device=None)  # fmt: skip
+    assert runner is None  # epoch by epoch, mini-batches too
+
+
+# -- CUDA: the kernels as CuPy compiles them, and on a GPU ----------------------------
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("cupy") is None
+    or importlib.util.find_spec("nvidia.cuda_nvrtc") is None,
+    reason="CuPy and NVRTC (nvidia-cuda-nvrtc-cu12) are not installed",
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_every_kernel_compiles_for_cuda(name, dtype):
+    cuda_source_compiles(KERNELS[name], name, dtype)
+
+
+@pytest.fixture
+def cupy_backend():
+    return _make_backend("cupy")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", HIDDEN_ACTIVATIONS)
+def test_activation_kernels_on_the_gpu(cupy_backend, name, dtype):
+    xp, cp = cupy_backend.xp, pytest.importorskip("cupy")
+    rng = np.random.default_rng(0)
+    Z = rng.normal(scale=4.0, size=(5, 40)).astype(dtype)
+    Z[0, :3] = [-1000.0, 1000.0, np.nan]
+    b = rng.normal(size=5).astype(dtype)
+    kernels = fused(_step(xp, f=name)).f[0]
+    A = kernels.of_sum(cp.asarray(Z), cp.asarray(b), xp=xp)
+    with np.errstate(over="ignore", invalid="ignore"):  # e^{1000} = inf, as intended
+        want = ACTIVATIONS[name].f(Z + b[:, None], xp=np)
+    np.testing.assert_allclose(cp.asnumpy(A), want, rtol=RTOL[np.dtype(dtype).type])
+    D = rng.normal(size=Z.shape).astype(dtype)
+    got = kernels.times_f_prime(cp.asarray(D), A, xp=xp)
+    want_D = ACTIVATIONS[name].times_f_prime(D.copy(), want.copy(), xp=np)
+    np.testing.assert_allclose(cp.asnumpy(got), want_D, rtol=RTOL[np.dtype(dtype).type])
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES), ids="-".join)
+def test_fused_fits_on_the_gpu_equal_eager_fits(cupy_backend, objective, optimizer):
+    loss, output = objective
+    X, y, labels = _data()
+    X = cupy_backend.asarray(X)
+    params = dict(OPTIMIZERS[optimizer], max_iter=21, hidden_layer_sizes=(6,), random_state=0)
+    fits = []
+    for engine in ("eager", "jit"):
+        if output == "softmax":
+            est = xpnet.MLPClassifier(engine=engine, early_stopping=True, **params)
+            fits.append(est.fit(X, cupy_backend.asarray(labels)))
+        else:
+            target = (y > 0).astype(float) if loss == "cross_entropy" else y
+            est = xpnet.MLPRegressor(engine=engine, loss=loss, output_activation=output, **params)
+            fits.append(est.fit(X, cupy_backend.asarray(target)))
+    eager, jit = fits
+    assert jit.n_iter_ == eager.n_iter_
+    np.testing.assert_allclose(jit.loss_curve_, eager.loss_curve_, rtol=1e-12)
+    for got, want in zip(jit.weights_ + jit.biases_, eager.weights_ + eager.biases_, strict=True):
+        np.testing.assert_allclose(got.get(), want.get(), rtol=1e-12, atol=1e-14)

@@ -1,0 +1,199 @@
+"""Fused elementwise kernels: on CuPy, a step's elementwise work in fewer passes over memory.
+
+The Array API runs one operation at a time.  On a GPU each is a kernel launch and a
+pass over memory, so the sigmoid of Z + b (an add, a negation, an exp, an add and a
+division) reads and writes Z five times, and an Adam update about ten times per
+parameter.  Where the work of one array element depends on that element alone, one
+kernel can do it all in one pass.  CuPy compiles such kernels at run time
+(``cupy.ElementwiseKernel``, through NVRTC, cached on disk), and this module holds them:
+
+- f(Z + b): the bias added in the activation's pass (sigmoid, tanh, relu, identity);
+- D ⊙ f'(Z), written from A, for the backward pass (sigmoid, tanh, relu);
+- the output delta of the squared error, (A⁽ᴸ⁾ − Y) ⊙ f'(Z⁽ᴸ⁾) (sigmoid, tanh, relu);
+- each optimizer's update and its application, P + U, with the new moments.
+
+Each kernel is an optional implementation of a primitive that the generic code defines
+(``xpnet._activations``, ``xpnet._losses``, ``xpnet._optimizers``), doing the same
+arithmetic in the same order: :func:`fused` puts them into a :class:`~xpnet._training.Step`
+in place of the generic ones, and nothing else changes.  The results equal the generic
+path's to the last bit or two in the worst case (NVRTC may contract a product and a sum
+into one fused multiply-add).  Softmax (a sum over each column) and cross-entropy's
+delta (one subtraction) keep their generic form; so do the division of the summed
+gradients by N and the scaling by sample weights.
+
+The kernels are written once, as CUDA C++ operation strings over an element type ``T``
+(float or double) in :data:`KERNELS`; ``make_kernel`` turns a :class:`Kernel` into
+something callable with ``cupy.ElementwiseKernel``'s conventions (inputs, then outputs to
+write into; an output not given is allocated; broadcasting; scalars cast to ``T``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from ._activations import Activation
+from ._losses import Objective
+from ._optimizers import Optimizer, OptimizerState
+
+Array = Any
+
+
+class Kernel(NamedTuple):
+    """An elementwise kernel: ``cupy.ElementwiseKernel``'s parameter lists and body.
+
+    Inputs are read through ``const T&`` references and outputs written through ``T&``
+    references, so an output may be the array an input came from only where the body
+    reads that input before it writes the output.
+    """
+
+    in_params: str
+    out_params: str
+    operation: str
+    #: How many of the last inputs are scalars (β, μ, ...); the others are arrays.
+    scalars: int = 0
+
+
+#: The fused kernels by name.  z, b, a, d, y are elements of Z, b, A, Δ, Y; p, g are a
+#: parameter and its gradient; q is the new parameter; v, m and v1, m1 a moment before
+#: and after the step.  Scalars (β, μ, ...) come in as arguments, cast to T.
+KERNELS: dict[str, Kernel] = {
+    # a = f(z + b): the bias added in the activation's pass.  As in xpnet._activations:
+    # sigmoid = 1 / (1 + e^{-x}), and relu = max(x, 0) with a NaN kept (divergence).
+    "identity_of_sum": Kernel("T z, T b", "T a", "a = z + b"),
+    "sigmoid_of_sum": Kernel("T z, T b", "T a", "a = 1 / (1 + exp(-(z + b)))"),
+    "tanh_of_sum": Kernel("T z, T b", "T a", "a = tanh(z + b)"),
+    "relu_of_sum": Kernel("T z, T b", "T a", "T x = z + b; a = (x > 0 || isnan(x)) ? x : (T)0"),
+    # d ← d f'(z), with f' written from a = f(z).
+    "sigmoid_times_f_prime": Kernel("T a", "T d", "d = d * a * (1 - a)"),
+    "tanh_times_f_prime": Kernel("T a", "T d", "d = d * (1 - a * a)"),
+    "relu_times_f_prime": Kernel("T a", "T d", "d = a > 0 ? d : (T)0"),
+    # The squared error's output delta, d = (a − y) f'(z).
+    "sigmoid_mse_delta": Kernel("T a, T y", "T d", "d = (a - y) * a * (1 - a)"),
+    "tanh_mse_delta": Kernel("T a, T y", "T d", "d = (a - y) * (1 - a * a)"),
+    "relu_mse_delta": Kernel("T a, T y", "T d", "d = a > 0 ? a - y : (T)0"),
+    # The updates, applied: q = p + u, with the moments after the step.
+    "sgd_update": Kernel("T p, T g, T minus_mu", "T q", "q = p + minus_mu * g", 1),
+    "momentum_update": Kernel(
+        "T p, T g, T v, T beta, T mu", "T q, T v1", "v1 = beta * v - mu * g; q = p + v1", 2
+    ),
+    "nesterov_update": Kernel(
+        "T p, T g, T v, T beta, T mu",
+        "T q, T v1",
+        "v1 = beta * v - mu * g; q = p + (beta * v1 - mu * g)",
+        2,
+    ),
+    "adam_update": Kernel(
+        "T p, T g, T m, T v, T beta_1, T one_minus_beta_1, T beta_2, T one_minus_beta_2, "
+        "T epsilon, T minus_mu",
+        "T q, T m1, T v1",
+        "m1 = beta_1 * m + one_minus_beta_1 * g; "
+        "v1 = beta_2 * v + one_minus_beta_2 * (g * g); "
+        "q = p + minus_mu * m1 / (sqrt(v1) + epsilon)",
+        6,
+    ),
+}
+
+#: ``make_kernel(name, kernel) -> callable``: a kernel made runnable.
+MakeKernel = Callable[[str, Kernel], Callable[..., Any]]
+
+
+@functools.cache
+def cupy_kernel(name: str, kernel: Kernel) -> Any:
+    """``kernel`` as a ``cupy.ElementwiseKernel`` (compiled at its first call, per dtype)."""
+    import cupy
+
+    return cupy.ElementwiseKernel(
+        kernel.in_params, kernel.out_params, kernel.operation, name=f"xpnet_{name}"
+    )
+
+
+def fused(how: Any, make_kernel: MakeKernel = cupy_kernel) -> Any:
+    """``how`` (a :class:`~xpnet._training.Step`) with fused kernels for its elementwise work.
+
+    Each activation, the squared error's output delta and the optimizer's update that
+    :data:`KERNELS` covers is replaced by its kernel; the rest stays as it was.
+    ``make_kernel`` makes the kernels runnable: CuPy's by default.
+    """
+    return dataclasses.replace(
+        how,
+        f=tuple(_activation(f, make_kernel) for f in how.f),
+        objective=_objective(how.objective, make_kernel),
+        optimizer=_optimizer(how.optimizer, make_kernel),
+    )
+
+
+def _kernel(name: str, make_kernel: MakeKernel) -> Callable[..., Any] | None:
+    return make_kernel(name, KERNELS[name]) if name in KERNELS else None
+
+
+def _activation(f: Activation, make_kernel: MakeKernel) -> Activation:
+    of_sum = _kernel(f"{f.name}_of_sum", make_kernel)
+    times = _kernel(f"{f.name}_times_f_prime", make_kernel)
+    return dataclasses.replace(
+        f,
+        of_sum=f.of_sum if of_sum is None else functools.partial(_of_sum, kernel=of_sum),
+        times_f_prime=f.times_f_prime if times is None else functools.partial(_times, kernel=times),
+    )
+
+
+def _of_sum(Z: Array, b: Array, *, xp: Any, kernel: Callable[..., Array]) -> Array:
+    """f(Z + b), written over Z (the fresh product W A, which the caller hands over)."""
+    return kernel(Z, b[:, None], Z)
+
+
+def _times(D: Array, A: Array, *, xp: Any, kernel: Callable[..., Array]) -> Array:
+    """D ⊙ f'(Z), written over D (a fresh Δ, which the caller hands over)."""
+    return kernel(A, D)
+
+
+def _objective(objective: Objective, make_kernel: MakeKernel) -> Objective:
+    delta = _kernel(f"{objective.output_activation}_mse_delta", make_kernel)
+    if objective.loss != "mse" or delta is None:
+        return objective
+    return dataclasses.replace(objective, output_delta=functools.partial(_delta, kernel=delta))
+
+
+def _delta(Y: Array, A_L: Array, *, xp: Any, kernel: Callable[..., Array]) -> Array:
+    """Δ⁽ᴸ⁾ = (A⁽ᴸ⁾ − Y) ⊙ f'(Z⁽ᴸ⁾), a new array."""
+    return kernel(A_L, Y)
+
+
+def _optimizer(optimizer: Optimizer, make_kernel: MakeKernel) -> Optimizer:
+    kernel = _kernel(f"{optimizer.name}_update", make_kernel)
+    update = functools.partial(
+        _update, kernel=kernel, hyper=optimizer.hyperparameters, name=optimizer.name
+    )
+    return optimizer._replace(fused_update=update)
+
+
+def _scalars(name: str, hyper: tuple[float, ...], mu: float) -> tuple[float, ...]:
+    """The kernel's scalar arguments for the step size ``mu``, worked out on the host in
+    double precision as the generic update does (1 − β₁ before it meets an array)."""
+    if name == "sgd":
+        return (-mu,)
+    if name in ("momentum", "nesterov"):
+        (beta,) = hyper
+        return (beta, mu)
+    beta_1, beta_2, epsilon = hyper
+    return (beta_1, 1.0 - beta_1, beta_2, 1.0 - beta_2, epsilon, -mu)
+
+
+def _update(
+    P: Sequence[Array], G: Sequence[Array], state: OptimizerState, *, mu: float, xp: Any,
+    kernel: Callable[..., Any], hyper: tuple[float, ...], name: str,
+) -> tuple[list[Array], OptimizerState]:  # fmt: skip
+    """The rule's update and P + U, one kernel per parameter; new arrays throughout (the
+    parameters may be the user's, and the moments a checkpoint's)."""
+    scalars = _scalars(name, hyper, mu)
+    new_P: list[Array] = []
+    new_moments: tuple[list[Array], ...] = tuple([] for _ in state.moments)
+    for i, (p, g) in enumerate(zip(P, G, strict=True)):
+        out = kernel(p, g, *(moment[i] for moment in state.moments), *scalars)
+        q, *moments = out if state.moments else (out,)
+        new_P.append(q)
+        for kept, moment in zip(new_moments, moments, strict=True):
+            kept.append(moment)
+    return new_P, OptimizerState(state.t + 1, new_moments)
