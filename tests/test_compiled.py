@@ -261,6 +261,19 @@ def test_torch_compiles_one_program_for_every_step_size_and_weight_sum(torch):
     assert counts["stats"]["unique_graphs"] == 2, dict(counts["stats"])
 
 
+def test_torch_fits_of_many_shapes_in_one_process_all_compile(torch):
+    # TorchDynamo keeps at most 8 programs per code object and, with fullgraph=True,
+    # fails on the ninth: each settings and shapes must get a program of their own.
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    X, y, _ = _data(N=40)
+    for N in range(20, 31):
+        est = xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2, engine="jit")
+        est.fit(torch.from_numpy(X[:N]), torch.from_numpy(y[:N]))
+        assert est.n_iter_ == 2
+
+
 def test_torch_is_compiled_only_when_asked(torch, monkeypatch):
     runners = []
     real = xpnet._estimators.block_runner

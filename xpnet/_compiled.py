@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 from typing import Any
 
 import array_api_compat as aac
@@ -205,7 +206,15 @@ class TorchSteps:
         S = data.weight()
         self.S = None if S is None else how.xp.asarray(S, dtype=data.X.dtype, device=device)
         self.A0 = data.X.T
-        self.program = _torch_program(self.how, TORCH_BACKEND)
+        self._program: Any = None
+
+    def program(self, W: list[Array], b: list[Array], *args: Any) -> Any:
+        """The compiled step, for these settings and the shapes of W, b and the data."""
+        if self._program is None:  # shapes, dtypes and device stay the same through a fit
+            data = self.data
+            inputs = _signature(*W, *b, self.A0, data.Y, data.s, self.S)
+            self._program = _torch_program(self.how, TORCH_BACKEND, inputs)
+        return self._program(W, b, *args)
 
     def __call__(
         self, W: list[Array], b: list[Array], state: OptimizerState, sched: ScheduleState,
@@ -394,12 +403,19 @@ class DaskBlocks:
 TORCH_BACKEND = "inductor"
 
 
-@functools.lru_cache(maxsize=16)
-def _torch_program(how: Step, backend: str) -> Any:
-    """The compiled step for a network, objective, optimizer and penalty, by ``backend``.
+def _signature(*arrays: Array | None) -> tuple:
+    """What a compiled step is specialised to: each input's shape, dtype and device."""
+    return tuple(
+        None if a is None else (tuple(a.shape), str(a.dtype), str(a.device)) for a in arrays
+    )
 
-    Cached, so that fits with the same settings reuse it (PyTorch's own cache would
-    also find the compiled code again, after checking the guards of each entry).
+
+@functools.lru_cache(maxsize=16)
+def _torch_program(how: Step, backend: str, inputs: tuple) -> Any:
+    """The compiled step for a network, objective, optimizer and penalty, by ``backend``,
+    for inputs of the shapes, dtypes and device ``inputs`` describes (:func:`_signature`).
+
+    Cached, so that fits with the same settings and data shapes reuse it.
     """
     import torch
 
@@ -407,6 +423,12 @@ def _torch_program(how: Step, backend: str) -> Any:
         W, b, state, E = step(W, b, OptimizerState(0, moments), A0, Y, s, S, mu=mu, how=how)
         return W, b, state.moments, E
 
+    # TorchDynamo keeps its programs on the function's code object, at most 8 of them,
+    # and with fullgraph=True a ninth is an error.  Every closure of one_step shares
+    # one code object, so each settings and shapes get a copy of their own: it compiles
+    # once, and no number of different fits in a process exhausts the limit.
+    code = one_step.__code__.replace()
+    one_step = types.FunctionType(code, one_step.__globals__, None, None, one_step.__closure__)
     return torch.compile(one_step, fullgraph=True, dynamic=False, backend=backend)
 
 
