@@ -410,7 +410,9 @@ class Xpnet(Impl):
     epochs; ``bench.py`` picks k so that a call takes a few tenths of a second.
     """
 
-    def __init__(self, lib: str, *, role: str = "xpnet", engine: str = "auto") -> None:
+    def __init__(
+        self, lib: str, *, role: str = "xpnet", engine: str = "auto", key: str | None = None
+    ) -> None:
         self.lib, self.role, self.engine = lib, role, engine
         # On JAX, blocks of 16 epochs and the remainder: a shape, and a compilation, per
         # k % 16.  (PyTorch compiles its step once, in the first, untimed run.)
@@ -419,7 +421,9 @@ class Xpnet(Impl):
         # As a peer, xpnet on another library of the same device (PyTorch CUDA beside
         # CuPy): what the same code gains or loses from that library's kernels; or on
         # the same library with another engine (JAX eager beside JAX compiled).
-        if role == "xpnet":
+        if key is not None:
+            self.key = key
+        elif role == "xpnet":
             self.key = "xpnet"
         else:
             self.key = f"xpnet-{engine}" if engine != "auto" else f"xpnet-{lib.split('-')[0]}"
@@ -703,8 +707,10 @@ def implementations(backend: str) -> list[Impl]:
         return [
             Floor("cupy"),
             Xpnet("cupy"),
+            Xpnet("cupy", role="peer", engine="jit"),  # the fused kernels
             Xpnet("torch-cuda", role="peer"),
-            Xpnet("torch-cuda", role="peer", engine="jit"),
+            # torch.compile's step, blocks of 16 captured as CUDA graphs
+            Xpnet("torch-cuda", role="peer", engine="jit", key="xpnet-torch-jit"),
             TorchByHand("torch-cuda"),
             TorchAutograd("torch-cuda"),
             Floor("torch-cuda", role="reference"),

@@ -32,6 +32,10 @@ of the implementation before it have stopped spinning):
   ``torch.set_num_threads`` set to this machine's cores.
 * a **reference floor** in the other library (PyTorch's with NumPy, NumPy's with PyTorch,
   PyTorch CUDA's with CuPy), to show how much of a gap between peers is their BLAS.
+* with ``--backend torch``, xpnet with ``engine="jit"`` too (each step compiled by
+  ``torch.compile``); with ``--backend cupy``, xpnet on CuPy with ``engine="jit"`` (the
+  fused kernels of ``xpnet._fused``), and xpnet on PyTorch CUDA eager and with
+  ``engine="jit"`` (the compiled step, blocks of 16 epochs captured as CUDA graphs).
 * with ``--backend jax``, on JAX's default device: the **floor** is JAX's own, the
   step's matrix products compiled, one call per epoch as the other floors take them;
   a reference row runs them as one compiled loop over the k epochs, products and
@@ -169,7 +173,7 @@ BUSY_LIFETIME_S = 3 * 3600
 LOADED_BUDGET = 10
 
 #: Implementations timed through an estimator's ``fit(max_iter=k)``.
-ESTIMATORS = ("xpnet", "xpnet-torch", "xpnet-jit", "xpnet-eager", "sklearn")
+ESTIMATORS = ("xpnet", "xpnet-torch", "xpnet-jit", "xpnet-torch-jit", "xpnet-eager", "sklearn")
 
 #: Environment variables that change how the BLAS libraries run; reported, never set.
 THREAD_ENV = (
@@ -911,7 +915,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="comma-separated subset of floor,xpnet,numpy-hand,sklearn,torch-hand,"
         "torch-autograd,floor-torch,floor-numpy,xpnet-torch; with --backend torch or cupy "
-        "also xpnet-jit, with jax xpnet-eager,jax-hand,floor-loop (default: all)",
+        "also xpnet-jit (on CuPy: the fused kernels), with cupy xpnet-torch-jit (CUDA "
+        "graphs), with jax xpnet-eager,jax-hand,floor-loop (default: all)",
     )
     parser.add_argument(
         "--rounds", type=int, default=None, help="interleaved rounds (default: S 15, M 5)"

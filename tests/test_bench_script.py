@@ -80,7 +80,7 @@ def test_compiled_implementations_have_no_memory_figure() -> None:
     assert compiled == {
         "numpy": set(),
         "torch": {"xpnet-jit"},
-        "cupy": {"xpnet-jit"},
+        "cupy": {"xpnet-jit", "xpnet-torch-jit"},
         "jax": {"floor", "xpnet", "jax-hand", "floor-loop"},
     }
 

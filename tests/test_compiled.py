@@ -420,3 +420,45 @@ def test_an_interrupt_during_a_replay_keeps_the_last_block_read_back(torch, monk
     )
     assert est.n_iter_ == 16
     _assert_equal_fits(eager, est)
+
+
+def _cuda(torch):
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch has no CUDA device here")
+    return torch.device("cuda", 0)
+
+
+def _fit_on(device, torch, cls, X, y, **params):
+    fits = []
+    for engine in ("eager", "jit"):
+        est = cls(hidden_layer_sizes=(6,), random_state=0, engine=engine, **params)
+        fits.append(est.fit(torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)))
+    return [_on_the_host(fit) for fit in fits]
+
+
+def _on_the_host(est):
+    est.weights_ = [w.cpu() for w in est.weights_]
+    est.biases_ = [c.cpu() for c in est.biases_]
+    return est
+
+
+@pytest.mark.parametrize(
+    "params",
+    [dict(solver="adam", early_stopping=True, n_iter_no_change=30), dict(momentum=0.9)],
+    ids=["adam-early-stopping", "momentum"],
+)
+def test_cuda_graphs_on_a_gpu_equal_eager(torch, params):
+    # The real capture and replays, of the step as TorchDynamo traces it (aot_eager).
+    device = _cuda(torch)
+    X, _, labels = _data()
+    eager, jit = _fit_on(device, torch, xpnet.MLPClassifier, X, labels, max_iter=37, **params)
+    _assert_equal_fits(eager, jit)
+
+
+def test_cuda_graphs_of_inductor_steps_on_a_gpu_equal_eager(torch, monkeypatch):
+    # What users get: Inductor's kernels (Triton), captured.  Compiling takes seconds.
+    device = _cuda(torch)
+    monkeypatch.setattr(xpnet._compiled, "TORCH_BACKEND", "inductor")
+    X, y, _ = _data()
+    eager, jit = _fit_on(device, torch, xpnet.MLPRegressor, X, y, solver="adam", max_iter=21)
+    _assert_equal_fits(eager, jit)
