@@ -4,7 +4,9 @@
 # its CUDA graphs against eager steps), then the full-batch benchmark on CuPy against
 # PyTorch CUDA (xpnet on CuPy eager and with its fused kernels; xpnet on PyTorch CUDA
 # eager and compiled into CUDA graphs), and, where JAX has a GPU, xpnet compiled on JAX.
-# Prints the tables; writes them and their JSON to bench-results/ (or $OUT_DIR).
+# Prints the tables; writes them and their JSON to benchmarks/gpu/DATE-GPU/ (or $OUT_DIR),
+# inside the repository, so that the figures can be committed beside the code that made
+# them (each JSON names the xpnet commit it ran).
 #
 #   bash scripts/gpu_check.sh            # about five minutes on an H200: tests 2, benchmark 3
 #
@@ -13,8 +15,12 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
-OUT_DIR="${OUT_DIR:-bench-results}"
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 \
+      | tr -cs 'A-Za-z0-9' '-' | sed 's/-*$//')
+OUT_DIR="${OUT_DIR:-benchmarks/gpu/$(date -u +%Y-%m-%d)-${gpu:-unknown-gpu}}"
 mkdir -p "$OUT_DIR"
+scratch=$(mktemp -d)  # the command's model file: not a figure, not kept
+trap 'rm -rf "$scratch"' EXIT
 
 echo "== machine"
 nvidia-smi
@@ -42,9 +48,9 @@ timeout 240 "$PYTHON" -m pytest --backend cupy -q -ra -p no:cacheprovider || sta
 echo "tests took $((SECONDS - start)) s (exit status $status)"
 
 echo "== the xpnet command, end to end on the GPU (digits, float32)"
-"$PYTHON" -m xpnet train --backend cupy --dtype float32 --save "$OUT_DIR/digits_cupy.npz" \
+"$PYTHON" -m xpnet train --backend cupy --dtype float32 --save "$scratch/digits_cupy.npz" \
     || status=$?
-"$PYTHON" -m xpnet evaluate --model "$OUT_DIR/digits_cupy.npz" --backend cupy || status=$?
+"$PYTHON" -m xpnet evaluate --model "$scratch/digits_cupy.npz" --backend cupy || status=$?
 
 echo "== benchmark: xpnet on CuPy, floor cupy.matmul, peers PyTorch CUDA"
 start=$SECONDS

@@ -15,9 +15,9 @@ What this does not check is CUDA's own compilation and math library; the tests o
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
-import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet._fused import KERNELS, Kernel
+from xpnet._fused import KERNELS, NVRTC_OPTIONS, Kernel
 
 COMPILER = shutil.which("g++") or shutil.which("c++")
 _TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -65,27 +65,25 @@ def _source(kernels: dict[str, Kernel]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Flags for the host compiler.  No contraction of a*b + c into one rounding: the fused
+#: kernels are compiled for CUDA without it as well (``xpnet._fused.NVRTC_OPTIONS``).
+FLAGS = ("-O2", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC")
+
+
 @functools.cache
 def _library() -> ctypes.CDLL:
-    """The kernels compiled into one shared library (once per source, kept in the temp dir)."""
+    """The kernels compiled into one shared library, once per test session, in a
+    directory of this process's own."""
     if COMPILER is None:
         raise RuntimeError("no C++ compiler (g++ or c++) on PATH")
-    source = _source(KERNELS)
-    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"xpnet-host-kernels-{digest}.so"
-    if not path.exists():
-        with tempfile.TemporaryDirectory() as tmp:
-            src, lib = Path(tmp) / "kernels.cpp", Path(tmp) / "kernels.so"
-            src.write_text(source)
-            # No contraction of a*b + c into one rounding: the generic NumPy path rounds
-            # twice, and so does this loop, so the two can agree to the last bit.
-            subprocess.run(
-                [COMPILER, "-O2", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC",
-                 str(src), "-o", str(lib)],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            shutil.move(str(lib), path)  # a rename: another process never sees half a file
-    return ctypes.CDLL(str(path))
+    build = Path(tempfile.mkdtemp(prefix="xpnet-host-kernels-"))
+    atexit.register(shutil.rmtree, build, ignore_errors=True)
+    source, library = build / "kernels.cpp", build / "kernels.so"
+    source.write_text(_source(KERNELS))
+    subprocess.run(
+        [COMPILER, *FLAGS, str(source), "-o", str(library)], check=True, capture_output=True
+    )
+    return ctypes.CDLL(str(library))
 
 
 class HostKernel:
@@ -139,8 +137,10 @@ def cuda_source_compiles(kernel: Kernel, name: str, dtype: Any) -> None:
 
     CuPy writes the kernel's source from its parameter lists and body, then compiles it
     with NVRTC; neither step needs a GPU.  This takes CuPy's own source writer (a private
-    function, so this check belongs to the tests) for 2-D C-contiguous arrays, and
-    NVRTC with CuPy's headers, for a current architecture.
+    function, so this check belongs to the tests) and NVRTC with CuPy's headers and
+    options and xpnet's, for a current architecture, in the two forms xpnet calls a
+    kernel in: on whole 1-D arrays (CuPy reduces a whole array to one dimension), and on
+    2-D arrays some of which are broadcast, as b[:, None] is.
     """
     import cupy
     import cupy._core._kernel as cupy_kernel
@@ -150,18 +150,19 @@ def cuda_source_compiles(kernel: Kernel, name: str, dtype: Any) -> None:
     ek = cupy.ElementwiseKernel(
         kernel.in_params, kernel.out_params, kernel.operation, name=f"xpnet_{name}"
     )
-    array = cupy_kernel._ArgInfo(1, cupy.ndarray, np.dtype(dtype), 2, True, True)
+    n_in, n_out = len(_names(kernel.in_params)), len(_names(kernel.out_params))
     scalar = cupy_kernel._ArgInfo(3, _scalar.CScalar, np.dtype(dtype), 0, True, True)
-    n_in = len(_names(kernel.in_params))
-    infos = [array] * (n_in - kernel.scalars) + [scalar] * kernel.scalars
-    infos += [array] * len(_names(kernel.out_params))
-    infos.append(cupy_kernel._ArgInfo(2, _carray.Indexer, None, 2, True, True))
     type_map = cupy_kernel._TypeMap((("T", np.dtype(dtype)),))
-    code = cupy_kernel._get_elementwise_kernel_code(
-        tuple(infos), type_map, ek.params, ek.operation, ek.name, ek.preamble
-    )
-    # CuPy's own compiler options (its headers, CCCL's, CUDA's), for a current architecture.
-    options = (*core.assemble_cupy_compiler_options(()), "-arch=compute_90")
     header = "".join(f"#include <{h}>\n" for h in core._cupy_header_list)  # as CuPy's
-    program = compiler._NVRTCProgram(header + code, f"xpnet_{name}.cu")
-    program.compile(options)
+    # CuPy's own compiler options (its headers, CCCL's, CUDA's), xpnet's, and a current
+    # architecture.
+    options = (*core.assemble_cupy_compiler_options(()), *NVRTC_OPTIONS, "-arch=compute_90")
+    for ndim, contiguous in ((1, True), (2, False)):
+        array = cupy_kernel._ArgInfo(1, cupy.ndarray, np.dtype(dtype), ndim, contiguous, True)
+        infos = [array] * (n_in - kernel.scalars) + [scalar] * kernel.scalars + [array] * n_out
+        infos.append(cupy_kernel._ArgInfo(2, _carray.Indexer, None, ndim, True, True))
+        code = cupy_kernel._get_elementwise_kernel_code(
+            tuple(infos), type_map, ek.params, ek.operation, ek.name, ek.preamble
+        )
+        program = compiler._NVRTCProgram(header + code, f"xpnet_{name}.cu")
+        program.compile(options)

@@ -110,13 +110,16 @@ def test_compiled_multilabel_with_early_stopping(jnp):
     _assert_equal_fits(eager, jit)
 
 
-@pytest.mark.parametrize("library", ["jax", "torch"])
+@pytest.mark.parametrize("library", ["jax", "torch", "torch-graphs"])
 def test_a_diverging_compiled_fit_fails_at_the_same_epoch(library, request):
-    # JAX's compiled blocks and PyTorch's compiled steps (fixtures below).
+    # JAX's compiled blocks, PyTorch's compiled steps and its CUDA-graph blocks (fixtures
+    # below).
     if library == "jax":
         to_array = request.getfixturevalue("jnp").asarray
     else:
         to_array = request.getfixturevalue("torch").from_numpy
+    if library == "torch-graphs":
+        request.getfixturevalue("graphs")
     X, y, _ = _data()
     messages = []
     for engine in ("eager", "jit"):
@@ -307,31 +310,32 @@ def test_torch_inductor_steps_equal_eager():
 
 @pytest.fixture
 def graphs(torch, monkeypatch):
-    """The CUDA-graph runner on the CPU: "capturing" runs the block once, as the real
-    capture does to warm up, and "replaying" runs it again, over the same buffers.  What
-    a CPU cannot check is CUDA's capture itself; everything around it runs as on a GPU.
+    """The CUDA-graph runner on the CPU: the warm-up runs the block, a "capture" records
+    nothing, and a "replay" runs the block again, over the same buffers.  What a CPU
+    cannot check is CUDA's capture itself; everything around it runs as on a GPU.
     Returns the list of blocks captured."""
     captured = []
 
-    def capture(body, device):
-        body()
-        captured.append(body)
-        return body
+    def capture(block, device):
+        captured.append(block)
+        return block
 
     monkeypatch.setattr(xpnet._compiled, "_on_cuda", lambda device: True)
-    monkeypatch.setattr(xpnet._compiled, "_cuda_graph", capture)
+    monkeypatch.setattr(xpnet._compiled, "_warm_up", lambda block, device: block())
+    monkeypatch.setattr(xpnet._compiled, "_capture", capture)
     return captured
 
 
 @pytest.mark.parametrize(
     ("objective", "params"),
-    [
+    [(o, dict(activation="tanh")) for o in sorted(OBJECTIVES)]
+    + [
         (("cross_entropy", "softmax"), dict(solver="adam", early_stopping=True)),
         (("mse", "identity"), dict(momentum=0.9, learning_rate_schedule="invscaling")),
         (("cross_entropy", "sigmoid"), dict(alpha=0.1, activation="relu", early_stopping=True)),
         (("mse", "tanh"), dict(weighted=True, solver="sgd", momentum=0.5)),
     ],
-    ids=lambda v: "-".join(v) if isinstance(v, tuple) else "",
+    ids=lambda v: "-".join(v) if isinstance(v, tuple) else "-".join(f"{k}" for k in v),
 )
 def test_cuda_graph_blocks_equal_eager(torch, graphs, objective, params):
     params = dict(params)
@@ -344,10 +348,11 @@ def test_cuda_graph_blocks_equal_eager(torch, graphs, objective, params):
     else:
         cls, target = xpnet.MLPRegressor, (y > 0).astype(float) if loss == "cross_entropy" else y
         params["output_activation"] = output
-    # 37 epochs: two blocks of 16 replay one graph, and 5 another.
+    # 37 epochs: a block of 16 warms up, the second is captured and replayed, and the
+    # last 5 run uncaptured.
     eager, jit = _fit_torch(torch, cls, X, target, s, loss=loss, max_iter=37,
                             n_iter_no_change=30, **params)  # fmt: skip
-    assert len(graphs) == 2
+    assert len(graphs) == 1
     _assert_equal_fits(eager, jit)
     assert jit._optimizer_state.t == eager._optimizer_state.t
 
@@ -370,12 +375,12 @@ def test_cuda_graph_runner_never_writes_the_callers_arrays(torch, graphs):
     est.fit(torch.from_numpy(X), torch.from_numpy(y))
     start = [p.clone() for p in est.weights_ + est.biases_]
     mine = list(est.weights_ + est.biases_)
-    est.set_params(engine="jit", warm_start=True, max_iter=20).fit(
+    est.set_params(engine="jit", warm_start=True, max_iter=40).fit(
         torch.from_numpy(X), torch.from_numpy(y)
     )
     for before, array in zip(start, mine, strict=True):
         assert torch.equal(before, array)
-    assert len(graphs) == 2  # 16 + 4 epochs
+    assert len(graphs) == 1  # 16 warm up, 16 captured and replayed, 8 uncaptured
 
 
 def test_jit_on_cuda_takes_graphs_and_on_the_cpu_steps(torch, monkeypatch):
@@ -395,21 +400,16 @@ def test_jit_on_cuda_takes_graphs_and_on_the_cpu_steps(torch, monkeypatch):
 def test_an_interrupt_during_a_replay_keeps_the_last_block_read_back(torch, monkeypatch):
     # A replay writes the runner's buffers; what the fit falls back to on an interrupt
     # (the parameters of the last block read back) must not be those buffers.
-    replays = []
-
-    def capture(body, device):
-        body()
-
-        def replay():
-            body()
-            replays.append(1)
-            if len(replays) == 2:
-                raise KeyboardInterrupt
+    def capture(block, device):
+        def replay():  # the second block, the first replayed, is interrupted after it ran
+            block()
+            raise KeyboardInterrupt
 
         return replay
 
     monkeypatch.setattr(xpnet._compiled, "_on_cuda", lambda device: True)
-    monkeypatch.setattr(xpnet._compiled, "_cuda_graph", capture)
+    monkeypatch.setattr(xpnet._compiled, "_warm_up", lambda block, device: block())
+    monkeypatch.setattr(xpnet._compiled, "_capture", capture)
     X, y, _ = _data()
     params = dict(hidden_layer_sizes=(6,), random_state=0, solver="adam", max_iter=40)
     est = xpnet.MLPRegressor(engine="jit", **params)

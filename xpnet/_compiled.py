@@ -241,36 +241,46 @@ class TorchGraphBlocks:
     A CUDA graph replays the kernels it captured on the memory they used then, so a block
     runs over buffers this runner owns (:class:`_Buffers`): the parameters, the moments,
     with early stopping the best parameters so far, and the block's step sizes are copied
-    in before each replay, and what the block leaves (its losses and validation values
-    too) is copied out after it, as the next replay overwrites it.  The copies are of the
-    parameters, once per block of epochs.
+    in before it, and what the block leaves (its losses and validation values too) is
+    copied out after it, as the next replay overwrites it.  The copies are of the
+    parameters, once per block of epochs.  Early stopping's validation pass is captured
+    with the epochs.
 
-    One graph is captured per block length (16, and the remainder), the first time that
-    length comes: the block runs once uncaptured first, so that PyTorch's compiler and
-    cuBLAS set themselves up outside the capture, as they must.  Early stopping's
-    validation pass is captured with the epochs.
+    The first block of each length runs uncaptured, on a side stream: it is the warm-up
+    PyTorch asks for before a capture (its compiler and cuBLAS set themselves up then,
+    which must not happen during one), and its result is the block's.  The second block
+    of that length captures the graph, and it and every later one replay it.  Only full
+    blocks of ``READBACK_EVERY`` epochs recur in a fit, so the remainder, and a
+    ``partial_fit``'s blocks, are never captured.
     """
 
     def __init__(self, how: Step, data: Samples, schedule: Schedule, device: Any) -> None:
         # The compiled step, A⁽⁰⁾ and Σ sᵢ as a tensor: as TorchSteps runs them.
-        self.steps = TorchSteps(how, data, schedule, device)
-        self.blocks: dict[int, tuple[_Buffers, Any]] = {}
+        self.runner = TorchSteps(how, data, schedule, device)
+        #: For each block length: its buffers, its epochs as one function, and once
+        #: captured, the graph's replay.
+        self.blocks: dict[int, list[Any]] = {}
 
     def __call__(
         self, W: list[Array], b: list[Array], state: OptimizerState, sched: ScheduleState,
         k: int, record: Record, best: BestParameters | None,
     ) -> tuple[list[Array], list[Array], OptimizerState, ScheduleState]:  # fmt: skip
         """Train k epochs; add their losses (and validation values) to the record."""
-        runner, N = self.steps, self.steps.data.X.shape[0]
+        runner, N = self.runner, self.runner.data.X.shape[0]
         mus, mu_t, sched = _step_sizes(runner.schedule, runner.how, sched, state.t, k, N)
         kept = None if best is None else [best.W, best.b, best.best]
         if k not in self.blocks:
             buffers = _Buffers(W, b, state.moments, kept, k)
-            body = functools.partial(self._block, buffers, best)
-            self.blocks[k] = buffers, _cuda_graph(body, runner.device)
-        buffers, replay = self.blocks[k]
-        buffers.load(W, b, state.moments, kept, mu_t)
-        replay()
+            buffers.load(W, b, state.moments, kept, mu_t)
+            block = functools.partial(self._block, buffers, best)
+            _warm_up(block, runner.device)
+            self.blocks[k] = [buffers, block, None]
+        else:
+            buffers, block, replay = self.blocks[k]
+            if replay is None:
+                replay = self.blocks[k][2] = _capture(block, runner.device)
+            buffers.load(W, b, state.moments, kept, mu_t)
+            replay()
         W, b, moments, kept, E, V = buffers.results()
         record.add(E, *mus)
         if best is not None:
@@ -280,12 +290,12 @@ class TorchGraphBlocks:
 
     def _block(self, buffers: _Buffers, best: BestParameters | None) -> None:
         """The block's epochs, from the buffers' values into the buffers: what is captured."""
-        xp, runner, data = self.steps.how.xp, self.steps, self.steps.data
+        runner, data = self.runner, self.runner.data
         W, b, moments, kept = buffers.W, buffers.b, buffers.moments, buffers.kept
         E, V = [], []
-        for i in range(buffers.steps.shape[0]):
+        for mu in buffers.mu_t:
             W, b, moments, E_i = runner.program(
-                W, b, moments, runner.A0, data.Y, data.s, runner.S, buffers.steps[i]
+                W, b, moments, runner.A0, data.Y, data.s, runner.S, mu
             )
             E.append(E_i)
             if best is not None:
@@ -295,6 +305,7 @@ class TorchGraphBlocks:
                 V.append(V_i)
         for into, value in zip(buffers.flat(), _flat(W, b, moments, kept), strict=True):
             into.copy_(value)
+        xp = runner.how.xp
         buffers.E.copy_(xp.stack(E))
         if best is not None:
             buffers.V.copy_(xp.stack(V))
@@ -317,7 +328,7 @@ class _Buffers:
 
         self.W, self.b, self.moments = own(W), own(b), tuple(own(m) for m in moments)
         self.kept = None if kept is None else [own(kept[0]), own(kept[1]), kept[2].clone()]
-        self.steps = W[0].new_empty((k,))  # the step size of each epoch
+        self.mu_t = W[0].new_empty((k,))  # the step size of each epoch
         self.E = W[0].new_empty((k,))
         self.V = None if kept is None else W[0].new_empty((k, 2))
 
@@ -326,14 +337,14 @@ class _Buffers:
 
     def load(
         self, W: list[Array], b: list[Array], moments: tuple, kept: list | None,
-        steps: list[float],
+        mu_t: list[float],
     ) -> None:  # fmt: skip
         """Copy a block's starting point and step sizes in."""
         for into, value in zip(self.flat(), _flat(W, b, moments, kept), strict=True):
             into.copy_(value)
-        self.steps.copy_(self.steps.new_tensor(steps, device="cpu"))
+        self.mu_t.copy_(self.mu_t.new_tensor(mu_t, device="cpu"))
 
-    def results(self) -> tuple[list[Array], ...]:
+    def results(self) -> tuple[Any, ...]:
         """Copies of what the block left: W, b, moments, the best so far, E and V."""
 
         def copies(arrays: list[Array]) -> list[Array]:
@@ -345,23 +356,35 @@ class _Buffers:
         return copies(self.W), copies(self.b), moments, kept, self.E.clone(), V
 
 
-def _cuda_graph(body: Any, device: Any) -> Any:
-    """``body`` captured as a CUDA graph on ``device``; returns the graph's replay.
-
-    ``body`` runs once first, uncaptured, on a side stream, as PyTorch asks: kernels are
-    compiled and cuBLAS's workspace made then, which must not happen during a capture.
-    """
+def _warm_up(block: Any, device: Any) -> None:
+    """Run ``block`` uncaptured on a side stream of ``device``, as PyTorch asks before a
+    capture, and have the device's current stream wait for it."""
     import torch
 
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        body()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        body()
-    return graph.replay
+    with torch.cuda.device(device):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            block()
+        torch.cuda.current_stream().wait_stream(side)
+
+
+def _capture(block: Any, device: Any) -> Any:
+    """``block`` captured as a CUDA graph on ``device`` (after :func:`_warm_up`); returns
+    the graph's replay.  The device is made current for both: the capture stream and the
+    kernels the block launches must be on the device the data is on."""
+    import torch
+
+    with torch.cuda.device(device):
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=torch.cuda.Stream()):
+            block()
+
+    def replay() -> None:
+        with torch.cuda.device(device):
+            graph.replay()
+
+    return replay
 
 
 class DaskBlocks:
@@ -403,10 +426,11 @@ class DaskBlocks:
 TORCH_BACKEND = "inductor"
 
 
-def _signature(*arrays: Array | None) -> tuple:
-    """What a compiled step is specialised to: each input's shape, dtype and device."""
+def _signature(*tensors: Array | None) -> tuple:
+    """What a compiled step is specialised to: each input's shape, strides, dtype, device."""
     return tuple(
-        None if a is None else (tuple(a.shape), str(a.dtype), str(a.device)) for a in arrays
+        None if a is None else (tuple(a.shape), a.stride(), str(a.dtype), str(a.device))
+        for a in tensors
     )
 
 

@@ -736,13 +736,14 @@ class MLPRegressor(_BaseMLP):
         epochs as one program (``jax.jit``), on PyTorch tensors each step as one
         program (``torch.compile``, whose first compilation takes seconds, and again
         for each new number of samples), on CUDA with each block of 16 such steps
-        captured as one CUDA graph; on CuPy arrays, every step (mini-batches too) with
-        its elementwise work in fused kernels (``xpnet._fused``, compiled once per
-        dtype and cached by CuPy).  "auto": "jit" on JAX where it applies and the
-        fit trains at least ``xpnet._compiled.MIN_EPOCHS_TO_COMPILE`` epochs (a shorter
-        fit would spend more time compiling than it saves), else "eager"; on Dask,
-        mini-batch epochs run as one task graph per block of 16 (per epoch with early
-        stopping).
+        captured as one CUDA graph; on CuPy arrays (and Dask arrays of CuPy blocks),
+        every step (mini-batches too) with its elementwise work in fused kernels
+        (``xpnet._fused``, compiled once per dtype and cached by CuPy).  "auto": "jit"
+        on JAX where it applies and the fit trains at least
+        ``xpnet._compiled.MIN_EPOCHS_TO_COMPILE`` epochs (a shorter fit would spend
+        more time compiling than it saves), else "eager"; on Dask, mini-batch epochs
+        run as one task graph per block of 16 (per epoch with early stopping).  CUDA
+        graphs and fused kernels are for "jit" alone until measured on a GPU.
 
     Attributes
     ----------

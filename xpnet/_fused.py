@@ -15,11 +15,13 @@ kernel can do it all in one pass.  CuPy compiles such kernels at run time
 Each kernel is an optional implementation of a primitive that the generic code defines
 (``xpnet._activations``, ``xpnet._losses``, ``xpnet._optimizers``), doing the same
 arithmetic in the same order: :func:`fused` puts them into a :class:`~xpnet._training.Step`
-in place of the generic ones, and nothing else changes.  The results equal the generic
-path's to the last bit or two in the worst case (NVRTC may contract a product and a sum
-into one fused multiply-add).  Softmax (a sum over each column) and cross-entropy's
-delta (one subtraction) keep their generic form; so do the division of the summed
-gradients by N and the scaling by sample weights.
+in place of the generic ones, and nothing else changes.  They are compiled without
+contracting a product and a sum into one fused multiply-add (``NVRTC_OPTIONS``), as the
+generic path, one operation per kernel, cannot contract either: each element is rounded
+as often, at the same places, and the same math functions (``exp``, ``tanh``, ``sqrt``)
+are called.  Softmax (a sum over each column) and cross-entropy's delta (one
+subtraction) keep their generic form; so do the division of the summed gradients by N
+and the scaling by sample weights.
 
 The kernels are written once, as CUDA C++ operation strings over an element type ``T``
 (float or double) in :data:`KERNELS`; ``make_kernel`` turns a :class:`Kernel` into
@@ -32,11 +34,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._activations import Activation
 from ._losses import Objective
 from ._optimizers import Optimizer, OptimizerState
+
+if TYPE_CHECKING:
+    from ._training import Step
 
 Array = Any
 
@@ -52,7 +57,8 @@ class Kernel(NamedTuple):
     in_params: str
     out_params: str
     operation: str
-    #: How many of the last inputs are scalars (β, μ, ...); the others are arrays.
+    #: How many of the last inputs are scalars (β, μ, ...); the others are arrays.  (CuPy
+    #: tells them apart by what it is given; the tests compile each kind for CUDA.)
     scalars: int = 0
 
 
@@ -96,6 +102,20 @@ KERNELS: dict[str, Kernel] = {
     ),
 }
 
+#: The scalar arguments of each optimizer's update kernel, from its hyperparameters and
+#: the step's step size, worked out on the host in double precision as the generic update
+#: does (1 − β₁ before it meets an array).  Their order is the kernel's.
+UPDATE_SCALARS: dict[str, Callable[[tuple[float, ...], float], tuple[float, ...]]] = {
+    "sgd": lambda hyper, mu: (-mu,),
+    "momentum": lambda hyper, mu: (hyper[0], mu),
+    "nesterov": lambda hyper, mu: (hyper[0], mu),
+    "adam": lambda hyper, mu: (hyper[0], 1.0 - hyper[0], hyper[1], 1.0 - hyper[1], hyper[2], -mu),
+}
+
+#: NVRTC's options for the kernels: no contraction of a * b + c into a fused
+#: multiply-add, which would round once where the generic path rounds twice.
+NVRTC_OPTIONS = ("--fmad=false",)
+
 #: ``make_kernel(name, kernel) -> callable``: a kernel made runnable.
 MakeKernel = Callable[[str, Kernel], Callable[..., Any]]
 
@@ -106,11 +126,12 @@ def cupy_kernel(name: str, kernel: Kernel) -> Any:
     import cupy
 
     return cupy.ElementwiseKernel(
-        kernel.in_params, kernel.out_params, kernel.operation, name=f"xpnet_{name}"
-    )
+        kernel.in_params, kernel.out_params, kernel.operation, name=f"xpnet_{name}",
+        options=NVRTC_OPTIONS,
+    )  # fmt: skip
 
 
-def fused(how: Any, make_kernel: MakeKernel = cupy_kernel) -> Any:
+def fused(how: Step, make_kernel: MakeKernel = cupy_kernel) -> Step:
     """``how`` (a :class:`~xpnet._training.Step`) with fused kernels for its elementwise work.
 
     Each activation, the squared error's output delta and the optimizer's update that
@@ -163,31 +184,23 @@ def _delta(Y: Array, A_L: Array, *, xp: Any, kernel: Callable[..., Array]) -> Ar
 
 def _optimizer(optimizer: Optimizer, make_kernel: MakeKernel) -> Optimizer:
     kernel = _kernel(f"{optimizer.name}_update", make_kernel)
+    if kernel is None:
+        return optimizer
     update = functools.partial(
-        _update, kernel=kernel, hyper=optimizer.hyperparameters, name=optimizer.name
-    )
+        _update, kernel=kernel, scalars=functools.partial(
+            UPDATE_SCALARS[optimizer.name], optimizer.hyperparameters
+        ),
+    )  # fmt: skip
     return optimizer._replace(fused_update=update)
-
-
-def _scalars(name: str, hyper: tuple[float, ...], mu: float) -> tuple[float, ...]:
-    """The kernel's scalar arguments for the step size ``mu``, worked out on the host in
-    double precision as the generic update does (1 − β₁ before it meets an array)."""
-    if name == "sgd":
-        return (-mu,)
-    if name in ("momentum", "nesterov"):
-        (beta,) = hyper
-        return (beta, mu)
-    beta_1, beta_2, epsilon = hyper
-    return (beta_1, 1.0 - beta_1, beta_2, 1.0 - beta_2, epsilon, -mu)
 
 
 def _update(
     P: Sequence[Array], G: Sequence[Array], state: OptimizerState, *, mu: float, xp: Any,
-    kernel: Callable[..., Any], hyper: tuple[float, ...], name: str,
+    kernel: Callable[..., Any], scalars: Callable[[float], tuple[float, ...]],
 ) -> tuple[list[Array], OptimizerState]:  # fmt: skip
     """The rule's update and P + U, one kernel per parameter; new arrays throughout (the
     parameters may be the user's, and the moments a checkpoint's)."""
-    scalars = _scalars(name, hyper, mu)
+    scalars = scalars(mu)
     new_P: list[Array] = []
     new_moments: tuple[list[Array], ...] = tuple([] for _ in state.moments)
     for i, (p, g) in enumerate(zip(P, G, strict=True)):

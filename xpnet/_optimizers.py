@@ -151,7 +151,10 @@ def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
         """μₜ = μ √(1 − β₂ᵗ) / (1 − β₁ᵗ): the bias correction of M and V, folded in."""
         return mu * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
 
-    return Optimizer("adam", 2, _zero_moments(2), update, step_size, (beta_1, beta_2, epsilon))
+    hyperparameters = (beta_1, beta_2, epsilon)
+    return Optimizer(
+        "adam", 2, _zero_moments(2), update, step_size, hyperparameters=hyperparameters
+    )
 
 
 @functools.lru_cache(maxsize=64)
