@@ -308,6 +308,15 @@ def test_no_command_prints_the_help_with_status_2(capsys):
         (["train", "--alpha", "nan"], "argument --alpha: expected a number >= 0, got 'nan'"),
         (["train", "--solver", "adam", "--momentum", "0.9"], "--momentum applies to --solver sgd"),
         (["train", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+        (["train", "--engine", "fast"], "argument --engine: invalid choice: 'fast'"),
+        (
+            ["train", "--engine", "jit"],
+            "--engine jit compiles on jax, torch, cupy, not --backend numpy",
+        ),
+        (
+            ["train", "--engine", "jit", "--backend", "torch", "--batch-size", "32"],
+            "--engine jit compiles full-batch epochs on torch, not mini-batches (--batch-size 32)",
+        ),
         (["tran"], "argument COMMAND: invalid choice: 'tran'"),
         (["evaluate"], "the following arguments are required: --model"),
     ],
@@ -361,3 +370,20 @@ def test_momentum_and_alpha(capsys):
         .endswith("loss cross_entropy, sgd, μ = 2.0, Nesterov momentum 0.9, α = 0.001")
     )
     assert 0.0 <= float(rows["accuracy (held out)"]) <= 1.0
+
+
+def test_engine_jit_trains_to_the_eager_result(capsys, monkeypatch):
+    # On PyTorch, --engine jit runs each step through torch.compile, to the eager run's
+    # accuracy.  (Its graph is handed to "aot_eager": Inductor's C++ takes seconds, and
+    # tests/test_compiled.py runs it.)
+    pytest.importorskip("torch", reason="PyTorch is not installed")
+    import xpnet._compiled
+
+    monkeypatch.setattr(xpnet._compiled, "TORCH_BACKEND", "aot_eager")
+    results = []
+    for engine in ("eager", "jit"):
+        args = ["train", "--data", "iris", "--backend", "torch", "--dtype", "float64",
+                "--epochs", "20", "--engine", engine, "--quiet"]  # fmt: skip
+        assert main(args) == 0
+        results.append(capsys.readouterr().out)
+    assert results[0] == results[1] and results[0].startswith("accuracy: ")

@@ -43,7 +43,10 @@ from ._data import (
     require,
     split,
 )
-from ._validation import SOLVERS
+from ._validation import ENGINES, SOLVERS
+
+#: The backends where ``--engine jit`` compiles (see ``xpnet._compiled``).
+JIT_BACKENDS = ("jax", "torch", "cupy")
 
 #: Defaults of ``xpnet train``: the README's digits job reaches ~97% held-out accuracy.
 DEFAULT_EPOCHS = 300
@@ -286,6 +289,13 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         help="mini-batch size (default: all samples: batch gradient descent)",
     )
     add(
+        "--engine",
+        choices=ENGINES,
+        help="how the epochs run: eager (one array operation at a time), jit (compiled: "
+        "on jax and torch full-batch epochs, on cupy fused kernels) or auto (jit where it "
+        "pays: long full-batch runs on jax) (default: auto, or a checkpoint's)",
+    )
+    add(
         "--seed",
         type=int,
         default=0,
@@ -448,6 +458,9 @@ def _train(args: argparse.Namespace) -> int:
         args.seed, args.test_fraction, args.dtype = run["seed"], run["test_fraction"], run["dtype"]
         if args.epochs is not None:
             est.set_params(max_iter=args.epochs)
+        if args.engine is not None:  # how the epochs run, not what they compute
+            est.set_params(engine=args.engine)
+    _check_engine(args, est.batch_size if resumed is not None else args.batch_size)
 
     data = load_data(args.data, target=args.target)
     task = args.task or infer_task(data.y)
@@ -718,6 +731,7 @@ def _estimator(args: argparse.Namespace, task: str) -> Any:
         validation_fraction=args.validation_fraction,
         n_iter_no_change=args.n_iter_no_change,
         tol=args.tol,
+        engine=args.engine or "auto",
         **kw,
     )
     from ._validation import check_hyperparameters
@@ -737,6 +751,21 @@ def _backend(name: str, device_spec: str | None, dtype_name: str) -> tuple[Any, 
 
     xp = namespace(name)
     return xp, device(name, xp, device_spec), getattr(xp, dtype_name)
+
+
+def _check_engine(args: argparse.Namespace, batch_size: int | None) -> None:
+    """``--engine jit`` where nothing compiles: said before the data is loaded."""
+    if args.engine != "jit":
+        return
+    if args.backend not in JIT_BACKENDS:
+        raise CommandError(
+            f"--engine jit compiles on {', '.join(JIT_BACKENDS)}, not --backend {args.backend}"
+        )
+    if batch_size is not None and args.backend != "cupy":
+        raise CommandError(
+            f"--engine jit compiles full-batch epochs on {args.backend}, not mini-batches "
+            f"(--batch-size {batch_size}); on cupy it fuses the kernels of every step"
+        )
 
 
 def _check_dask_options(args: argparse.Namespace) -> None:
