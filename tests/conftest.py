@@ -157,3 +157,25 @@ def assert_close(
     dtype = backend.dtype(str(expected.dtype)) if expected.dtype.kind == "f" else None
     assert_same_kind(actual, backend, dtype=dtype, shape=expected.shape)
     np.testing.assert_allclose(to_numpy(actual), expected, rtol=rtol, atol=atol)
+
+
+def engine_data(N: int = 120, n_in: int = 5, seed: int = 0) -> tuple[Any, Any, Any]:
+    """A small problem for comparing engines: X (N, n_in), a smooth target y, and labels
+    of three classes."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, n_in))
+    y = np.tanh(X @ rng.normal(size=n_in))
+    return X, y, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
+
+
+def assert_equal_fits(eager: Any, jit: Any, *, rtol: float = 1e-12) -> None:
+    """Two fits of one problem agree: epochs, losses, parameters, validation record."""
+    assert jit.n_iter_ == eager.n_iter_
+    np.testing.assert_allclose(jit.loss_curve_, eager.loss_curve_, rtol=rtol)
+    for got, want in zip(jit.weights_ + jit.biases_, eager.weights_ + eager.biases_, strict=True):
+        np.testing.assert_allclose(to_numpy(got), to_numpy(want), rtol=rtol, atol=1e-14)
+    if eager.validation_scores_ is not None:
+        np.testing.assert_allclose(jit.validation_scores_, eager.validation_scores_, rtol=rtol)
+        np.testing.assert_allclose(
+            jit.validation_loss_curve_, eager.validation_loss_curve_, rtol=rtol
+        )

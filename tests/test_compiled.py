@@ -7,6 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import assert_equal_fits as _assert_equal_fits
+from conftest import engine_data as _data
 from conftest import import_jax
 
 import xpnet
@@ -23,13 +25,6 @@ def jnp():
     return jnp
 
 
-def _data(N=120, n_in=5, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(N, n_in))
-    y = np.tanh(X @ rng.normal(size=n_in))
-    return X, y, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
-
-
 def _fit_both(jnp, cls, X, y, **params):
     """The same fit run eagerly and compiled, on JAX arrays."""
     fits = []
@@ -37,18 +32,6 @@ def _fit_both(jnp, cls, X, y, **params):
         est = cls(hidden_layer_sizes=(6,), random_state=0, engine=engine, **params)
         fits.append(est.fit(jnp.asarray(X), jnp.asarray(y)))
     return fits
-
-
-def _assert_equal_fits(eager, jit, *, rtol=1e-12):
-    assert jit.n_iter_ == eager.n_iter_
-    np.testing.assert_allclose(jit.loss_curve_, eager.loss_curve_, rtol=rtol)
-    for got, want in zip(jit.weights_ + jit.biases_, eager.weights_ + eager.biases_, strict=True):
-        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=rtol, atol=1e-14)
-    if eager.validation_scores_ is not None:
-        np.testing.assert_allclose(jit.validation_scores_, eager.validation_scores_, rtol=rtol)
-        np.testing.assert_allclose(
-            jit.validation_loss_curve_, eager.validation_loss_curve_, rtol=rtol
-        )
 
 
 # Every (loss, output activation) pair, with and without early stopping, with an epoch
@@ -228,6 +211,11 @@ def _fit_torch(torch, cls, X, y, s=None, **params):
     ids=lambda v: "-".join(v) if isinstance(v, tuple) else "",
 )
 def test_torch_compiled_steps_equal_eager(torch, objective, params):
+    _assert_torch_engines_agree(torch, objective, params, max_iter=21, n_iter_no_change=3)
+
+
+def _assert_torch_engines_agree(torch, objective, params, **fit_params):
+    """A fit eager and with engine="jit" on PyTorch, for an objective, agree."""
     params = dict(params)
     loss, output = objective
     X, y, labels = _data()
@@ -238,8 +226,7 @@ def test_torch_compiled_steps_equal_eager(torch, objective, params):
     else:
         cls, target = xpnet.MLPRegressor, (y > 0).astype(float) if loss == "cross_entropy" else y
         params["output_activation"] = output
-    eager, jit = _fit_torch(torch, cls, X, target, s, loss=loss, max_iter=21,
-                            n_iter_no_change=3, **params)  # fmt: skip
+    eager, jit = _fit_torch(torch, cls, X, target, s, loss=loss, **fit_params, **params)
     _assert_equal_fits(eager, jit)
     assert jit._optimizer_state.t == eager._optimizer_state.t
 
@@ -277,11 +264,17 @@ def test_torch_fits_of_many_shapes_in_one_process_all_compile(torch):
         assert est.n_iter_ == 2
 
 
-def test_torch_is_compiled_only_when_asked(torch, monkeypatch):
-    runners = []
+@pytest.fixture
+def runners(monkeypatch):
+    """The runners the estimators' fits take (None for the eager loop), in order."""
+    taken = []
     real = xpnet._estimators.block_runner
     monkeypatch.setattr(xpnet._estimators, "block_runner",
-                        lambda *a, **kw: runners.append(real(*a, **kw)) or runners[-1])  # fmt: skip
+                        lambda *a, **kw: taken.append(real(*a, **kw)) or taken[-1])  # fmt: skip
+    return taken
+
+
+def test_torch_is_compiled_only_when_asked(torch, runners):
     X, y, _ = _data(N=40)
     for engine in ("auto", "jit"):
         xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=300, engine=engine).fit(
@@ -338,23 +331,10 @@ def graphs(torch, monkeypatch):
     ids=lambda v: "-".join(v) if isinstance(v, tuple) else "-".join(f"{k}" for k in v),
 )
 def test_cuda_graph_blocks_equal_eager(torch, graphs, objective, params):
-    params = dict(params)
-    loss, output = objective
-    X, y, labels = _data()
-    weighted = params.pop("weighted", False)
-    s = np.random.default_rng(1).uniform(0.5, 2.0, size=len(X)) if weighted else None
-    if output == "softmax":
-        cls, target = xpnet.MLPClassifier, labels
-    else:
-        cls, target = xpnet.MLPRegressor, (y > 0).astype(float) if loss == "cross_entropy" else y
-        params["output_activation"] = output
     # 37 epochs: a block of 16 warms up, the second is captured and replayed, and the
     # last 5 run uncaptured.
-    eager, jit = _fit_torch(torch, cls, X, target, s, loss=loss, max_iter=37,
-                            n_iter_no_change=30, **params)  # fmt: skip
+    _assert_torch_engines_agree(torch, objective, params, max_iter=37, n_iter_no_change=30)
     assert len(graphs) == 1
-    _assert_equal_fits(eager, jit)
-    assert jit._optimizer_state.t == eager._optimizer_state.t
 
 
 def test_cuda_graph_early_stopping_restores_an_early_best(torch, graphs):
@@ -383,11 +363,7 @@ def test_cuda_graph_runner_never_writes_the_callers_arrays(torch, graphs):
     assert len(graphs) == 1  # 16 warm up, 16 captured and replayed, 8 uncaptured
 
 
-def test_jit_on_cuda_takes_graphs_and_on_the_cpu_steps(torch, monkeypatch):
-    runners = []
-    real = xpnet._estimators.block_runner
-    monkeypatch.setattr(xpnet._estimators, "block_runner",
-                        lambda *a, **kw: runners.append(real(*a, **kw)) or runners[-1])  # fmt: skip
+def test_jit_on_cuda_takes_graphs_and_on_the_cpu_steps(torch, runners):
     X, y, _ = _data(N=40)
     xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=3, engine="jit").fit(
         torch.from_numpy(X), torch.from_numpy(y)

@@ -18,6 +18,8 @@ import types
 import numpy as np
 import pytest
 from conftest import _make_backend
+from conftest import assert_equal_fits as _assert_equal_fits
+from conftest import engine_data as _data
 from host_kernels import COMPILER, cuda_source_compiles, host_kernel
 
 import xpnet
@@ -171,27 +173,11 @@ def fused_on_the_host(monkeypatch):
     return calls
 
 
-def _data(N=120, n_in=5, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(N, n_in))
-    y = np.tanh(X @ rng.normal(size=n_in))
-    return X, y, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
-
-
 def _fit_both(cls, X, y, **params):
     return [
         cls(hidden_layer_sizes=(6, 4), random_state=0, engine=engine, **params).fit(X, y)
         for engine in ("eager", "jit")
     ]
-
-
-def _assert_equal_fits(eager, jit, rtol=1e-12):
-    assert jit.n_iter_ == eager.n_iter_
-    np.testing.assert_allclose(jit.loss_curve_, eager.loss_curve_, rtol=rtol)
-    for got, want in zip(jit.weights_ + jit.biases_, eager.weights_ + eager.biases_, strict=True):
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-14)
-    if eager.validation_scores_ is not None:
-        np.testing.assert_allclose(jit.validation_scores_, eager.validation_scores_, rtol=rtol)
 
 
 @pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
