@@ -28,13 +28,13 @@ beforehand and go in as an array, as the schedule's decisions are taken at read-
   ``torch.compile`` from the eager path's ``step``, the batch whole.  Its first
   compilation takes seconds (8–16 s for a small network on a 2-core CPU), more than most
   fits save, so it runs only when asked for.  The step size and Σ sᵢ go in as 0-D
-  tensors, so that neither compiles anew; a new number of samples does.  On CUDA, each
-  block of epochs of that compiled step is also captured as one CUDA graph, over
-  buffers the runner owns, and replayed (:class:`TorchGraphBlocks`): one launch per
-  block instead of a few per operation.
+  tensors, so that neither compiles anew; new shapes do, into a program of their own.
+  On CUDA, the blocks of epochs of that compiled step are also captured as a CUDA
+  graph, over buffers the runner owns, and replayed (:class:`TorchGraphBlocks`): one
+  launch per block instead of a few per operation.
 
-- **CuPy** (``engine="jit"`` only): CuPy cannot capture a step (cuBLAS refuses to run
-  while a CuPy stream is capturing), but it compiles elementwise kernels: the step's
+- **CuPy** (``engine="jit"`` only): CuPy cannot capture a step (it refuses cuBLAS calls
+  while a stream is capturing), but it compiles elementwise kernels: the step's
   elementwise work runs through the fused kernels of ``xpnet._fused`` (:func:`step_for`),
   epoch by epoch, mini-batches included.
 
