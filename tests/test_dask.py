@@ -243,8 +243,6 @@ def test_a_scatter_that_never_ends_is_given_up_and_the_step_made_anew(on_cluster
 
 
 def test_a_lost_worker_is_survived():
-    import dask
-
     X, y = _data(N=1000, n=32)
     kw = dict(KW, max_iter=40)
     # A cluster of its own: the one the other tests share keeps both its workers.
@@ -252,22 +250,25 @@ def test_a_lost_worker_is_survived():
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
         worker_dashboard_address=":0",
     )  # fmt: skip
-    with cluster, distributed.Client(cluster, set_as_default=False) as client:
-        with dask.config.set(scheduler=client):
-            undisturbed = xpnet.MLPRegressor(**kw).fit(_blocks(X, 250), _blocks(y, 250))
-            victim, pid = next(iter(client.run(os.getpid).items()))
-            killed = threading.Event()
+    # The default client, not dask.config.set(scheduler=client): the nanny restarting
+    # the killed worker pickles Dask's global configuration for the new process, and a
+    # Client in it cannot be pickled (the restart then fails, in some runs).
+    with cluster, distributed.Client(cluster) as client:
+        undisturbed = xpnet.MLPRegressor(**kw).fit(_blocks(X, 250), _blocks(y, 250))
+        victim, pid = next(iter(client.run(os.getpid).items()))
+        killed = threading.Event()
 
-            def kill_one_worker():
-                time.sleep(0.5)
-                os.kill(pid, signal.SIGKILL)
-                killed.set()
+        def kill_one_worker():
+            time.sleep(0.5)
+            os.kill(pid, signal.SIGKILL)
+            killed.set()
 
-            killer = threading.Thread(target=kill_one_worker)
-            killer.start()
-            disturbed = xpnet.MLPRegressor(**kw).fit(_blocks(X, 250), _blocks(y, 250))
-            assert killed.is_set(), "the fit ended before a worker was killed: make it longer"
-            killer.join()
+        killer = threading.Thread(target=kill_one_worker)
+        killer.start()
+        disturbed = xpnet.MLPRegressor(**kw).fit(_blocks(X, 250), _blocks(y, 250))
+        assert killed.is_set(), "the fit ended before a worker was killed: make it longer"
+        killer.join()
         assert victim not in client.scheduler_info()["workers"]  # it did die mid-fit
+        client.wait_for_workers(2, timeout=30)  # and its nanny started it again
     for got, want in zip(disturbed.weights_, undisturbed.weights_, strict=True):
         np.testing.assert_array_equal(got.compute(), want.compute())
