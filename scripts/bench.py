@@ -764,6 +764,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{report['created']}; rounds {cfg['rounds']}; about {cfg['target_seconds']} s "
         "per timing; medians over interleaved rounds."
     )
+    if report.get("interrupted"):
+        out.append(f"**Incomplete**: {report['interrupted']}; the rows below are those done.")
     busy = cfg.get("contention")
     if busy:
         where = "in the bench's session" if busy["group"] == "same" else "each in its own session"
@@ -979,10 +981,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_timings(
-    args: argparse.Namespace, impls: list[Impl], busy: BusyProcesses | None
-) -> list[dict[str, Any]]:
-    """Time every problem and dtype asked for (and measure memory, idle)."""
-    results = []
+    args: argparse.Namespace, impls: list[Impl], busy: BusyProcesses | None,
+    results: list[dict[str, Any]],
+) -> None:  # fmt: skip
+    """Time every problem and dtype asked for (and measure memory, idle), adding each
+    problem and dtype's rows to ``results`` as soon as they are done."""
     for name in args.problems:
         problem = PROBLEMS[name]
         rounds = args.rounds or (
@@ -999,7 +1002,6 @@ def run_timings(
                     if not impl.compiled:  # a compiler's own memory would count
                         row["memory"] = memory_in_subprocess(impl, problem, dtype, args.backend)
             results += rows
-    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1030,15 +1032,25 @@ def main(argv: list[str] | None = None) -> int:
         busy = BusyProcesses(
             args.contention, kind=args.contention_kind, group=args.contention_group
         )
-    with _sigterm_as_exit(), busy or _nothing():
-        if busy is not None:
-            print(
-                f"started {busy.k} busy processes (stopped between loaded timings): pids "
-                + " ".join(map(str, busy.pids)),
-                file=sys.stderr,
-                flush=True,
-            )
-        results = run_timings(args, impls, busy)
+    # What is done when a SIGTERM (a `timeout`) ends the run is still written, marked as
+    # such: on a machine lent for minutes, part of a table beats none.
+    results: list[dict[str, Any]] = []
+    interrupted = None
+    try:
+        with _sigterm_as_exit(), busy or _nothing():
+            if busy is not None:
+                print(
+                    f"started {busy.k} busy processes (stopped between loaded timings): pids "
+                    + " ".join(map(str, busy.pids)),
+                    file=sys.stderr,
+                    flush=True,
+                )
+            run_timings(args, impls, busy, results)
+    except SystemExit as exit_:
+        if exit_.code != 128 + signal.SIGTERM:
+            raise
+        interrupted = f"ended by SIGTERM after {time.perf_counter() - started:.0f} s"
+        print(f"{interrupted}: writing the rows done so far", file=sys.stderr, flush=True)
     if busy is not None:
         print(f"killed and reaped the busy processes {busy.pids}", file=sys.stderr, flush=True)
 
@@ -1068,6 +1080,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "skipped": skipped,
         "elapsed_s": time.perf_counter() - started,
+        "interrupted": interrupted,
     }
     markdown = render_markdown(report)
     print(markdown)
@@ -1079,7 +1092,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"wrote {args.json}" + (f" and {args.markdown}" if args.markdown else ""), file=sys.stderr
     )
-    return 0
+    return 0 if interrupted is None else 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":

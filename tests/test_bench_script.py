@@ -47,6 +47,31 @@ def test_bench_quick_run_writes_json(tmp_path: Path) -> None:
     assert "xpnet [numpy]" in proc.stdout
 
 
+def test_a_bench_ended_by_sigterm_writes_the_rows_it_finished(tmp_path: Path) -> None:
+    # As `timeout` ends it: the first problem and dtype is done, the second is not.
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--problems", "S", "--dtypes",
+           "float32,float64", "--impls", "floor,xpnet", "--no-memory",
+           "--json", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith("timing S float64"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    report = json.loads(out.read_text())
+    assert report["interrupted"].startswith("ended by SIGTERM after")
+    assert {(r["impl"], r["dtype"]) for r in report["results"]} == {
+        ("floor", "float32"),
+        ("xpnet", "float32"),
+    }
+    assert "**Incomplete**: ended by SIGTERM" in stdout
+
+
 def test_bench_on_jax_times_xpnet_compiled_against_jax_s_floor(tmp_path: Path) -> None:
     pytest.importorskip("jax", reason="JAX is not installed")
     out = tmp_path / "bench.json"
