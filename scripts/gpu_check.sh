@@ -54,6 +54,8 @@ echo "== the xpnet command, end to end on the GPU (digits, float32)"
 "$PYTHON" -m xpnet train --backend cupy --dtype float32 --save "$scratch/digits_cupy.npz" \
     || status=$?
 "$PYTHON" -m xpnet evaluate --model "$scratch/digits_cupy.npz" --backend cupy || status=$?
+echo "== the same job through the fused kernels (--engine jit): the same accuracy, to print"
+"$PYTHON" -m xpnet train --backend cupy --dtype float32 --engine jit --quiet || status=$?
 
 echo "== benchmark: xpnet on CuPy, floor cupy.matmul, peers PyTorch CUDA"
 start=$SECONDS
