@@ -54,7 +54,7 @@ echo "== the xpnet command, end to end on the GPU (digits, float32)"
 "$PYTHON" -m xpnet train --backend cupy --dtype float32 --save "$scratch/digits_cupy.npz" \
     || status=$?
 "$PYTHON" -m xpnet evaluate --model "$scratch/digits_cupy.npz" --backend cupy || status=$?
-echo "== the same job through the fused kernels (--engine jit): the same accuracy, to print"
+echo "== the same job with --engine jit (the fused kernels): the accuracy should be the same"
 "$PYTHON" -m xpnet train --backend cupy --dtype float32 --engine jit --quiet || status=$?
 
 echo "== benchmark: xpnet on CuPy, floor cupy.matmul, peers PyTorch CUDA"
