@@ -51,8 +51,8 @@ def test_a_bench_ended_by_sigterm_writes_the_rows_it_finished(tmp_path: Path) ->
     # As `timeout` ends it: the first problem and dtype is done, the second is not.
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(SCRIPT), "--quick", "--problems", "S", "--dtypes",
-           "float32,float64", "--impls", "floor,xpnet", "--no-memory",
-           "--json", str(out)]  # fmt: skip
+           "float32,float64", "--impls", "floor,xpnet", "--no-memory", "--rounds", "1",
+           "--target-seconds", "0.02", "--json", str(out)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for line in proc.stderr:
