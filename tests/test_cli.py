@@ -142,7 +142,23 @@ def test_npz_regression(tmp_path):
         ["predict"],
     ],
 )
-def test_wrong_arguments_give_one_line_and_exit_2(tmp_path, args):
+def test_wrong_arguments_give_one_line_and_exit_2(tmp_path, monkeypatch, capsys, args):
+    # In this process (a new one per case costs seconds); the two below run the command.
+    (tmp_path / "notes.txt").write_text("not a model")
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("xpnet: error: ")
+
+
+@pytest.mark.parametrize(
+    "args", [["train", "--lr", "-1"], ["evaluate", "--model", "notes.txt"]], ids=["argparse", "own"]
+)
+def test_wrong_arguments_give_one_line_and_exit_2_from_the_command(tmp_path, args):
+    # The whole process: nothing else on stderr, before or after main() (no traceback,
+    # no warning at exit).
     (tmp_path / "notes.txt").write_text("not a model")
     result = xpnet(*args, cwd=tmp_path, check=False)
     assert result.returncode == 2, result.stderr
