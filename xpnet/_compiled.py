@@ -323,11 +323,12 @@ class _Buffers:
     def __init__(
         self, W: list[Array], b: list[Array], moments: tuple, kept: list | None, k: int
     ) -> None:
-        def own(arrays: list[Array]) -> list[Array]:
-            return [a.clone() for a in arrays]
+        # Shaped like what a block carries; :meth:`load` fills them before each block.
+        def like(arrays: list[Array]) -> list[Array]:
+            return [a.new_empty(a.shape) for a in arrays]
 
-        self.W, self.b, self.moments = own(W), own(b), tuple(own(m) for m in moments)
-        self.kept = None if kept is None else [own(kept[0]), own(kept[1]), kept[2].clone()]
+        self.W, self.b, self.moments = like(W), like(b), tuple(like(m) for m in moments)
+        self.kept = None if kept is None else [like(kept[0]), like(kept[1]), *like(kept[2:])]
         self.mu_t = W[0].new_empty((k,))  # the step size of each epoch
         self.E = W[0].new_empty((k,))
         self.V = None if kept is None else W[0].new_empty((k, 2))
@@ -350,7 +351,7 @@ class _Buffers:
         def copies(arrays: list[Array]) -> list[Array]:
             return [a.clone() for a in arrays]
 
-        kept = None if self.kept is None else [*map(copies, self.kept[:2]), self.kept[2].clone()]
+        kept = None if self.kept is None else [*map(copies, self.kept[:2]), *copies(self.kept[2:])]
         V = None if self.V is None else self.V.clone()
         moments = tuple(copies(m) for m in self.moments)
         return copies(self.W), copies(self.b), moments, kept, self.E.clone(), V
