@@ -413,13 +413,7 @@ def _fit_on(device, torch, cls, X, y, **params):
     for engine in ("eager", "jit"):
         est = cls(hidden_layer_sizes=(6,), random_state=0, engine=engine, **params)
         fits.append(est.fit(torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)))
-    return [_on_the_host(fit) for fit in fits]
-
-
-def _on_the_host(est):
-    est.weights_ = [w.cpu() for w in est.weights_]
-    est.biases_ = [c.cpu() for c in est.biases_]
-    return est
+    return fits
 
 
 @pytest.mark.parametrize(
