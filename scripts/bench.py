@@ -34,7 +34,7 @@ of the implementation before it have stopped spinning):
   PyTorch CUDA's with CuPy), to show how much of a gap between peers is their BLAS.
 * with ``--backend torch``, xpnet with ``engine="jit"`` too (each step compiled by
   ``torch.compile``); with ``--backend cupy``, xpnet on CuPy with ``engine="jit"`` (the
-  fused kernels of ``xpnet._fused``), and xpnet on PyTorch CUDA eager and with
+  fused kernels of ``xpnet.engines.fused``), and xpnet on PyTorch CUDA eager and with
   ``engine="jit"`` (the compiled step, blocks of 16 epochs captured as CUDA graphs).
 * with ``--backend jax``, on JAX's default device: the **floor** is JAX's own, the
   step's matrix products compiled, one call per epoch as the other floors take them;

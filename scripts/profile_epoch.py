@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench_impls import PROBLEMS, make_data, synchronize, to_lib
 
 import xpnet
-from xpnet._activations import ACTIVATIONS
-from xpnet._backprop import backward, forward, loss_and_gradients
-from xpnet._losses import OBJECTIVES
-from xpnet._optimizers import apply_updates, gradient_descent
+from xpnet.core.activations import ACTIVATIONS
+from xpnet.core.backprop import backward, forward, loss_and_gradients
+from xpnet.core.losses import OBJECTIVES
+from xpnet.core.optimizers import apply_updates, gradient_descent
 
 
 def stages(X: Any, Y: Any, problem: Any, dtype: str, lib: str) -> dict[str, Any]:

@@ -83,7 +83,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # xpnet from this checkout, when not installed
 
-from xpnet.cli import _positive_int  # noqa: E402  (the command's own check of counts)
+from xpnet.cli._argtypes import _positive_int  # noqa: E402  (the command's own check of counts)
 
 #: The default problem: 3 GiB of float32 X in 24 blocks of 128 MiB.
 FEATURES = 64

@@ -1,7 +1,7 @@
 """xpnet's fused kernels run on the CPU: their CUDA C++ bodies compiled by the host's C++ compiler.
 
 A machine without a GPU cannot run ``cupy.ElementwiseKernel``, but the kernels' bodies
-(``xpnet._fused.KERNELS``) are plain C++ over ``T``.  :func:`host_kernel` compiles each
+(``xpnet.engines.fused.KERNELS``) are plain C++ over ``T``.  :func:`host_kernel` compiles each
 body into a loop over the elements, for float and double, and calls it on NumPy arrays
 with ``ElementwiseKernel``'s conventions: the inputs, then the outputs to write into (an
 output not given is allocated), broadcasting, scalars cast to ``T``, and inputs read
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnet._fused import KERNELS, NVRTC_OPTIONS, Kernel
+from xpnet.engines.fused import KERNELS, NVRTC_OPTIONS, Kernel
 
 COMPILER = shutil.which("g++") or shutil.which("c++")
 _TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -66,7 +66,7 @@ def _source(kernels: dict[str, Kernel]) -> str:
 
 
 #: Flags for the host compiler.  No contraction of a*b + c into one rounding: the fused
-#: kernels are compiled for CUDA without it as well (``xpnet._fused.NVRTC_OPTIONS``).
+#: kernels are compiled for CUDA without it as well (``xpnet.engines.fused.NVRTC_OPTIONS``).
 FLAGS = ("-O2", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC")
 
 
@@ -128,7 +128,7 @@ def _made_whole(a: Any, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
 
 @functools.cache
 def host_kernel(name: str, kernel: Kernel) -> HostKernel:
-    """``make_kernel`` for ``xpnet._fused.fused``: the kernel on the CPU."""
+    """``make_kernel`` for ``xpnet.engines.fused.fused``: the kernel on the CPU."""
     return HostKernel(name, kernel)
 
 

@@ -10,8 +10,8 @@ import pytest
 from conftest import assert_close
 
 import xpnet
-from xpnet._activations import HIDDEN_ACTIVATIONS
-from xpnet._losses import OBJECTIVES
+from xpnet.core.activations import HIDDEN_ACTIVATIONS
+from xpnet.core.losses import OBJECTIVES
 
 # Every (loss, output activation) pair xpnet defines, crossed with every hidden activation.
 PAIRS = sorted(OBJECTIVES)

@@ -122,11 +122,11 @@ def test_numpy_by_hand_takes_the_step_xpnet_takes() -> None:
         sys.path.remove(str(SCRIPT.parent))
     import array_api_compat.numpy as xp
 
-    from xpnet._activations import ACTIVATIONS
-    from xpnet._losses import OBJECTIVES
-    from xpnet._optimizers import gradient_descent
-    from xpnet._training import Step
-    from xpnet._training import step as xpnet_step
+    from xpnet.core.activations import ACTIVATIONS
+    from xpnet.core.losses import OBJECTIVES
+    from xpnet.core.optimizers import gradient_descent
+    from xpnet.core.step import Step
+    from xpnet.core.step import step as xpnet_step
 
     rng = np.random.default_rng(0)
     X, Y = rng.random((50, 6)), rng.random((50, 3))

@@ -11,8 +11,8 @@ import pytest
 from conftest import assert_close
 
 import xpnet
-from xpnet import _parallel
 from xpnet._host import to_numpy
+from xpnet.engines import _threads
 
 
 def _data(N, seed=0):
@@ -28,27 +28,39 @@ def test_chunked_gradients_equal_whole_batch_gradients(backend, chunk_size):
     est = xpnet.MLPRegressor(hidden_layer_sizes=(9, 4), max_iter=2, random_state=0)
     est.set_params(chunk_size=N).fit(backend.asarray(X), backend.asarray(y))
     whole_W, whole_b = est.gradients(backend.asarray(X), backend.asarray(y))
-    chunked_W, chunked_b = est.set_params(chunk_size=chunk_size).gradients(
-        backend.asarray(X), backend.asarray(y)
-    )
+    X_c, y_c = _in_chunks(backend, X, chunk_size), _in_chunks(backend, y, chunk_size)
+    chunked_W, chunked_b = est.set_params(chunk_size=chunk_size).gradients(X_c, y_c)
     for G, G_whole in zip(chunked_W + chunked_b, whole_W + whole_b, strict=True):
         assert_close(G, to_numpy(G_whole), backend, rtol=1e-12, atol=1e-15)
     assert_close(
-        est.predict(backend.asarray(X)),
+        est.predict(X_c),
         to_numpy(est.set_params(chunk_size=None).predict(backend.asarray(X))),
         backend,
         rtol=1e-14,
     )
 
 
+def _in_chunks(backend, a, chunk_size):
+    """``a`` on the backend, in chunks of ``chunk_size`` samples where the chunks are the
+    array's own (Dask's blocks: there ``chunk_size`` does not apply, the blocks are the
+    chunks), else as it is (the estimator's ``chunk_size`` makes the chunks)."""
+    if backend.name != "dask":
+        return backend.asarray(a)
+    import dask.array as da
+
+    chunked = da.from_array(a, chunks=(chunk_size, *a.shape[1:]))
+    assert chunked.numblocks[0] == -(-a.shape[0] // chunk_size)  # really in several blocks
+    return chunked
+
+
 def test_threads_give_the_same_bits_as_one_after_another(monkeypatch):
     pytest.importorskip("threadpoolctl")
     X, y = _data(1200)
     kw = dict(hidden_layer_sizes=(16,), max_iter=5, chunk_size=100, random_state=0)
-    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
+    monkeypatch.setattr(_threads, "blas_threads", lambda: 2)
     threaded = xpnet.MLPRegressor(**kw).fit(X, y)
-    monkeypatch.setattr(_parallel, "blas_threads", lambda: 1)
-    with _parallel._blas_controller().limit(limits=1):  # the same BLAS kernels as the threads'
+    monkeypatch.setattr(_threads, "blas_threads", lambda: 1)
+    with _threads._blas_controller().limit(limits=1):  # the same BLAS kernels as the threads'
         serial = xpnet.MLPRegressor(**kw).fit(X, y)
     for P, P_serial in zip(
         threaded.weights_ + threaded.biases_, serial.weights_ + serial.biases_, strict=True
@@ -70,10 +82,10 @@ class _CountingPool(ThreadPoolExecutor):
 def _threaded_map(monkeypatch, N=1000, chunk_size=10):
     """``chunked``'s context manager, made to run chunks on two threads."""
     pytest.importorskip("threadpoolctl")
-    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
-    monkeypatch.setattr(_parallel, "ThreadPoolExecutor", _CountingPool)
+    monkeypatch.setattr(_threads, "blas_threads", lambda: 2)
+    monkeypatch.setattr(_threads, "ThreadPoolExecutor", _CountingPool)
     monkeypatch.setattr(_CountingPool, "submitted", 0)
-    return _parallel.chunked(np, None, N=N, widest=4, dtype=np.float64, chunk_size=chunk_size)
+    return _threads.chunked(np, None, N=N, widest=4, dtype=np.float64, chunk_size=chunk_size)
 
 
 def test_threads_take_up_at_most_two_chunks_each_ahead_of_the_sums(monkeypatch):
@@ -128,7 +140,7 @@ def test_a_map_closed_early_cancels_the_queued_chunks(monkeypatch):
 
 def test_saturated_units_do_not_warn_in_worker_threads(monkeypatch):
     pytest.importorskip("threadpoolctl")
-    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
+    monkeypatch.setattr(_threads, "blas_threads", lambda: 2)
     X, y = _data(1200)
     est = xpnet.MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, chunk_size=100)
     est.set_params(random_state=0).fit(X * 1e4, y)  # e^{-z} overflows: a = 0 exactly
@@ -136,22 +148,22 @@ def test_saturated_units_do_not_warn_in_worker_threads(monkeypatch):
 
 
 def test_automatic_chunk_sizes():
-    assert _parallel.auto_chunk_size(60000, 256, 4, cpu=False, workers=1) is None
-    assert _parallel.auto_chunk_size(60000, 256, 4, cpu=True, workers=1) == 2048
-    assert _parallel.auto_chunk_size(60000, 256, 8, cpu=True, workers=2) == 1024
-    assert _parallel.auto_chunk_size(1797, 64, 8, cpu=True, workers=2) == 899
-    assert _parallel.auto_chunk_size(1797, 64, 8, cpu=True, workers=1) is None
+    assert _threads.auto_chunk_size(60000, 256, 4, cpu=False, workers=1) is None
+    assert _threads.auto_chunk_size(60000, 256, 4, cpu=True, workers=1) == 2048
+    assert _threads.auto_chunk_size(60000, 256, 8, cpu=True, workers=2) == 1024
+    assert _threads.auto_chunk_size(1797, 64, 8, cpu=True, workers=2) == 899
+    assert _threads.auto_chunk_size(1797, 64, 8, cpu=True, workers=1) is None
     # Half of a float32 S batch (225 KiB per temporary) is too little work for a thread.
-    assert _parallel.auto_chunk_size(1797, 64, 4, cpu=True, workers=2) is None
-    assert _parallel.auto_chunk_size(4096, 64, 4, cpu=True, workers=2) == 2048
+    assert _threads.auto_chunk_size(1797, 64, 4, cpu=True, workers=2) is None
+    assert _threads.auto_chunk_size(4096, 64, 4, cpu=True, workers=2) == 2048
     # Many cores: as many even shares as are worth a thread (1024 samples of 64 here).
-    assert _parallel.auto_chunk_size(12000, 64, 4, cpu=True, workers=16) == 1091
-    assert _parallel.auto_chunk_size(1500, 64, 4, cpu=True, workers=16) is None
+    assert _threads.auto_chunk_size(12000, 64, 4, cpu=True, workers=16) == 1091
+    assert _threads.auto_chunk_size(1500, 64, 4, cpu=True, workers=16) is None
 
 
 def test_the_plan_depends_on_the_problem_and_the_cores_only():
     def plan(N, widest, itemsize, cores=2, chunk_size=None):
-        return _parallel.plan(
+        return _threads.plan(
             N, widest, itemsize, cpu=True, numpy=True, cores=cores, chunk_size=chunk_size
         )
 
@@ -167,17 +179,17 @@ def test_the_plan_depends_on_the_problem_and_the_cores_only():
     assert plan(60000, 784, 4) == (668, 2, 1)  # M in float32
     assert plan(60000, 784, 8) == (334, 2, 1)  # M in float64
     # Without threadpoolctl (one core known), off NumPy or on a GPU, BLAS is left alone.
-    assert _parallel.plan(1797, 64, 4, cpu=True, numpy=True, cores=1) == (None, 1, None)
-    assert _parallel.plan(60000, 784, 4, cpu=True, numpy=False, cores=1) == (668, 1, None)
-    assert _parallel.plan(60000, 784, 4, cpu=False, numpy=False, cores=1) == (None, 1, None)
+    assert _threads.plan(1797, 64, 4, cpu=True, numpy=True, cores=1) == (None, 1, None)
+    assert _threads.plan(60000, 784, 4, cpu=True, numpy=False, cores=1) == (668, 1, None)
+    assert _threads.plan(60000, 784, 4, cpu=False, numpy=False, cores=1) == (None, 1, None)
 
 
 def test_a_batch_run_whole_holds_blas_to_one_thread_while_it_lasts(monkeypatch):
     pytest.importorskip("threadpoolctl")
-    blas = _parallel._blas_controller()
+    blas = _threads._blas_controller()
     before = [lib.num_threads for lib in blas.lib_controllers]
-    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
-    with _parallel.chunked(np, None, N=1797, widest=64, dtype=np.float32) as (size, _):
+    monkeypatch.setattr(_threads, "blas_threads", lambda: 2)
+    with _threads.chunked(np, None, N=1797, widest=64, dtype=np.float32) as (size, _):
         assert size is None
         assert max(lib.num_threads for lib in blas.lib_controllers) == 1
     assert [lib.num_threads for lib in blas.lib_controllers] == before
@@ -188,7 +200,7 @@ def test_blas_threads_do_not_change_the_bits(monkeypatch):
     # holds it to one thread inside a fit, so the count a user (or a busy machine) set
     # does not reach the result.
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    monkeypatch.setattr(_parallel, "blas_threads", lambda: 2)
+    monkeypatch.setattr(_threads, "blas_threads", lambda: 2)
     X, y = _data(1500)
     X = X.astype(np.float32)
     kw = dict(hidden_layer_sizes=(64,), max_iter=5, random_state=0)
@@ -204,7 +216,7 @@ def test_devices_that_are_cpus(backend):
     expected = backend.name != "cupy" and not (
         backend.name == "jax" and backend.device.platform != "cpu"
     )
-    assert _parallel.on_cpu(backend.xp, backend.device) == expected
+    assert _threads.on_cpu(backend.xp, backend.device) == expected
 
 
 def test_bad_chunk_size():
@@ -223,9 +235,48 @@ def test_allocator_is_primed_once_per_larger_size(monkeypatch):
             freed.append(shape[0])
             return np.empty(shape, dtype=dtype)
 
-    monkeypatch.setattr(_parallel, "_primed_bytes", 0)
-    _parallel.prime_allocator(NumpyLike, 3 * 2**20)
-    _parallel.prime_allocator(NumpyLike, 2**20)  # not larger: nothing to do
-    _parallel.prime_allocator(NumpyLike, 10 * 2**30)  # beyond glibc's adaptive range: capped
-    _parallel.prime_allocator(NumpyLike, 10 * 2**30)
+    monkeypatch.setattr(_threads, "_primed_bytes", 0)
+    _threads.prime_allocator(NumpyLike, 3 * 2**20)
+    _threads.prime_allocator(NumpyLike, 2**20)  # not larger: nothing to do
+    _threads.prime_allocator(NumpyLike, 10 * 2**30)  # beyond glibc's adaptive range: capped
+    _threads.prime_allocator(NumpyLike, 10 * 2**30)
     assert freed == [3 * 2**20, 31 * 2**20]
+
+
+def _live_blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+def test_overlapping_holds_on_blas_end_in_any_order_and_put_its_threads_back():
+    pytest.importorskip("threadpoolctl")
+    before = _live_blas_threads()
+    if before < 2:
+        pytest.skip("BLAS runs on one thread here: there is no limit to hold")
+    first, second = _threads.one_blas_thread(), _threads.one_blas_thread()
+    first.__enter__()
+    second.__enter__()
+    assert _live_blas_threads() == 1
+    # A plan made meanwhile sees the cores BLAS had, not xpnet's own limit.
+    assert _threads.blas_threads() == before
+    first.__exit__(None, None, None)  # the first to take it ends first
+    assert _live_blas_threads() == 1, "the other hold is still on"
+    second.__exit__(None, None, None)
+    assert _live_blas_threads() == before
+
+
+def test_fits_in_threads_give_the_bits_of_a_fit_alone_and_leave_blas_as_it_was():
+    pytest.importorskip("threadpoolctl")
+    before = _live_blas_threads()
+    X, y = _data(3000)
+    # Samples enough to share among the cores, so that each fit holds BLAS to one thread.
+    kw = dict(hidden_layer_sizes=(64,), max_iter=3, random_state=0)
+    alone = xpnet.MLPRegressor(**kw).fit(X, y)
+    with ThreadPoolExecutor(4) as pool:
+        fits = list(pool.map(lambda _: xpnet.MLPRegressor(**kw).fit(X, y), range(8)))
+    for est in fits:
+        for got, want in zip(est.weights_ + est.biases_, alone.weights_ + alone.biases_,
+                             strict=True):  # fmt: skip
+            np.testing.assert_array_equal(got, want)
+    assert _live_blas_threads() == before

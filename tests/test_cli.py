@@ -17,8 +17,8 @@ pytest.importorskip("sklearn")
 pytest.importorskip("tqdm")
 pytest.importorskip("matplotlib")
 
-from xpnet._data import DATASETS
 from xpnet.cli import main
+from xpnet.cli._data import DATASETS
 
 SCRIPT = Path(sys.executable).parent / ("xpnet.exe" if os.name == "nt" else "xpnet")
 
@@ -216,7 +216,7 @@ def test_import_stays_light():
 
 
 def test_csv_values_are_plain_numbers():
-    from xpnet.cli import _csv_value
+    from xpnet.cli._serve import _csv_value
 
     assert _csv_value(np.float64(0.25)) == "0.25"
     assert _csv_value(np.float32(0.5)) == "0.5"
@@ -330,8 +330,9 @@ def test_no_command_prints_the_help_with_status_2(capsys):
             "--engine jit compiles on jax, torch, cupy, not --backend numpy",
         ),
         (
-            ["train", "--engine", "jit", "--backend", "torch", "--batch-size", "32"],
-            "--engine jit compiles full-batch epochs on torch, not mini-batches (--batch-size 32)",
+            ["train", "--engine", "jit", "--backend", "torch", "--batch-size", "32", "--quiet"],
+            "engine='jit' compiles full-batch training on JAX or PyTorch arrays and fuses "
+            "kernels on CuPy, not mini-batches",
         ),
         (["tran"], "argument COMMAND: invalid choice: 'tran'"),
         (["evaluate"], "the following arguments are required: --model"),
@@ -393,9 +394,9 @@ def test_engine_jit_trains_to_the_eager_result(capsys, monkeypatch):
     # accuracy.  (Its graph is handed to "aot_eager": Inductor's C++ takes seconds, and
     # tests/test_compiled.py runs it.)
     pytest.importorskip("torch", reason="PyTorch is not installed")
-    import xpnet._compiled
+    import xpnet.engines.torch
 
-    monkeypatch.setattr(xpnet._compiled, "TORCH_BACKEND", "aot_eager")
+    monkeypatch.setattr(xpnet.engines.torch, "TORCH_BACKEND", "aot_eager")
     results = []
     for engine in ("eager", "jit"):
         args = ["train", "--data", "iris", "--backend", "torch", "--dtype", "float64",

@@ -24,9 +24,9 @@ pytest.importorskip("sklearn")
 pytest.importorskip("dask.array", reason="Dask is not installed")
 
 import xpnet
-from xpnet._data import load_data
-from xpnet._training import READBACK_EVERY
 from xpnet.cli import main
+from xpnet.cli._data import load_data
+from xpnet.training.loop import READBACK_EVERY
 
 #: Relative tolerance between Dask and NumPy runs in float64: summation order only.
 RTOL = 1e-10
@@ -208,7 +208,7 @@ def test_info_lists_dask_with_its_blocks_and_distributed(capsys, monkeypatch):
     import dask
 
     # Dask alone: importing PyTorch and JAX to list them takes seconds.
-    monkeypatch.setattr("xpnet._backends.BACKENDS", ("numpy", "dask"))
+    monkeypatch.setattr("xpnet.cli._backends.BACKENDS", ("numpy", "dask"))
     assert main(["info"]) == 0
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.split()[:1] == ["dask"]]
     assert dask.__version__ in line and "devices: cpu (NumPy blocks)" in line
@@ -225,9 +225,9 @@ def test_without_distributed_the_threaded_scheduler_trains(tmp_path, capsys):
     code = textwrap.dedent(f"""
         import sys
         sys.modules["distributed"] = None
-        import xpnet._backends
+        import xpnet.cli._backends
         from xpnet.cli import main
-        xpnet._backends.BACKENDS = ("numpy", "dask")  # PyTorch and JAX take seconds to import
+        xpnet.cli._backends.BACKENDS = ("numpy", "dask")  # PyTorch and JAX take seconds to import
         print("status", main(["train", "--backend", "dask", *{IRIS!r}, "--epochs", "5",
                               "--quiet", "--dask-blocks", "3"]))
         print("status", main(["train", "--backend", "dask", "--scheduler", "tcp://h:8786",

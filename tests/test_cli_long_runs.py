@@ -16,8 +16,8 @@ pytest.importorskip("sklearn")
 pytest.importorskip("tqdm")
 
 import xpnet
-from xpnet._training import READBACK_EVERY
 from xpnet.cli import main
+from xpnet.training.loop import READBACK_EVERY
 
 #: A run long enough to be interrupted or killed mid-way on any machine.
 LONG = ["--epochs", "100000", "--hidden", "32", "--quiet"]

@@ -1,9 +1,17 @@
-"""The compiled engine: the same functions, run as one program per block, equal the eager path."""
+"""The compiled engines: the same functions, run as one program per block, equal the eager path.
+
+Which engine a fit runs on is :func:`xpnet.engines.choose`'s decision alone, so the
+choice is tested by calling it with a fit's settings; that the fits agree is tested
+through the estimators.  The CUDA-graph engine, which ``choose`` gives only on CUDA, is
+built directly and driven through the training loop (``run_epochs``), as the
+estimators drive it.
+"""
 
 from __future__ import annotations
 
 import itertools
 import shutil
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -12,9 +20,20 @@ from conftest import engine_data as _data
 from conftest import import_jax
 
 import xpnet
-import xpnet._compiled
-from xpnet._compiled import JaxBlocks
-from xpnet._losses import OBJECTIVES
+import xpnet.engines.jax
+import xpnet.engines.torch
+from xpnet.core.activations import ACTIVATIONS
+from xpnet.core.init import glorot_uniform
+from xpnet.core.losses import OBJECTIVES
+from xpnet.core.optimizers import make_optimizer
+from xpnet.core.scores import accuracy, r2_score
+from xpnet.core.step import Samples, Step
+from xpnet.engines import choose
+from xpnet.engines.eager import Eager
+from xpnet.engines.jax import Jax
+from xpnet.engines.torch import TorchGraphBlocks, TorchSteps
+from xpnet.training.loop import EarlyStopping, History, Interrupted, run_epochs
+from xpnet.training.schedules import Schedule
 
 
 @pytest.fixture(scope="module")
@@ -93,16 +112,14 @@ def test_compiled_multilabel_with_early_stopping(jnp):
     _assert_equal_fits(eager, jit)
 
 
-@pytest.mark.parametrize("library", ["jax", "torch", "torch-graphs"])
+@pytest.mark.parametrize("library", ["jax", "torch"])
 def test_a_diverging_compiled_fit_fails_at_the_same_epoch(library, request):
-    # JAX's compiled blocks, PyTorch's compiled steps and its CUDA-graph blocks (fixtures
-    # below).
+    # JAX's compiled blocks and PyTorch's compiled steps (fixtures below); the CUDA-graph
+    # blocks in test_a_diverging_cuda_graph_fit_fails_at_the_same_epoch.
     if library == "jax":
         to_array = request.getfixturevalue("jnp").asarray
     else:
         to_array = request.getfixturevalue("torch").from_numpy
-    if library == "torch-graphs":
-        request.getfixturevalue("graphs")
     X, y, _ = _data()
     messages = []
     for engine in ("eager", "jit"):
@@ -125,27 +142,38 @@ def test_compiled_resume_equals_an_uninterrupted_fit(jnp, tmp_path):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+def _choice(engine, X, **settings):
+    """The engine :func:`xpnet.engines.choose` gives a regressor's fit on X (one hidden
+    layer of 3 sigmoid units, the squared error, gradient descent) with ``settings``."""
+    return choose(
+        engine, X, f=[ACTIVATIONS["sigmoid"], ACTIVATIONS["identity"]],
+        objective=OBJECTIVES[("mse", "identity")], optimizer=make_optimizer("sgd"),
+        widest=X.shape[1], **settings,
+    )  # fmt: skip
+
+
 def test_auto_compiles_long_full_batch_jax_fits_only(jnp, monkeypatch):
-    monkeypatch.setattr(xpnet._compiled, "MIN_EPOCHS_TO_COMPILE", 20)  # the rule, not the value
-    calls = []
-    real_call = JaxBlocks.__call__
-    monkeypatch.setattr(
-        JaxBlocks, "__call__", lambda self, *a: calls.append(a[4]) or real_call(self, *a)
-    )
+    monkeypatch.setattr(xpnet.engines.jax, "MIN_EPOCHS_TO_COMPILE", 20)  # the rule, not the value
     X, y, _ = _data(N=40)
-    for params, compiled in [
-        (dict(max_iter=20), True),
-        (dict(max_iter=19), False),  # compiling would cost more than it saves
-        (dict(max_iter=20, batch_size=8), False),  # mini-batches
-        (dict(max_iter=20, engine="eager"), False),
+    X_j, y_j = jnp.asarray(X), jnp.asarray(y)
+    for engine, settings, want in [
+        ("auto", dict(n_epochs=20), Jax),
+        ("auto", dict(n_epochs=19), Eager),  # compiling would cost more than it saves
+        ("auto", dict(n_epochs=20, batch_size=8), Eager),  # mini-batches
+        ("auto", dict(n_epochs=20, batch_size=40), Jax),  # a batch of every sample: full
+        ("eager", dict(n_epochs=20), Eager),
+        ("jit", dict(n_epochs=1), Jax),  # asked for: compiled however short
     ]:
-        calls.clear()
-        est = xpnet.MLPRegressor(hidden_layer_sizes=(3,), **params)
-        est.fit(jnp.asarray(X), jnp.asarray(y))
-        assert bool(calls) == compiled, params
-    calls.clear()
-    xpnet.MLPRegressor(max_iter=20).fit(X, y)  # NumPy: eager
-    assert not calls
+        assert type(_choice(engine, X_j, **settings)) is want, (engine, settings)
+    assert type(_choice("auto", X, n_epochs=20)) is Eager  # NumPy: eager
+    # The fit "auto" compiles is the eager fit.
+    auto, eager = (
+        xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=20, random_state=0, engine=engine).fit(
+            X_j, y_j
+        )
+        for engine in ("auto", "eager")
+    )
+    _assert_equal_fits(eager, auto)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +215,7 @@ def torch(monkeypatch):
     generating C++ (tens of seconds per program here); Inductor is timed in
     scripts/bench.py --backend torch."""
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
-    monkeypatch.setattr(xpnet._compiled, "TORCH_BACKEND", "aot_eager")
+    monkeypatch.setattr(xpnet.engines.torch, "TORCH_BACKEND", "aot_eager")
     return torch
 
 
@@ -238,7 +266,7 @@ def test_torch_compiles_one_program_for_every_step_size_and_weight_sum(torch):
 
     X, y, _ = _data()
     torch._dynamo.reset()
-    xpnet._compiled._torch_program.cache_clear()
+    xpnet.engines.torch._torch_program.cache_clear()
     counts = torch._dynamo.utils.counters
     counts.clear()
     est = xpnet.MLPRegressor(hidden_layer_sizes=(5,), max_iter=40, engine="jit",
@@ -257,7 +285,7 @@ def test_torch_fits_of_many_shapes_in_one_process_all_compile(torch, monkeypatch
     # (Dynamo's limit is the same whatever compiles the graph: "eager" is the quickest.)
     import torch._dynamo
 
-    monkeypatch.setattr(xpnet._compiled, "TORCH_BACKEND", "eager")
+    monkeypatch.setattr(xpnet.engines.torch, "TORCH_BACKEND", "eager")
     torch._dynamo.reset()
     X, y, _ = _data(N=40)
     for N in range(20, 29):  # nine shapes
@@ -266,24 +294,20 @@ def test_torch_fits_of_many_shapes_in_one_process_all_compile(torch, monkeypatch
         assert est.n_iter_ == 2
 
 
-@pytest.fixture
-def runners(monkeypatch):
-    """The runners the estimators' fits take (None for the eager loop), in order."""
-    taken = []
-    real = xpnet._estimators.block_runner
-    monkeypatch.setattr(xpnet._estimators, "block_runner",
-                        lambda *a, **kw: taken.append(real(*a, **kw)) or taken[-1])  # fmt: skip
-    return taken
-
-
-def test_torch_is_compiled_only_when_asked(torch, runners):
+def test_torch_is_compiled_only_when_asked(torch):
     X, y, _ = _data(N=40)
-    for engine in ("auto", "jit"):
-        xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=300, engine=engine).fit(
-            torch.from_numpy(X), torch.from_numpy(y)
-        )
+    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
     # "auto" runs eagerly: PyTorch's compiler costs more than most fits save.
-    assert runners[0] is None and isinstance(runners[1], xpnet._compiled.TorchSteps)
+    assert type(_choice("auto", X_t, n_epochs=300)) is Eager
+    assert type(_choice("eager", X_t, n_epochs=300)) is Eager
+    assert type(_choice("jit", X_t, n_epochs=300)) is TorchSteps  # on the CPU: no graphs
+    auto, eager = (
+        xpnet.MLPRegressor(
+            hidden_layer_sizes=(3,), max_iter=300, random_state=0, engine=engine
+        ).fit(X_t, y_t)
+        for engine in ("auto", "eager")
+    )
+    _assert_equal_fits(eager, auto, rtol=0)  # the same engine: the same bits
 
 
 # PyTorch's own code, inside Inductor, still calls what it deprecates.
@@ -305,22 +329,117 @@ def test_torch_inductor_steps_equal_eager():
 
 @pytest.fixture
 def graphs(torch, monkeypatch):
-    """The CUDA-graph runner on the CPU: the warm-up runs the block, a "capture" records
-    nothing, and a "replay" runs the block again, over the same buffers.  What a CPU
-    cannot check is CUDA's capture itself; everything around it runs as on a GPU.  The
-    step is traced by TorchDynamo and run as traced ("eager"), the quickest way here.
-    Returns the list of blocks captured."""
-    monkeypatch.setattr(xpnet._compiled, "TORCH_BACKEND", "eager")
+    """The CUDA-graph engine's calls to CUDA, done on the CPU: the warm-up runs the block,
+    a "capture" records nothing, and a "replay" runs the block again, over the same
+    buffers.  What a CPU cannot check is CUDA's capture itself; everything around it runs
+    as on a GPU.  The step is traced by TorchDynamo and run as traced ("eager"), the
+    quickest way here.  Returns the list of blocks captured."""
+    monkeypatch.setattr(xpnet.engines.torch, "TORCH_BACKEND", "eager")
     captured = []
 
     def capture(block, device):
         captured.append(block)
         return block
 
-    monkeypatch.setattr(xpnet._compiled, "_on_cuda", lambda device: True)
-    monkeypatch.setattr(xpnet._compiled, "_warm_up", lambda block, device: block())
-    monkeypatch.setattr(xpnet._compiled, "_capture", capture)
+    monkeypatch.setattr(xpnet.engines.torch, "_warm_up", lambda block, device: block())
+    monkeypatch.setattr(xpnet.engines.torch, "_capture", capture)
     return captured
+
+
+class _Problem(NamedTuple):
+    """A fit as the estimators set it up, for driving an engine through ``run_epochs``."""
+
+    how: Step
+    W: list[Any]
+    b: list[Any]
+    data: Samples
+    validation: Samples | None
+    score: Any
+    schedule: Schedule
+    n_iter_no_change: int
+
+
+def _problem(
+    torch, objective, *, activation="tanh", solver="sgd", momentum=0.0, learning_rate=None,
+    alpha=0.0, learning_rate_schedule="constant", weighted=False, early_stopping=False,
+    n_iter_no_change=10, scale=1.0,
+):  # fmt: skip
+    """``engine_data``'s problem for ``objective`` on PyTorch (CPU), set up as the
+    estimators set up a fit with these parameters (and their defaults, but for tanh): a
+    hidden layer of 6, and with early stopping the last 24 samples held out."""
+    import array_api_compat.torch as xp
+
+    loss, output = objective
+    X, y, labels = _data()
+    if output == "softmax":
+        Y, score = np.eye(3)[labels].T, accuracy
+    else:
+        Y, score = ((y > 0).astype(float) if loss == "cross_entropy" else y)[None, :], r2_score
+    X, Y = X * scale, Y * scale
+    s = np.random.default_rng(1).uniform(0.5, 2.0, size=len(X)) if weighted else None
+
+    def samples(rows):
+        weights = None if s is None else s[rows]
+        return Samples(
+            torch.from_numpy(X[rows]), torch.from_numpy(np.ascontiguousarray(Y[:, rows])),
+            None if weights is None else torch.from_numpy(weights), weights,
+        )  # fmt: skip
+
+    if early_stopping:
+        data, validation = samples(slice(0, 96)), samples(slice(96, None))
+    else:
+        data, validation = samples(slice(None)), None
+    f = (ACTIVATIONS[activation], ACTIVATIONS[output])
+    W, b = glorot_uniform(
+        [X.shape[1], 6, Y.shape[0]], [g.name for g in f], np.random.default_rng(0)
+    )
+    rule = make_optimizer(solver, momentum_=momentum)
+    mu = {"sgd": 0.1, "adam": 0.01}[solver] if learning_rate is None else learning_rate
+    return _Problem(
+        Step(f, OBJECTIVES[objective], rule, alpha, xp),
+        [torch.from_numpy(W_l) for W_l in W], [torch.from_numpy(b_l) for b_l in b],
+        data, validation, score, Schedule(learning_rate_schedule, mu, tol=1e-4,
+                                          n_iter_no_change=n_iter_no_change),
+        n_iter_no_change,
+    )  # fmt: skip
+
+
+def _train(engine_type, problem, n_epochs):
+    """``problem`` trained for up to ``n_epochs`` epochs on a new engine of ``engine_type``
+    (on the CPU), as a fit runs: the engine opened on the data, then ``run_epochs``."""
+    import torch
+
+    engine = engine_type(problem.how, device=torch.device("cpu"), widest=6)
+    with engine.open(problem.data, problem.validation) as (data, validation):
+        stopping = None if validation is None else EarlyStopping(
+            validation, problem.score, problem.n_iter_no_change, tol=1e-4
+        )  # fmt: skip
+        schedule = problem.schedule
+        return run_epochs(
+            problem.W, problem.b, data, n_epochs=n_epochs, engine=engine,
+            optimizer_state=problem.how.optimizer.init([*problem.W, *problem.b], xp=engine.xp),
+            schedule=schedule, schedule_state=schedule.start(), batch_size=None, shuffle=False,
+            rng=np.random.default_rng(0), early_stopping=stopping,
+        )  # fmt: skip
+
+
+def _assert_equal_histories(eager: History, jit: History, *, rtol: float = 1e-12) -> None:
+    """Two runs of ``run_epochs`` agree: epochs, losses, parameters, optimizer state,
+    validation record."""
+    assert len(jit.losses) == len(eager.losses) and jit.stopped == eager.stopped
+    np.testing.assert_allclose(jit.losses, eager.losses, rtol=rtol)
+    moments = [m for moment in eager.optimizer_state.moments for m in moment]
+    jit_moments = [m for moment in jit.optimizer_state.moments for m in moment]
+    assert jit.optimizer_state.t == eager.optimizer_state.t
+    for got, want in zip([*jit.W, *jit.b, *jit_moments], [*eager.W, *eager.b, *moments],
+                         strict=True):  # fmt: skip
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=rtol, atol=1e-14)
+    assert jit.schedule_state == eager.schedule_state
+    if eager.validation_scores is None:
+        assert jit.validation_scores is None
+    else:
+        np.testing.assert_allclose(jit.validation_scores, eager.validation_scores, rtol=rtol)
+        np.testing.assert_allclose(jit.validation_losses, eager.validation_losses, rtol=rtol)
 
 
 @pytest.mark.parametrize(
@@ -337,48 +456,64 @@ def graphs(torch, monkeypatch):
 def test_cuda_graph_blocks_equal_eager(torch, graphs, objective, params):
     # 37 epochs: a block of 16 warms up, the second is captured and replayed, and the
     # last 5 run uncaptured.
-    _assert_torch_engines_agree(torch, objective, params, max_iter=37, n_iter_no_change=30)
+    problem = _problem(torch, objective, n_iter_no_change=30, **params)
+    eager = _train(Eager, problem, 37)
+    jit = _train(TorchGraphBlocks, problem, 37)
+    assert len(eager.losses) == 37
+    _assert_equal_histories(eager, jit)
     assert len(graphs) == 1
 
 
 def test_cuda_graph_early_stopping_restores_an_early_best(torch, graphs):
-    # The best epoch lies blocks before the end: what the runner kept of it must not be
+    # The best epoch lies blocks before the end: what the engine kept of it must not be
     # its buffers, which later replays overwrite.
-    X, _, labels = _data()
-    eager, jit = _fit_torch(torch, xpnet.MLPClassifier, X, labels, solver="adam",
-                            learning_rate=0.5, early_stopping=True, n_iter_no_change=40,
-                            max_iter=60)  # fmt: skip
-    best = int(np.argmax(eager.validation_scores_))
+    problem = _problem(torch, ("cross_entropy", "softmax"), solver="adam", learning_rate=0.5,
+                       early_stopping=True, n_iter_no_change=40)  # fmt: skip
+    eager = _train(Eager, problem, 60)
+    jit = _train(TorchGraphBlocks, problem, 60)
+    best = int(np.argmax(eager.validation_scores))
     assert best < 32, f"the best epoch ({best}) should lie before the last block"
-    _assert_equal_fits(eager, jit)
+    _assert_equal_histories(eager, jit)
+    assert len(graphs) == 1
 
 
-def test_cuda_graph_runner_never_writes_the_callers_arrays(torch, graphs):
-    X, y, _ = _data(N=40)
-    est = xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
-    est.fit(torch.from_numpy(X), torch.from_numpy(y))
-    start = [p.clone() for p in est.weights_ + est.biases_]
-    mine = list(est.weights_ + est.biases_)
-    est.set_params(engine="jit", warm_start=True, max_iter=40).fit(
-        torch.from_numpy(X), torch.from_numpy(y)
-    )
-    for before, array in zip(start, mine, strict=True):
-        assert torch.equal(before, array)
+def test_a_diverging_cuda_graph_fit_fails_at_the_same_epoch(torch, graphs):
+    problem = _problem(torch, ("mse", "identity"), activation="sigmoid", learning_rate=1e30,
+                       scale=1e3)  # fmt: skip
+    messages = []
+    for engine_type in (Eager, TorchGraphBlocks):
+        with pytest.raises(ValueError, match="diverged") as info:
+            _train(engine_type, problem, 50)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+
+
+def test_cuda_graph_engine_never_writes_the_callers_arrays(torch, graphs):
+    problem = _problem(torch, ("mse", "identity"), activation="sigmoid")
+    start = _train(Eager, problem, 5)  # trained parameters, the caller's now
+    problem = problem._replace(W=start.W, b=start.b)
+    before = [p.clone() for p in start.W + start.b]
+    _train(TorchGraphBlocks, problem, 40)
+    for want, array in zip(before, start.W + start.b, strict=True):
+        assert torch.equal(want, array)
     assert len(graphs) == 1  # 16 warm up, 16 captured and replayed, 8 uncaptured
 
 
-def test_jit_on_cuda_takes_graphs_and_on_the_cpu_steps(torch, runners):
-    X, y, _ = _data(N=40)
-    xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=3, engine="jit").fit(
-        torch.from_numpy(X), torch.from_numpy(y)
-    )
-    assert type(runners[0]) is xpnet._compiled.TorchSteps
-    assert xpnet._compiled._on_cuda(torch.device("cuda", 0))
-    assert not xpnet._compiled._on_cuda(torch.device("cpu"))
+def test_jit_on_cuda_takes_graphs_and_on_the_cpu_steps(torch):
+    X, _, _ = _data(N=40)
+    assert type(_choice("jit", torch.from_numpy(X))) is TorchSteps
+    # CUDA tensors, which a fake tensor mode makes without a GPU: choose reads only their
+    # namespace and device.
+    fake_tensor = pytest.importorskip("torch._subclasses.fake_tensor")
+    with fake_tensor.FakeTensorMode():
+        X_cuda = torch.empty(X.shape, dtype=torch.float64, device="cuda")
+    assert X_cuda.device.type == "cuda"
+    assert type(_choice("jit", X_cuda)) is TorchGraphBlocks
+    assert type(_choice("auto", X_cuda, n_epochs=300)) is Eager
 
 
 def test_an_interrupt_during_a_replay_keeps_the_last_block_read_back(torch, monkeypatch):
-    # A replay writes the runner's buffers; what the fit falls back to on an interrupt
+    # A replay writes the engine's buffers; what the fit falls back to on an interrupt
     # (the parameters of the last block read back) must not be those buffers.
     def capture(block, device):
         def replay():  # the second block, the first replayed, is interrupted after it ran
@@ -387,19 +522,14 @@ def test_an_interrupt_during_a_replay_keeps_the_last_block_read_back(torch, monk
 
         return replay
 
-    monkeypatch.setattr(xpnet._compiled, "_on_cuda", lambda device: True)
-    monkeypatch.setattr(xpnet._compiled, "_warm_up", lambda block, device: block())
-    monkeypatch.setattr(xpnet._compiled, "_capture", capture)
-    X, y, _ = _data()
-    params = dict(hidden_layer_sizes=(6,), random_state=0, solver="adam", max_iter=40)
-    est = xpnet.MLPRegressor(engine="jit", **params)
-    with pytest.raises(KeyboardInterrupt):
-        est.fit(torch.from_numpy(X), torch.from_numpy(y))
-    eager = xpnet.MLPRegressor(**{**params, "max_iter": 16}).fit(
-        torch.from_numpy(X), torch.from_numpy(y)
-    )
-    assert est.n_iter_ == 16
-    _assert_equal_fits(eager, est)
+    monkeypatch.setattr(xpnet.engines.torch, "_warm_up", lambda block, device: block())
+    monkeypatch.setattr(xpnet.engines.torch, "_capture", capture)
+    problem = _problem(torch, ("mse", "identity"), activation="sigmoid", solver="adam")
+    with pytest.raises(Interrupted) as info:
+        _train(TorchGraphBlocks, problem, 40)
+    interrupted = info.value.history
+    assert len(interrupted.losses) == 16
+    _assert_equal_histories(_train(Eager, problem, 16), interrupted)
 
 
 def _cuda(torch):
@@ -425,6 +555,7 @@ def test_cuda_graphs_on_a_gpu_equal_eager(torch, params):
     # The real capture and replays, of the step as TorchDynamo traces it (aot_eager).
     device = _cuda(torch)
     X, _, labels = _data()
+    assert type(_choice("jit", torch.from_numpy(X).to(device))) is TorchGraphBlocks
     eager, jit = _fit_on(device, torch, xpnet.MLPClassifier, X, labels, max_iter=37, **params)
     _assert_equal_fits(eager, jit)
 
@@ -432,7 +563,7 @@ def test_cuda_graphs_on_a_gpu_equal_eager(torch, params):
 def test_cuda_graphs_of_inductor_steps_on_a_gpu_equal_eager(torch, monkeypatch):
     # What users get: Inductor's kernels (Triton), captured.  Compiling takes seconds.
     device = _cuda(torch)
-    monkeypatch.setattr(xpnet._compiled, "TORCH_BACKEND", "inductor")
+    monkeypatch.setattr(xpnet.engines.torch, "TORCH_BACKEND", "inductor")
     X, y, _ = _data()
     eager, jit = _fit_on(device, torch, xpnet.MLPRegressor, X, y, solver="adam", max_iter=21)
     _assert_equal_fits(eager, jit)

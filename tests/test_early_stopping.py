@@ -10,20 +10,15 @@ import pytest
 from conftest import assert_close
 
 import xpnet
-from xpnet._activations import ACTIVATIONS
-from xpnet._losses import OBJECTIVES
-from xpnet._optimizers import gradient_descent
-from xpnet._training import (
-    READBACK_EVERY,
-    EarlyStopping,
-    Samples,
-    Schedule,
-    Step,
-    accuracy,
-    r2_score,
-    run_epochs,
-    validation_split,
-)
+from xpnet.core.activations import ACTIVATIONS
+from xpnet.core.losses import OBJECTIVES
+from xpnet.core.optimizers import gradient_descent
+from xpnet.core.scores import accuracy, r2_score
+from xpnet.core.step import Samples, Step
+from xpnet.engines.eager import Eager
+from xpnet.training.loop import READBACK_EVERY, EarlyStopping, run_epochs
+from xpnet.training.samples import validation_split
+from xpnet.training.schedules import Schedule
 
 
 def _blobs(N=120, n_in=4, n_classes=3, seed=0, noise=1.5):
@@ -69,16 +64,17 @@ def test_stops_by_sklearns_rule_at_a_block_boundary_and_restores_the_best(task):
     W0, b0 = _network([X.shape[1], 8, Y.shape[0]])
     optimizer = gradient_descent()
     schedule = Schedule("constant", mu)
-    kw = dict(how=Step(f, objective, optimizer, 0.0, np), schedule=schedule,
+    engine = Eager(Step(f, objective, optimizer, 0.0, np), device="cpu", widest=8)
+    kw = dict(engine=engine, schedule=schedule,
               schedule_state=schedule.start(), optimizer_state=optimizer.init([*W0, *b0], xp=np),
-              batch_size=None, shuffle=False, rng=np.random.default_rng(0),
-              device="cpu")  # fmt: skip
+              batch_size=None, shuffle=False, rng=np.random.default_rng(0))  # fmt: skip
     n_iter_no_change, tol, max_epochs = 5, 1e-3, 400
 
     # The oracle: one epoch at a time, scored on the host, sklearn's rule applied per epoch.
     W, b, params, scores, stop_at = W0, b0, [], [], None
     for _ in range(max_epochs):
-        W, b, *_ = run_epochs(W, b, Samples(X_tr, Y_tr), n_epochs=1, **kw)
+        with engine.open(Samples(X_tr, Y_tr)) as (data, _):
+            W, b, *_ = run_epochs(W, b, data, n_epochs=1, **kw)
         params.append((W, b))
         scores.append(_host_score(W, b, X_val, Y_val, f, score))
     best, no_change = -math.inf, 0
@@ -90,10 +86,11 @@ def test_stops_by_sklearns_rule_at_a_block_boundary_and_restores_the_best(task):
             break
     assert stop_at is not None and stop_at < max_epochs - READBACK_EVERY, "no early stop to test"
 
-    history = run_epochs(
-        W0, b0, Samples(X_tr, Y_tr), n_epochs=max_epochs, **kw,
-        early_stopping=EarlyStopping(Samples(X_val, Y_val), score, n_iter_no_change, tol),
-    )  # fmt: skip
+    with engine.open(Samples(X_tr, Y_tr), Samples(X_val, Y_val)) as (data, validation):
+        history = run_epochs(
+            W0, b0, data, n_epochs=max_epochs, **kw,
+            early_stopping=EarlyStopping(validation, score, n_iter_no_change, tol),
+        )  # fmt: skip
     n = len(history.losses)
     assert n == (stop_at // READBACK_EVERY + 1) * READBACK_EVERY  # the end of stop_at's block
     np.testing.assert_allclose(history.validation_scores, scores[:n], rtol=1e-12, atol=1e-15)

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from xpnet._feature_names import check_feature_names, feature_names
+from xpnet.estimators._feature_names import check_feature_names, feature_names
 
 
 class FakeMLP:

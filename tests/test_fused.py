@@ -1,10 +1,11 @@
-"""The fused kernels (``xpnet._fused``) equal the generic primitives they stand in for.
+"""The fused kernels (``xpnet.engines.fused``) equal the generic primitives they stand in for.
 
 Three levels, as far as each machine allows:
 
 - on any machine with a C++ compiler, each kernel's body runs on the CPU
   (``host_kernels``) and equals the generic primitive; and whole fits through the fused
-  path equal generic fits, for every activation, loss and optimizer;
+  engine (``Fused``, told to take NumPy arrays and run the host's kernels) equal generic
+  fits, for every activation, loss and optimizer;
 - where CuPy and NVRTC are installed, each kernel compiles for CUDA as CuPy writes it;
 - on a GPU (the ``cupy`` backend), the kernels themselves run, against the generic path
   on CuPy.
@@ -13,8 +14,8 @@ Three levels, as far as each machine allows:
 from __future__ import annotations
 
 import importlib.util
-import types
 
+import array_api_compat as aac
 import numpy as np
 import pytest
 from conftest import _make_backend
@@ -23,14 +24,13 @@ from conftest import engine_data as _data
 from host_kernels import COMPILER, cuda_source_compiles, host_kernel
 
 import xpnet
-import xpnet._compiled
-import xpnet._estimators
-from xpnet._activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
-from xpnet._compiled import block_runner, step_for
-from xpnet._fused import KERNELS, fused
-from xpnet._losses import OBJECTIVES
-from xpnet._optimizers import advance, make_optimizer
-from xpnet._training import Samples, Schedule, Step
+from xpnet.core.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
+from xpnet.core.losses import OBJECTIVES
+from xpnet.core.optimizers import advance, make_optimizer
+from xpnet.core.step import Samples, Step
+from xpnet.engines import choose
+from xpnet.engines.eager import Eager
+from xpnet.engines.fused import KERNELS, Fused, fused
 
 needs_compiler = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler (g++ or c++)")
 OPTIMIZERS = {
@@ -150,26 +150,29 @@ def test_softmax_keeps_its_generic_form():
 # -- whole fits through the fused path, on the CPU --------------------------------------
 
 
+def _on_the_host(monkeypatch):
+    """The fused engine redirected to NumPy arrays and kernels compiled for the host: what
+    it takes, and how it makes its kernels, are its two class attributes."""
+    monkeypatch.setattr(Fused, "takes", staticmethod(aac.is_numpy_namespace))
+    monkeypatch.setattr(Fused, "make_kernel", staticmethod(host_kernel))
+
+
+def _calls():
+    """How often each kernel has run on the host, by name."""
+    return {name: host_kernel(name, k).calls for name, k in KERNELS.items()}
+
+
 @pytest.fixture
 def fused_on_the_host(monkeypatch):
     """``engine="jit"`` on NumPy arrays as it runs on CuPy: epoch by epoch through the
-    fused kernels, here run on the CPU.  Returns the kernels' call counts."""
+    fused kernels, here run on the CPU.  Returns the kernels' call counts, and checks at
+    the end that some ran: that the fits took the fused engine."""
     if COMPILER is None:
         pytest.skip("no C++ compiler (g++ or c++)")
-
-    def step_for(engine, how):
-        return fused(how, host_kernel) if engine == "jit" else how
-
-    def runner(engine, **kw):
-        return None if engine == "jit" else block_runner(engine, **kw)
-
-    monkeypatch.setattr(xpnet._estimators, "step_for", step_for)
-    monkeypatch.setattr(xpnet._estimators, "block_runner", runner)
-
-    def calls():
-        return {name: host_kernel(name, k).calls for name, k in KERNELS.items()}
-
-    return calls
+    _on_the_host(monkeypatch)
+    before = _calls()
+    yield _calls
+    assert _calls() != before, "no fused kernel ran: the fits did not take the fused engine"
 
 
 def _fit_both(cls, X, y, **params):
@@ -271,19 +274,39 @@ def test_fused_fits_never_write_the_users_arrays(fused_on_the_host):
 # -- which engine takes the fused kernels ----------------------------------------------
 
 
-def test_only_jit_on_cupy_takes_the_fused_kernels():
-    cupy_like = types.ModuleType("cupy")  # a namespace by that name: nothing is run on it
-    how = _step(cupy_like)
-    jit = step_for("jit", how)
-    assert all(f.of_sum is not None for f in jit.f[:1]) and jit.optimizer.fused_update
-    assert step_for("auto", how) is how and step_for("eager", how) is how
-    import array_api_compat.numpy as xp
+def _choice(engine, X, **settings):
+    """The engine :func:`xpnet.engines.choose` gives a fit on X with ``settings``."""
+    how = _step(aac.array_namespace(X))
+    return choose(engine, X, f=how.f, objective=how.objective, optimizer=how.optimizer,
+                  widest=6, **settings)  # fmt: skip
 
-    assert step_for("jit", _step(xp)).f == _step(xp).f  # NumPy: nothing fused
-    data = Samples(np.zeros((4, 2)), np.zeros((1, 4)))
-    runner = block_runner("jit", how=jit, data=data, schedule=Schedule("constant", 0.1),
-                          batch_size=2, n_epochs=20, device=None)  # fmt: skip
-    assert runner is None  # epoch by epoch, mini-batches too
+
+def test_only_jit_on_cupy_takes_the_fused_kernels(monkeypatch):
+    X = np.zeros((4, 2))
+    # NumPy's arrays have no fused kernels: "jit" refuses them, the others run eagerly.
+    with pytest.raises(ValueError, match="fuses kernels on CuPy, not numpy arrays"):
+        _choice("jit", X)
+    for engine in ("auto", "eager"):
+        assert type(_choice(engine, X, n_epochs=20)) is Eager
+    # Where the fused engine takes the arrays (CuPy's; here NumPy's, as the fused fits
+    # below run), "jit" takes it, epoch by epoch, mini-batches too; the others do not.
+    _on_the_host(monkeypatch)
+    for batch_size in (None, 2):
+        assert type(_choice("jit", X, batch_size=batch_size, n_epochs=20)) is Fused
+    for engine in ("auto", "eager"):
+        assert type(_choice(engine, X, n_epochs=20)) is Eager
+    # The fused engine's step, once open, has its kernels in place of the generic
+    # activation, output delta and update.
+    engine = _choice("jit", X)
+    generic = engine.how
+    with engine.open(Samples(X, np.zeros((1, 4)))):
+        jit = engine.how
+    assert (
+        jit.f[0].of_sum != generic.f[0].of_sum
+        and jit.f[0].times_f_prime != generic.f[0].times_f_prime
+    )
+    assert jit.objective.output_delta != generic.objective.output_delta
+    assert generic.optimizer.fused_update is None and jit.optimizer.fused_update is not None
 
 
 # -- CUDA: the kernels as CuPy compiles them, and on a GPU ----------------------------

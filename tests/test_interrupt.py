@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from xpnet._training import READBACK_EVERY
+from xpnet.training.loop import READBACK_EVERY
 
 #: Full batch, shuffled mini-batches with Adam, and momentum with the adaptive schedule:
 #: every piece of state that resuming must carry (parameters, moments, step counts, the
@@ -97,20 +97,15 @@ def test_an_interrupt_anywhere_leaves_a_consistent_fit():
 
 
 def test_an_interrupt_before_the_first_read_back_changes_nothing(monkeypatch):
-    import xpnet._training as training
+    from xpnet.engines.eager import Eager
 
-    real_epoch, calls = training.epoch, []
-
-    def interrupted_epoch(*args, **kwargs):  # the third epoch of a fit is interrupted
-        calls.append(1)
-        if len(calls) % 3 == 0:
-            raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
+    def interrupted_block(*args, **kwargs):  # the engine's first block is interrupted
+        raise KeyboardInterrupt
 
     X, y = _data()
     fitted = _estimator(20).fit(X, y)
     W = [W_l.copy() for W_l in fitted.weights_]
-    monkeypatch.setattr(training, "epoch", interrupted_epoch)
+    monkeypatch.setattr(Eager, "run_block", interrupted_block)
     est = _estimator(20)
     with pytest.raises(KeyboardInterrupt):
         est.fit(X, y)

@@ -16,8 +16,8 @@ from conftest import assert_close, assert_same_kind
 
 import xpnet
 from xpnet._host import to_numpy
-from xpnet._optimizers import adam, gradient_descent, momentum
-from xpnet._training import READBACK_EVERY
+from xpnet.core.optimizers import adam, gradient_descent, momentum
+from xpnet.training.loop import READBACK_EVERY
 
 #: scikit-learn's settings of the three update rules, which xpnet takes by the same names.
 OPTIMIZERS = {

@@ -2,13 +2,22 @@
 
 One code path, written against the Python Array API standard, trains on NumPy (CPU),
 CuPy (NVIDIA GPUs), PyTorch, JAX and array-api-strict arrays alike.
+
+The package is layered, each layer importing only those below it:
+
+- ``xpnet.core``: the derivation (activations, losses, update rules, backpropagation,
+  the step), functions over an array namespace ``xp``;
+- ``xpnet.training``: the loop of epochs, schedules, stopping rules, checkpoints, and
+  the interface of the engines that run it;
+- ``xpnet.engines``: the ways to run the core (eager, CuPy's fused kernels, JAX,
+  PyTorch, Dask), and the one function that chooses among them;
+- ``xpnet.estimators``: ``MLPRegressor``, ``MLPClassifier`` and the model file;
+- ``xpnet.cli``: the ``xpnet`` command.
 """
 
 from ._errors import DataConversionWarning, NotFittedError
-from ._estimators import MLPClassifier, MLPRegressor
-from ._io import load
-
-__version__ = "0.1.0"
+from ._version import __version__
+from .estimators import MLPClassifier, MLPRegressor, load
 
 __all__ = [
     "DataConversionWarning",

@@ -9,15 +9,16 @@ allocates nothing of X's size.
 from __future__ import annotations
 
 import numbers
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import array_api_compat as aac
 import numpy as np  # host-side: lists, pandas objects and NumPy object arrays enter here
 
-from ._activations import HIDDEN_ACTIVATIONS
-from ._losses import LOSSES, OBJECTIVES
+from ..core.activations import HIDDEN_ACTIVATIONS
+from ..core.losses import LOSSES, OBJECTIVES
+from ..engines import ENGINES
+from ..training.samples import check_finite
 
 Array = Any
 
@@ -68,24 +69,6 @@ def _float_dtype(x: Array, xp: Any, device: Any, name: str) -> Any:
     raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}.")
 
 
-def check_finite(x: Array, xp: Any, name: str) -> None:
-    """Raise ``ValueError`` if ``x`` holds NaN or infinity.
-
-    The sum of all elements is finite exactly when every element is, unless finite
-    elements overflow it: one pass over ``x`` and a 0-D result, with the elementwise
-    test only to tell an overflow apart.  One host synchronisation.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an overflowing sum is handled below
-        total = xp.sum(x)
-    if bool(xp.isfinite(total)):
-        return
-    if bool(xp.all(xp.isfinite(x))):
-        return
-    what = "NaN" if bool(xp.any(xp.isnan(x))) else "infinity"
-    raise ValueError(f"Input {name} contains {what}; xpnet needs finite values (no NaN or inf).")
-
-
 def check_X(
     X: Any, *, n_features: int | None = None, estimator: str = "the estimator"
 ) -> tuple[Array, Any, Any]:
@@ -130,10 +113,8 @@ def check_X(
         )
     if X.dtype != dtype:
         X = xp.astype(X, dtype)
-    if not aac.is_dask_array(X):
-        # On Dask, a pass of its own would read X once more (from storage, perhaps):
-        # the blocks are checked as the training or prediction reads them (xpnet._dask).
-        check_finite(X, xp, "X")
+    # NaN and infinity are looked for by the engine, where it reads X anyway (on Dask a
+    # pass of its own would read X once more, from storage perhaps).
     return X, xp, device
 
 
@@ -259,7 +240,6 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
 
 
 SOLVERS = ("sgd", "adam")
-ENGINES = ("auto", "eager", "jit")
 SCHEDULES = ("constant", "invscaling", "adaptive")
 
 
@@ -336,7 +316,7 @@ def check_sample_weight(
     ns = aac.array_namespace(s)
     if not ns.isdtype(s.dtype, ("real floating", "integral", "bool")):
         raise TypeError(f"sample_weight must hold real numbers, got dtype {s.dtype}.")
-    from ._host import to_numpy  # the weights are read once, here at the boundary
+    from .._host import to_numpy  # the weights are read once, here at the boundary
 
     s_host = np.asarray(to_numpy(s), dtype=np.float32 if xp.finfo(dtype).bits == 32 else np.float64)
     if not np.all(np.isfinite(s_host)):

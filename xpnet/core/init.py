@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-
-import numpy as np  # host-side: the random draw happens once, before moving to the device
+from typing import Any
 
 
 def glorot_uniform(
-    layer_sizes: Sequence[int], activations: Sequence[str], rng: np.random.Generator
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    layer_sizes: Sequence[int], activations: Sequence[str], rng: Any
+) -> tuple[list[Any], list[Any]]:
     """Draw W⁽ˡ⁾ and b⁽ˡ⁾ uniformly from [−r, r] with r = √(k / (n_{l−1} + n_l)).
 
     k = 6 is Glorot and Bengio's choice for tanh-like units; k = 2 for the sigmoid,
@@ -22,7 +22,8 @@ def glorot_uniform(
     activations : sequence of L str
         The activation of each layer 1..L.
     rng : numpy.random.Generator
-        The only source of randomness; layer by layer, W then b.
+        The only source of randomness, on the host (so that every backend starts from
+        the same weights); layer by layer, W then b.
 
     Returns
     -------
@@ -31,7 +32,7 @@ def glorot_uniform(
     """
     W, b = [], []
     for n_in, n_out, name in zip(layer_sizes[:-1], layer_sizes[1:], activations, strict=True):
-        r = np.sqrt((2.0 if name == "sigmoid" else 6.0) / (n_in + n_out))
+        r = math.sqrt((2.0 if name == "sigmoid" else 6.0) / (n_in + n_out))
         W.append(rng.uniform(-r, r, size=(n_out, n_in)))
         b.append(rng.uniform(-r, r, size=n_out))
     return W, b

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
+from .activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 
 Array = Any
 

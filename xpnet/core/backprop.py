@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from . import _dask
-from ._activations import Activation
-from ._losses import Objective
+from .activations import Activation
+from .losses import Objective
 
 Array = Any
 
@@ -46,12 +45,7 @@ def forward(
     """
     A = [A0]
     for W_l, b_l, f_l in zip(W, b, f, strict=True):
-        Z = W_l @ A[-1]
-        if f_l.of_sum is not None:  # a fused kernel: b added in f's own pass over Z
-            A.append(f_l.of_sum(Z, b_l, xp=xp))
-            continue
-        Z += b_l[:, None]  # Z is a fresh product: adding in place saves an (n_l, N) array
-        A.append(f_l.f(Z, xp=xp))
+        A.append(f_l.of_sum(W_l @ A[-1], b_l, xp=xp))  # f(Z + b), over the fresh product Z
     return A
 
 
@@ -60,7 +54,7 @@ def backward(
 ) -> tuple[list[Array], list[Array]]:
     """Backpropagation: every Δ⁽ˡ⁾, and the gradients summed over the samples.
 
-    Starting from the output delta Δ⁽ᴸ⁾ (owned by the loss, see ``xpnet._losses``)::
+    Starting from the output delta Δ⁽ᴸ⁾ (owned by the loss, see ``xpnet.core.losses``)::
 
         Σᵢ ∂E(cᵢ)/∂W⁽ˡ⁾ = Δ⁽ˡ⁾ (A⁽ˡ⁻¹⁾)ᵀ          one matrix product over all samples
         Σᵢ ∂E(cᵢ)/∂b⁽ˡ⁾ = Σᵢ Δ⁽ˡ⁾[:, i]
@@ -137,6 +131,94 @@ def chunk_sums(
     return (E_sum, *backward(W, A, D_L, f=f, xp=xp))
 
 
+def sample_sums(
+    W: Sequence[Array],
+    b: Sequence[Array],
+    A0: Array,
+    Y: Array,
+    s: Array | None = None,
+    *,
+    f: Sequence[Activation],
+    objective: Objective,
+    xp: Any,
+    chunk_size: int | None = None,
+    map: Callable[..., Iterator[Any]] = map,
+) -> tuple[Array, list[Array], list[Array]]:
+    """Σᵢ sᵢ E(cᵢ) and the gradients summed over the N samples in the columns of ``A0``.
+
+    Every term is a sum over samples, so the samples are taken in chunks of columns and
+    the chunks' sums added, in chunk order: the (n_l, chunk) temporaries stay small
+    enough to remain in the processor's cache, and chunks can be computed concurrently,
+    with the same result as one after another.
+
+    Parameters
+    ----------
+    W, b, f, xp
+        As in :func:`forward`.
+    A0 : array of shape (n_0, N)
+        The input, one column per sample.
+    Y : array of shape (n_L, N)
+        The targets, one column per sample.
+    s : array of shape (N,), optional
+        Sample weights; None weighs every sample 1.
+    objective : Objective
+        The (loss, output activation) pair: E(cᵢ) and Δ⁽ᴸ⁾.
+    chunk_size : int, optional
+        Samples per chunk; None takes all N at once.
+    map : callable, default: the built-in ``map``
+        Applies :func:`chunk_sums` to the chunks and yields the results in order; an
+        engine may spread the chunks over the processor's cores.
+
+    Returns
+    -------
+    E_sum : 0-D array
+    sum_W, sum_b : lists of L arrays, as from :func:`backward`
+    """
+
+    def sums(chunk: slice) -> tuple[Array, list[Array], list[Array]]:
+        s_c = None if s is None else s[chunk]
+        return chunk_sums(W, b, A0[:, chunk], Y[:, chunk], s_c, f=f, objective=objective, xp=xp)
+
+    parts = map(sums, _chunks(A0.shape[1], chunk_size))
+    E, sum_W, sum_b = next(parts)
+    for E_c, sum_W_c, sum_b_c in parts:
+        E += E_c  # the first chunk's sums are fresh arrays: accumulate into them
+        for l in range(len(W)):
+            sum_W[l] += sum_W_c[l]
+            sum_b[l] += sum_b_c[l]
+    return E, sum_W, sum_b
+
+
+def means(
+    E_sum: Array,
+    sum_W: list[Array],
+    sum_b: list[Array],
+    W: Sequence[Array],
+    *,
+    S: float,
+    alpha: float,
+    xp: Any,
+) -> tuple[Array, list[Array], list[Array]]:
+    """E_total and its gradients from the sums over the samples::
+
+        E_total = (1/S) Σᵢ sᵢ E(cᵢ)             S = Σᵢ sᵢ, or N without weights
+        ∇W⁽ˡ⁾ E_total = (1/S) Δ⁽ˡ⁾ (A⁽ˡ⁻¹⁾)ᵀ
+        ∇b⁽ˡ⁾ E_total = (1/S) Σᵢ Δ⁽ˡ⁾ᵢ
+
+    With the L2 penalty α (scikit-learn's ``alpha``; weights only, never biases)::
+
+        E_total += (α / 2S) Σₗ ‖W⁽ˡ⁾‖²
+        ∇W⁽ˡ⁾ E_total += (α / S) W⁽ˡ⁾
+
+    The sums (fresh arrays, from :func:`sample_sums` or an engine's own) are added into.
+    """
+    if alpha != 0.0:
+        for l, W_l in enumerate(W):
+            E_sum += (alpha / 2.0) * xp.sum(W_l * W_l)
+            sum_W[l] += alpha * W_l
+    return E_sum / S, [g / S for g in sum_W], [g / S for g in sum_b]
+
+
 def loss_and_gradients(
     W: Sequence[Array],
     b: Sequence[Array],
@@ -152,49 +234,12 @@ def loss_and_gradients(
     chunk_size: int | None = None,
     map: Callable[..., Iterator[Any]] = map,
 ) -> tuple[Array, list[Array], list[Array]]:
-    """E_total and its gradients at (W, b) over the N samples in the columns of ``A0``::
+    """E_total and its gradients at (W, b) over the N samples in the columns of ``A0``:
+    :func:`sample_sums`, then :func:`means`.
 
-        E_total = (1/N) Σᵢ E(cᵢ)
-        ∇W⁽ˡ⁾ E_total = (1/N) Δ⁽ˡ⁾ (A⁽ˡ⁻¹⁾)ᵀ
-        ∇b⁽ˡ⁾ E_total = (1/N) Σᵢ Δ⁽ˡ⁾ᵢ
-
-    With sample weights sᵢ, each E(cᵢ) and Δ⁽ᴸ⁾ᵢ is scaled by sᵢ and N becomes S = Σᵢ sᵢ.
-    With the L2 penalty α (scikit-learn's ``alpha``; weights only, never biases)::
-
-        E_total += (α / 2S) Σₗ ‖W⁽ˡ⁾‖²
-        ∇W⁽ˡ⁾ E_total += (α / S) W⁽ˡ⁾
-
-    Every term is a sum over samples, so the samples are taken in chunks of columns and
-    the chunks' sums added, in chunk order: the (n_l, chunk) temporaries stay small
-    enough to remain in the processor's cache, and chunks can be computed concurrently,
-    with the same result as one after another.
-
-    Parameters
-    ----------
-    W, b, f, xp
-        As in :func:`forward`.
-    A0 : array of shape (n_0, N)
-        The input, one column per sample.
-    Y : array of shape (n_L, N)
-        The targets, one column per sample.
-    objective : Objective
-        The (loss, output activation) pair: E(cᵢ) and Δ⁽ᴸ⁾.
-    s : array of shape (N,), optional
-        Sample weights; None weighs every sample 1.
-    S : float, optional
-        Σᵢ sᵢ, which the caller knows on the host (it is needed there to check the
-        weights); None means N, and is required when ``s`` is None.
-    alpha : float, default 0
-        The L2 penalty α.
-    chunk_size : int, optional
-        Samples per chunk; None takes all N at once.
-    map : callable, default: the built-in ``map``
-        Applies :func:`chunk_sums` to the chunks and yields the results in order; the
-        map of ``xpnet._parallel.chunked`` spreads the chunks over the processor's cores.
-
-    On Dask arrays ``A0``, ``Y`` and ``s`` (with ``W`` and ``b`` concrete arrays of the
-    blocks' namespace), the chunks are Dask's blocks, each a task (``xpnet._dask``); the
-    results are concrete arrays.
+    ``S`` is Σᵢ sᵢ, which the caller knows on the host (it is needed there to check the
+    weights); None means N, and is required when ``s`` is None.  The other parameters
+    are those of :func:`sample_sums` and :func:`means`.
 
     Returns
     -------
@@ -203,29 +248,10 @@ def loss_and_gradients(
     grad_W, grad_b : lists of L arrays
         ∇W⁽ˡ⁾ E_total and ∇b⁽ˡ⁾ E_total.
     """
-
-    def sums(chunk: slice) -> tuple[Array, list[Array], list[Array]]:
-        s_c = None if s is None else s[chunk]
-        return chunk_sums(W, b, A0[:, chunk], Y[:, chunk], s_c, f=f, objective=objective, xp=xp)
-
-    N = A0.shape[1]
-    if _dask.is_dask(A0):  # a task per Dask block, a tree of sums: see xpnet._dask
-        E, sum_W, sum_b = _dask.sample_sums(W, b, A0, Y, s, f=f, objective=objective)
-    else:
-        parts = map(sums, _chunks(N, chunk_size))
-        E, sum_W, sum_b = next(parts)
-        for E_c, sum_W_c, sum_b_c in parts:
-            E += E_c  # the first chunk's sums are fresh arrays: accumulate into them
-            for l in range(len(W)):
-                sum_W[l] += sum_W_c[l]
-                sum_b[l] += sum_b_c[l]
-    if alpha != 0.0:
-        for l, W_l in enumerate(W):
-            E += (alpha / 2.0) * xp.sum(W_l * W_l)
-            sum_W[l] += alpha * W_l
-    if S is None:
-        S = N
-    return E / S, [g / S for g in sum_W], [g / S for g in sum_b]
+    E, sum_W, sum_b = sample_sums(
+        W, b, A0, Y, s, f=f, objective=objective, xp=xp, chunk_size=chunk_size, map=map
+    )
+    return means(E, sum_W, sum_b, W, S=A0.shape[1] if S is None else S, alpha=alpha, xp=xp)
 
 
 def output(
@@ -240,12 +266,8 @@ def output(
 ) -> Array:
     """The network output A⁽ᴸ⁾ of shape (n_L, N), computed ``chunk_size`` samples at a time.
 
-    ``map`` is as in :func:`loss_and_gradients`.  On a Dask ``A0`` (with concrete ``W``
-    and ``b``), a lazy Dask array in A0's column chunks.
+    ``chunk_size`` and ``map`` are as in :func:`sample_sums`.
     """
-
-    if _dask.is_dask(A0):  # lazy, a task per Dask block: see xpnet._dask
-        return _dask.output(W, b, A0, f=f)
 
     def output_of(chunk: slice) -> Array:
         return forward(W, b, A0[:, chunk], f=f, xp=xp)[-1]

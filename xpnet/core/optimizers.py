@@ -63,11 +63,11 @@ class Optimizer(NamedTuple):
         The step size of step t (1, 2, ...) when the schedule's is ``mu``.
     hyperparameters : tuple of float
         The rule's constants, in the order of its signature: () for gradient descent,
-        (β,) for momentum, (β₁, β₂, ε) for Adam.  ``xpnet._fused`` hands them to its
-        kernels.
+        (β,) for momentum, (β₁, β₂, ε) for Adam.  an engine's fused kernels take them
+        as arguments (``xpnet.engines.fused``).
     fused_update : callable ``fused_update(P, G, state, *, mu, xp) -> (P + U, state)`` or None
         ``update`` and its application in one pass per parameter, where a backend has a
-        fused kernel for it (``xpnet._fused``); None runs ``update``, then
+        fused kernel for it (``xpnet.engines.fused``); None runs ``update``, then
         :func:`apply_updates`.  See :func:`advance`.
     """
 
@@ -199,3 +199,9 @@ def advance(
         return optimizer.fused_update(P, G, state, mu=mu, xp=xp)
     U, state = optimizer.update(G, state, mu=mu, xp=xp)
     return apply_updates(P, U), state
+
+
+def step_sizes(optimizer: Optimizer, mu: Sequence[float], t: int) -> list[float]:
+    """The step sizes of consecutive steps t + 1, t + 2, ..., one per schedule's μ in ``mu``
+    (full-batch epochs, one step each): what a compiled block takes as an array."""
+    return [optimizer.step_size(mu_i, t + i + 1) for i, mu_i in enumerate(mu)]

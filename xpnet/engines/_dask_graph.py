@@ -1,11 +1,11 @@
-"""Dask: the core runs once per Dask block of samples, and only sums travel.
+"""The Dask engine's task graphs: the core runs once per block of samples; only sums travel.
 
 On Dask, the samples stay where Dask keeps them (in memory on the workers, or read chunk
 by chunk from storage), while the parameters and the optimizer's state are small arrays
 of the blocks' own kind, NumPy or CuPy (``block_namespace``), held by the client.  A
 full-batch step is then one small graph (:func:`sample_sums`):
 
-- one task per block of samples runs ``xpnet._backprop.chunk_sums`` on that block's
+- one task per block of samples runs ``xpnet.core.backprop.chunk_sums`` on that block's
   X, Y and weights, with the block's namespace, at that library's own speed;
 - a tree of additions, ``SPLIT_EVERY`` at a time, combines the blocks' sums;
 - the client receives only the totals, Σ sᵢE(cᵢ) and the gradient sums: the size of the
@@ -29,9 +29,8 @@ about twice as long as its arithmetic on small blocks.
 
 X is checked for NaN and infinity in the pass that reads it anyway, by each block's task
 while the block is in memory, so that X is never read for the check alone; a
-``ValueError`` naming X reaches the caller before any parameter changes.  A Dask array
-is immutable and its name stands for its contents, so the check is made once per X
-(the last ``REMEMBER`` names are remembered), not at every epoch.
+``ValueError`` naming X reaches the caller before any parameter changes.  The engine asks
+for the check in a fit's first graph only (``check``).
 """
 
 from __future__ import annotations
@@ -40,19 +39,19 @@ import itertools
 import sys
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, NamedTuple
+from typing import Any
 
 import array_api_compat as aac
 import numpy as np  # host-side: the mini-batch order and block sizes
 
-from . import _backprop  # which calls into this module: its functions are found at call time
-from ._activations import Activation
-from ._losses import Objective
-from ._validation import check_finite
+from ..core.activations import Activation
+from ..core.backprop import chunk_sums, forward
+from ..core.losses import Objective
+from ..core.step import Samples, epoch
+from ..training.samples import check_finite
 
 Array = Any
 
@@ -70,32 +69,6 @@ _LOST = ("FutureCancelledError", "CommClosedError", "TimeoutError")
 
 #: Seconds a scatter of the parameters may take before the step is made anew.
 SCATTER_TIMEOUT_S = 30
-
-#: How many Dask arrays' names the caches below remember (the most recent ones).
-REMEMBER = 64
-
-#: The names of the Dask arrays X whose blocks were found finite.
-_checked: OrderedDict[str, None] = OrderedDict()
-
-
-def _remember(cache: OrderedDict[str, Any], name: str, value: Any) -> None:
-    """Keep ``value`` under ``name`` in ``cache``, forgetting the oldest beyond ``REMEMBER``."""
-    cache[name] = value
-    cache.move_to_end(name)
-    while len(cache) > REMEMBER:
-        cache.popitem(last=False)
-
-
-def _needs_check(X: Array) -> bool:
-    """Whether the blocks of ``X`` still have to be checked for NaN and infinity."""
-    if X.name in _checked:
-        _checked.move_to_end(X.name)
-        return False
-    return True
-
-
-def _was_checked(X: Array) -> None:
-    _remember(_checked, X.name, None)
 
 
 def is_dask(x: Any) -> bool:
@@ -260,27 +233,14 @@ def _aligned(X: Array, Y: Array, s: Array | None) -> tuple[Array, Array, Array |
     return X, Y, s
 
 
-#: For the Xᵀ of samples made ready by :func:`prepared`, by the name of that Dask array:
-#: X itself, so that tasks take X's blocks as they are and transpose them in place (Dask
-#: would add a task per block and step to transpose them).  The last few are kept.
-_rows_of: OrderedDict[str, Array] = OrderedDict()
-
-
-def _rows(A0: Array) -> Array:
-    """X for ``A0`` = Xᵀ: the samples as rows."""
-    X = _rows_of.get(A0.name)
-    return A0.T if X is None else X
-
-
-def prepared(data: Any) -> Any:
-    """Training samples (``xpnet._training.Samples``) made ready for many steps: X in one
+def prepared(data: Samples) -> Samples:
+    """Training samples (``xpnet.core.step.Samples``) made ready for many steps: X in one
     block of columns, and Y and the weights (small beside X) in X's blocks of rows,
     computed once and kept (persisted) rather than derived from y again at every step."""
     import dask
 
     X, Y, s = _aligned(data.X, data.Y, data.s)
     Y, s = dask.persist(Y, s)
-    _remember(_rows_of, X.T.name, X)
     return data._replace(X=X, Y=Y, s=s)
 
 
@@ -331,19 +291,40 @@ def _block_sums(
     f: Sequence[Activation], objective: Objective, check: bool,
 ) -> tuple[Array, list[Array], list[Array]]:  # fmt: skip
     """Σ sᵢE(cᵢ) and the gradient sums over one block of samples (the rows of X)."""
+    (W, b), X, Y, s = _realigned((P, X, Y, s))
     xp = aac.array_namespace(X)
     if check:
         check_finite(X, xp, "X")
-    W, b = P
-    return _backprop.chunk_sums(W, b, X.T, Y, s, f=f, objective=objective, xp=xp)
+    return chunk_sums(W, b, X.T, Y, s, f=f, objective=objective, xp=xp)
 
 
 def _block_output(P: tuple[list[Array], list[Array]], X: Array, f: Sequence[Activation]) -> Array:
     """The network output A⁽ᴸ⁾ for one block of samples (the rows of X)."""
+    (W, b), X = _realigned((P, X))
     xp = aac.array_namespace(X)
     check_finite(X, xp, "X")  # the output is computed once: so is the check
-    W, b = P
-    return _backprop.forward(W, b, X.T, f=f, xp=xp)[-1]
+    return forward(W, b, X.T, f=f, xp=xp)[-1]
+
+
+def _realigned(values: Any) -> Any:
+    """``values`` (arrays, in tuples, lists and named tuples), each array as it is, or a
+    copy where it is not aligned to its element size.
+
+    Arrays that come to a task from another process sit wherever they fell in the
+    message that carried them, and NumPy computes a product of unaligned arrays without
+    BLAS, in another order of summation: the same block would give other bits on
+    another worker, or after a worker was lost.  (The parameters are small; a block of
+    X is copied only where it arrives unaligned.)
+    """
+    if isinstance(values, (tuple, list)):
+        realigned = [_realigned(v) for v in values]
+        if hasattr(values, "_fields"):
+            return type(values)(*realigned)
+        return type(values)(realigned)
+    flags = getattr(values, "flags", None)
+    if flags is None or getattr(flags, "aligned", True):
+        return values
+    return values.copy()
 
 
 def _add_sums(*parts: tuple[Array, list[Array], list[Array]]):
@@ -360,26 +341,27 @@ def _add_sums(*parts: tuple[Array, list[Array], list[Array]]):
 
 
 def sample_sums(
-    W: Sequence[Array], b: Sequence[Array], A0: Array, Y: Array, s: Array | None = None, *,
-    f: Sequence[Activation], objective: Objective,
+    W: Sequence[Array], b: Sequence[Array], X: Array, Y: Array, s: Array | None = None, *,
+    f: Sequence[Activation], objective: Objective, check: bool,
 ) -> tuple[Array, list[Array], list[Array]]:  # fmt: skip
     """Σᵢ sᵢE(cᵢ) and the gradients summed over all samples of Dask arrays, computed.
 
     Parameters
     ----------
     W, b : sequences of L concrete arrays (of the blocks' namespace)
-    A0 : Dask array of shape (n_0, N), the samples in its columns (Xᵀ)
+    X : Dask array of shape (N, n_0), the samples in its rows
     Y : Dask array of shape (n_L, N)
     s : Dask array of shape (N,), optional
-    f, objective : as in :func:`xpnet._backprop.chunk_sums`
+    f, objective : as in :func:`xpnet.core.backprop.chunk_sums`
+    check : bool
+        Whether each block's task checks its X for NaN and infinity.
 
     Returns
     -------
     E_sum : 0-D array, sum_W, sum_b : lists of L arrays; all of the blocks' namespace
     """
-    X, Y, s = _aligned(_rows(A0), Y, s)
+    X, Y, s = _aligned(X, Y, s)
     n = len(X.chunks[0])
-    check = _needs_check(X)
 
     def graph() -> Any:
         P = _literal((list(W), list(b)), "parameters")
@@ -393,18 +375,17 @@ def sample_sums(
         return parts[0]
 
     E, sum_W, sum_b = _computed(graph)
-    _was_checked(X)
     return E, list(sum_W), list(sum_b)
 
 
-def output(W: Sequence[Array], b: Sequence[Array], A0: Array, *, f: Sequence[Activation]) -> Array:
-    """The network output A⁽ᴸ⁾ of shape (n_L, N) as a lazy Dask array, in A0's column chunks.
+def output(W: Sequence[Array], b: Sequence[Array], X: Array, *, f: Sequence[Activation]) -> Array:
+    """The network output A⁽ᴸ⁾ of shape (n_L, N) as a lazy Dask array, in X's row chunks.
 
     ``W`` and ``b`` are concrete arrays; each block of the result is one task.
     """
     import dask.array as da
 
-    X = _rows(A0).rechunk({1: -1})
+    X = X.rechunk({1: -1})
     n_L = W[-1].shape[0]
     P = _literal((list(W), list(b)), "parameters")
     tasks = [_task(_block_output, P, x, f, what="output") for x in _blocks(X, len(X.chunks[0]))]
@@ -422,9 +403,7 @@ def _block_epoch(carried, X, Y, s, s_host, order, mu, batch_size, how, check, la
     and the samples stepped so far in this epoch, the losses of the epochs done), from
     the block before; the same comes out.  The ``last`` block of an epoch closes it.
     """
-    from ._training import Samples, epoch
-
-    W, b, state, E_sum, n_done, losses = carried
+    (W, b, state, E_sum, n_done, losses), X, Y, s = _realigned((carried, X, Y, s))
     xp = aac.array_namespace(X)
     if check:
         check_finite(X, xp, "X")
@@ -498,34 +477,19 @@ def _holders(X: Array) -> list[str | None]:
     return [min(who.get(key) or [None], key=str) for key in keys]
 
 
-class BlockOrder(NamedTuple):
-    """The order of a mini-batch epoch on Dask: the blocks', and each block's samples'."""
-
-    blocks: np.ndarray
-    within: list[np.ndarray]
-
-
-def block_order(rng: np.random.Generator, X: Array) -> BlockOrder:
-    """A random order of X's blocks of rows, and of the samples within each, from ``rng``."""
-    sizes = X.chunks[0]
-    # One block is visited first without a draw, so that the samples' order is the one a
-    # NumPy X gets from the same generator.
-    blocks = rng.permutation(len(sizes)) if len(sizes) > 1 else np.zeros(1, dtype=np.intp)
-    return BlockOrder(blocks, [rng.permutation(n) for n in sizes])
-
-
 def epochs_in_blocks(
-    W: list[Array], b: list[Array], state: Any, data: Any, *, mu: Sequence[float],
-    batch_size: int, order: Sequence[BlockOrder | None], how: Any,
+    W: list[Array], b: list[Array], state: Any, data: Samples, *, mu: Sequence[float],
+    batch_size: int, order: Sequence[Any], how: Any, check: bool,
 ) -> tuple[list[Array], list[Array], Any, Array]:  # fmt: skip
     """Mini-batch epochs on Dask, as one graph: batches drawn within blocks, a task per
     block and epoch, chained (consecutive visits to blocks one worker holds in one task).
 
-    Epoch e visits the blocks in ``order[e]`` (see :func:`block_order`), or in their own
-    order with their samples in theirs if it is None, with the schedule's step size
+    Epoch e visits the blocks in ``order[e]`` (a ``xpnet.training.samples.BlockOrder``), or
+    in their own order with their samples in theirs if it is None, with the schedule's step size
     ``mu[e]``.  Each block's last batch may be smaller than ``batch_size``.  Returns W,
     b, the optimizer state and each epoch's loss (the mean of its batch losses weighted
-    by batch size) as a 1-D array, as ``xpnet._training.epoch`` does epoch by epoch.
+    by batch size) as a 1-D array, as ``xpnet.core.step.epoch`` does epoch by epoch.
+    ``check``: whether the first epoch's tasks check their X for NaN and infinity.
     """
     X, Y, s = _aligned(data.X, data.Y, data.s)
     sizes = X.chunks[0]
@@ -533,7 +497,7 @@ def epochs_in_blocks(
     starts = np.cumsum((0, *sizes))
     # The blocks' keys: the chain's tasks name them, and the graph is written directly.
     X_keys, Y_keys, s_keys = _block_keys(X), _block_keys(Y), _block_keys(s, n)
-    xp, check = how.xp, _needs_check(X)
+    xp = how.xp
 
     def graph() -> Any:
         zero = xp.zeros((), dtype=W[0].dtype)
@@ -553,5 +517,4 @@ def epochs_in_blocks(
         return _chain(carried, runs, batch_size, step, [a for a in (X, Y, s) if a is not None])
 
     W, b, state, _, _, losses = _computed(graph)
-    _was_checked(X)
     return list(W), list(b), state, xp.stack(losses)

@@ -1,7 +1,7 @@
-"""How the chunks of samples are computed: their size, and the cores they are spread over.
+"""How the eager engine computes chunks of samples: their size, and the cores they run on.
 
 The gradient is a sum over samples, so the core takes the samples in chunks (see
-``xpnet._backprop.loss_and_gradients``).  On a CPU, chunks of about ``CHUNK_BYTES`` per
+``xpnet.core.backprop.sample_sums``).  On a CPU, chunks of about ``CHUNK_BYTES`` per
 temporary keep the elementwise work in cache.  On NumPy they also run concurrently,
 one thread per core (NumPy releases the GIL inside its kernels and BLAS calls), with
 BLAS held to one thread per call meanwhile: nested BLAS threads would fight over the
@@ -16,6 +16,7 @@ import contextvars
 import functools
 import itertools
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -107,12 +108,59 @@ def blas_threads() -> int:
     """How many threads NumPy's BLAS would use: the cores xpnet's own threads may take.
 
     Known only through threadpoolctl (installed with scikit-learn); without it, 1, and
-    chunks run one after another while BLAS threads each product itself.
+    chunks run one after another while BLAS threads each product itself.  While xpnet
+    itself holds BLAS to one thread (:func:`one_blas_thread`, in this thread or any
+    other), the count from before it did: a fit's plan never depends on what other
+    threads are doing.
     """
     blas = _blas_controller()
     if blas is None:
         return 1
+    with _held_lock:
+        if _held.count:
+            return _held.threads
+        return _threads_of(blas)
+
+
+def _threads_of(blas: Any) -> int:
     return max((lib.num_threads for lib in blas.lib_controllers), default=1)
+
+
+class _Held:
+    """xpnet's hold on BLAS's thread count: how many are holding it, and what it was."""
+
+    count = 0
+    threads = 1
+    limiter: Any = None
+
+
+_held = _Held()
+_held_lock = threading.Lock()
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Hold BLAS to one thread per call while the block runs, safely under threads.
+
+    Overlapping holds (fits and predictions in several threads) share one limit: the
+    first sets it, the last puts back what was there before the first, whatever order
+    they end in.  (Each taking and restoring a limit of its own would leave BLAS on one
+    thread for good when they end out of order.)
+    """
+    blas = _blas_controller()
+    with _held_lock:
+        if _held.count == 0:
+            _held.threads = _threads_of(blas)
+            _held.limiter = blas.limit(limits=1)
+        _held.count += 1
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held.count -= 1
+            if _held.count == 0:
+                _held.limiter.restore_original_limits()
+                _held.limiter = None
 
 
 def auto_chunk_size(N: int, widest: int, itemsize: int, *, cpu: bool, workers: int) -> int | None:
@@ -220,9 +268,6 @@ def chunked(
         thread pool that yields the results in order and has at most two chunks per
         worker under way.
     """
-    if aac.is_dask_namespace(xp):  # Dask's own blocks are the chunks (see xpnet._dask)
-        yield None, map
-        return
     numpy = aac.is_numpy_namespace(xp)
     itemsize = xp.finfo(dtype).bits // 8
     how = plan(
@@ -235,7 +280,7 @@ def chunked(
     if how.blas_threads is None:
         yield how.chunk_size, map
         return
-    with _blas_controller().limit(limits=how.blas_threads):
+    with one_blas_thread():
         if how.workers == 1:
             yield how.chunk_size, map
             return

@@ -1,7 +1,7 @@
 """Checkpoints: the model as trained so far, written while training goes on.
 
 A fit given ``checkpoint=`` hands each read-back's consistent state (the
-``xpnet._training.History`` of the run so far) to a :class:`CheckpointWriter`, which
+``xpnet.training.loop.History`` of the run so far) to a :class:`CheckpointWriter`, which
 turns it into a fitted copy of the estimator with its arrays on the host and writes
 that in a background thread.
 """
@@ -17,9 +17,9 @@ from typing import Any
 
 import array_api_compat as aac
 
-from ._host import to_numpy
-from ._optimizers import OptimizerState
-from ._training import History
+from .._host import to_numpy
+from ..core.optimizers import OptimizerState
+from .loop import History
 
 
 def check_checkpoint(checkpoint: Any, every: Any) -> None:

@@ -36,15 +36,29 @@ class Activation:
     times_f_prime : callable ``times_f_prime(D, A, *, xp) -> D ⊙ f'(Z)`` or None
         The product with f'(z) written through a = f(z).  None for softmax, whose
         Jacobian is not diagonal: it is only an output, where the loss supplies Δ⁽ᴸ⁾.
-    of_sum : callable ``of_sum(Z, b, *, xp) -> f(Z + b)`` or None
-        The bias added and the activation applied in one pass, where a backend has a
-        fused kernel for it (``xpnet._fused``); None adds b to Z, then applies ``f``.
+    of_sum : callable ``of_sum(Z, b, *, xp) -> f(Z + b)``
+        The bias added, then the activation applied: what the forward pass calls.  An
+        engine may substitute one pass over Z for both (``xpnet.engines.fused``).
     """
 
     name: str
     f: Callable[..., Array]
     times_f_prime: Callable[..., Array] | None
-    of_sum: Callable[..., Array] | None = None
+    of_sum: Callable[..., Array] = None  # type: ignore[assignment]  # set from f below
+
+    def __post_init__(self) -> None:
+        if self.of_sum is None:
+            object.__setattr__(self, "of_sum", _then(self.f))
+
+
+def _then(f: Callable[..., Array]) -> Callable[..., Array]:
+    """f(Z + b) as two operations: b added to Z in place, then f."""
+
+    def of_sum(Z: Array, b: Array, *, xp: Any) -> Array:
+        Z += b[:, None]  # Z is a fresh product: adding in place saves an (n_l, N) array
+        return f(Z, xp=xp)
+
+    return of_sum
 
 
 def _identity(Z: Array, *, xp: Any) -> Array:

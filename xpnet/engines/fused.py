@@ -12,16 +12,18 @@ kernel can do it all in one pass.  CuPy compiles such kernels at run time
 - the output delta of the squared error, (A⁽ᴸ⁾ − Y) ⊙ f'(Z⁽ᴸ⁾) (sigmoid, tanh, relu);
 - each optimizer's update and its application, P + U, with the new moments.
 
-Each kernel is an optional implementation of a primitive that the generic code defines
-(``xpnet._activations``, ``xpnet._losses``, ``xpnet._optimizers``), doing the same
-arithmetic in the same order: :func:`fused` puts them into a :class:`~xpnet._training.Step`
-in place of the generic ones, and nothing else changes.  They are compiled without
-contracting a product and a sum into one fused multiply-add (``NVRTC_OPTIONS``), as the
-generic path, one operation per kernel, cannot contract either: each element is rounded
-as often, at the same places, and the same math functions (``exp``, ``tanh``, ``sqrt``)
-are called.  Softmax (a sum over each column) and cross-entropy's delta (one
-subtraction) keep their generic form; so do the division of the summed gradients by N
-and the scaling by sample weights.
+Each kernel is an optional implementation of a primitive that the core defines
+(``xpnet.core.activations``, ``.losses``, ``.optimizers``), doing the same arithmetic in
+the same order: :func:`fused` puts them into a :class:`~xpnet.core.step.Step` in place of
+the generic ones, and nothing else changes.  The :class:`Fused` engine is the eager engine
+with that step (``engine="jit"`` on CuPy arrays, mini-batches included).
+
+The kernels are compiled without contracting a product and a sum into one fused
+multiply-add (``NVRTC_OPTIONS``), as the generic path, one operation per kernel, cannot
+contract either: each element is rounded as often, at the same places, and the same math
+functions (``exp``, ``tanh``, ``sqrt``) are called.  Softmax (a sum over each column) and
+cross-entropy's delta (one subtraction) keep their generic form; so do the division of
+the summed gradients by N and the scaling by sample weights.
 
 The kernels are written once, as CUDA C++ operation strings over an element type ``T``
 (float or double) in :data:`KERNELS`; ``make_kernel`` turns a :class:`Kernel` into
@@ -33,15 +35,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar, NamedTuple
 
-from ._activations import Activation
-from ._losses import Objective
-from ._optimizers import Optimizer, OptimizerState
+import array_api_compat as aac
 
-if TYPE_CHECKING:
-    from ._training import Step
+from ..core.activations import Activation
+from ..core.losses import Objective
+from ..core.optimizers import Optimizer, OptimizerState
+from ..core.step import Samples, Step
+from .eager import Eager
 
 Array = Any
 
@@ -66,7 +70,7 @@ class Kernel(NamedTuple):
 #: parameter and its gradient; q is the new parameter; v, m and v1, m1 a moment before
 #: and after the step.  Scalars (β, μ, ...) come in as arguments, cast to T.
 KERNELS: dict[str, Kernel] = {
-    # a = f(z + b): the bias added in the activation's pass.  As in xpnet._activations:
+    # a = f(z + b): the bias added in the activation's pass.  As in xpnet.core.activations:
     # sigmoid = 1 / (1 + e^{-x}), and relu = max(x, 0) with a NaN kept (divergence).
     "identity_of_sum": Kernel("T z, T b", "T a", "a = z + b"),
     "sigmoid_of_sum": Kernel("T z, T b", "T a", "a = 1 / (1 + exp(-(z + b)))"),
@@ -132,7 +136,7 @@ def cupy_kernel(name: str, kernel: Kernel) -> Any:
 
 
 def fused(how: Step, make_kernel: MakeKernel = cupy_kernel) -> Step:
-    """``how`` (a :class:`~xpnet._training.Step`) with fused kernels for its elementwise work.
+    """``how`` (a :class:`~xpnet.core.step.Step`) with fused kernels for its elementwise work.
 
     Each activation, the squared error's output delta and the optimizer's update that
     :data:`KERNELS` covers is replaced by its kernel; the rest stays as it was.
@@ -210,3 +214,23 @@ def _update(
         for kept, moment in zip(new_moments, moments, strict=True):
             kept.append(moment)
     return new_P, OptimizerState(state.t + 1, new_moments)
+
+
+class Fused(Eager):
+    """The eager engine, its step's elementwise work through fused kernels.
+
+    ``takes(xp)`` says which arrays it runs on (CuPy's), and ``make_kernel`` makes the
+    kernels runnable (CuPy's ``ElementwiseKernel``); the tests run it on NumPy arrays
+    with kernels compiled for the host.
+    """
+
+    takes: ClassVar[Callable[[Any], bool]] = staticmethod(aac.is_cupy_namespace)
+    make_kernel: ClassVar[MakeKernel] = staticmethod(cupy_kernel)
+
+    @contextmanager
+    def open(
+        self, data: Samples, validation: Samples | None = None
+    ) -> Iterator[tuple[Samples, Samples | None]]:
+        with super().open(data, validation) as ready:
+            self.how = fused(self.how, type(self).make_kernel)
+            yield ready

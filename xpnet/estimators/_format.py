@@ -1,4 +1,4 @@
-"""Saving and loading fitted estimators: one ``.npz`` file of parameters and JSON metadata.
+"""The model file: one ``.npz`` file of parameters and JSON metadata, written and checked.
 
 The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
 
@@ -16,7 +16,8 @@ The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
 Nothing is pickled and it is read with ``allow_pickle=False``: loading a file runs no
 code from it.  The class comes from a fixed allow-list and every shape, dtype and name
 is checked before an estimator is built, so a damaged, tampered or foreign file gives a
-``ValueError`` that names the file and the problem.
+``ValueError`` that names the file and the problem.  This module knows the format only;
+``xpnet.estimators._loading`` builds estimators from what it reads.
 """
 
 from __future__ import annotations
@@ -34,11 +35,8 @@ from typing import Any
 import array_api_compat as aac
 import numpy as np  # host-side: the file holds NumPy arrays
 
-from ._estimators import MLPClassifier, MLPRegressor
-from ._host import to_numpy
-from ._optimizers import OptimizerState
-from ._training import ScheduleState
-from ._validation import check_hyperparameters
+from .._host import to_numpy
+from .._version import __version__
 
 #: The marker that tells an xpnet model file from any other ``.npz``.
 FORMAT = "xpnet-model"
@@ -47,7 +45,7 @@ FORMAT = "xpnet-model"
 #: still load, with a fresh state (as after ``fit``).
 FORMAT_VERSION = 2
 #: The only classes a file can name: nothing else is ever constructed from a file.
-ESTIMATORS: dict[str, type] = {"MLPRegressor": MLPRegressor, "MLPClassifier": MLPClassifier}
+ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 DTYPES = ("float32", "float64")
 
 Array = Any
@@ -136,77 +134,6 @@ def save(est: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
     _write_atomic(path, arrays)
 
 
-def load(path: str | os.PathLike, *, xp: Any = None, device: Any = None) -> Any:
-    """Read an estimator written by ``save``, with its parameters in ``xp`` on ``device``.
-
-    A model trained on one backend loads onto any other: trained on CuPy, served on
-    NumPy, and back.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    xp : array namespace or module, optional
-        Where the parameters go: ``numpy`` (the default), ``cupy``, ``torch``,
-        ``jax.numpy``, ``array_api_strict``, or an ``array_api_compat`` namespace.
-    device : optional
-        A device of ``xp`` (``"cuda:1"`` for PyTorch, ``cupy.cuda.Device(1)``, ...);
-        None is the namespace's default device.
-
-    Returns
-    -------
-    MLPRegressor or MLPClassifier
-        Fitted, with ``weights_``/``biases_`` in the saved dtype; numeric ``classes_``
-        on ``device`` as well, string ``classes_`` as a NumPy array.
-
-    Raises
-    ------
-    ValueError
-        If the file is not an xpnet model, is damaged, or describes an inconsistent network.
-    """
-    return load_with_metadata(path, xp=xp, device=device)[0]
-
-
-def load_with_metadata(
-    path: str | os.PathLike, *, xp: Any = None, device: Any = None
-) -> tuple[Any, dict[str, Any]]:
-    """As :func:`load`, and the file's metadata (with the ``extra`` given to ``save``)."""
-    arrays = _read_archive(path)
-    meta = _metadata(arrays, path)
-    est = _estimator(meta, arrays, path)
-    xp = _namespace(xp)
-    if device is None:
-        device = xp.__array_namespace_info__().default_device()
-    dtype = getattr(xp, meta["dtype"])
-    L = len(meta["layer_sizes"]) - 1
-    est.weights_ = [xp.asarray(arrays[f"W_{l}"], dtype=dtype, device=device) for l in range(L)]
-    est.biases_ = [xp.asarray(arrays[f"b_{l}"], dtype=dtype, device=device) for l in range(L)]
-    if "optimizer" in meta:
-        moments = tuple(
-            [
-                xp.asarray(arrays[f"moment_{k}_{i}"], dtype=dtype, device=device)
-                for i in range(2 * L)
-            ]
-            for k in range(meta["optimizer"]["n_moments"])
-        )
-        est._optimizer_state = OptimizerState(meta["optimizer"]["t"], moments)
-    if "rng" in meta:
-        est._rng = _generator(meta["rng"], path)
-    if "schedule" in meta:
-        s = meta["schedule"]
-        best = -math.inf if s["best"] is None else s["best"]
-        est._schedule_state = ScheduleState(s["mu"], s["t"], s["no_change"], best)
-    if isinstance(est, MLPClassifier):
-        classes = arrays["classes"]
-        if meta["classes_kind"] == "number":
-            label_dtype = xp.bool if classes.dtype == np.bool_ else getattr(xp, classes.dtype.name)
-            classes = xp.asarray(classes, dtype=label_dtype, device=device)
-        est.classes_ = classes
-    return est, meta
-
-
-# -- writing -----------------------------------------------------------------------------
-
-
 def _write_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` as an ``.npz`` to a temporary file beside ``path``, then rename it."""
     path = os.fspath(path)
@@ -262,8 +189,6 @@ def _floats_or_none(v: Any) -> list[float] | None:
 
 
 def _version() -> str:
-    from . import __version__
-
     return __version__
 
 
@@ -378,90 +303,6 @@ def _metadata(arrays: dict[str, np.ndarray], path: Any) -> dict[str, Any]:
     ):
         raise _bad(path, f"schedule must hold mu, t, no_change and best, got {schedule!r}")
     return meta
-
-
-def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -> Any:
-    """An estimator of the file's class with its hyperparameters, after checking every array."""
-    cls = ESTIMATORS[meta["estimator"]]
-    params = dict(meta["params"])
-    if isinstance(params.get("hidden_layer_sizes"), list):
-        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    try:
-        est = cls(**params)
-        hidden, output = check_hyperparameters(est, natural_output=cls._natural_output)
-        multilabel = cls is MLPClassifier and meta.get("multilabel", False)
-        output = est._output_activation(output, {"_multilabel": multilabel})
-    except (TypeError, ValueError) as exc:
-        raise _bad(path, f"invalid hyperparameters ({exc})") from None
-    sizes = meta["layer_sizes"]
-    if hidden != sizes[1:-1]:
-        raise _bad(path, f"hidden_layer_sizes {hidden} do not match layer_sizes {sizes}")
-    if meta.get("out_activation") != output:
-        raise _bad(path, f"out_activation {meta.get('out_activation')!r} is not {output!r}")
-
-    L = len(sizes) - 1
-    expected = {"metadata"} | {f"{p}_{l}" for p in "Wb" for l in range(L)}
-    if cls is MLPClassifier:
-        expected.add("classes")
-    n_moments = meta["optimizer"]["n_moments"] if "optimizer" in meta else 0
-    moments = {f"moment_{k}_{i}": i for k in range(n_moments) for i in range(2 * L)}
-    expected |= set(moments)
-    if set(arrays) != expected:
-        missing, unknown = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
-        problems = [f"arrays missing: {missing}"] * bool(missing)
-        problems += [f"unexpected arrays: {unknown}"] * bool(unknown)
-        raise _bad(path, ", ".join(problems))
-    for l in range(L):
-        for key, shape in ((f"W_{l}", (sizes[l + 1], sizes[l])), (f"b_{l}", (sizes[l + 1],))):
-            a = arrays[key]
-            if a.dtype.name != meta["dtype"] or a.shape != shape:
-                raise _bad(
-                    path,
-                    f"{key} must be {meta['dtype']} of shape {shape}, got {a.dtype} {a.shape}",
-                )
-            if not np.all(np.isfinite(a)):
-                raise _bad(path, f"{key} holds NaN or infinity")
-    if "optimizer" in meta and n_moments != est._optimizer().n_moments:
-        problem = f"the optimizer state holds {n_moments} moment(s), which solver={est.solver!r}"
-        raise _bad(path, f"{problem} with momentum={est.momentum!r} does not use")
-    for key, i in moments.items():
-        a, like = arrays[key], arrays[f"W_{i}" if i < L else f"b_{i - L}"]
-        if a.dtype != like.dtype or a.shape != like.shape or not np.all(np.isfinite(a)):
-            raise _bad(path, f"{key} must be finite {like.dtype} of shape {like.shape}")
-
-    n_out = sizes[-1]
-    if cls is MLPClassifier:
-        classes = arrays["classes"]
-        kind = meta.get("classes_kind")
-        allowed = {"number": "biuf", "text": "U"}.get(kind, "")
-        if classes.ndim != 1 or classes.shape[0] != n_out or classes.dtype.kind not in allowed:
-            raise _bad(
-                path,
-                f"classes must be a 1-D array of {n_out} labels ({kind}), "
-                f"got {classes.dtype} {classes.shape}",
-            )
-        if multilabel and not np.array_equal(classes, np.arange(n_out)):
-            raise _bad(path, f"multi-label classes must be 0 .. {n_out - 1}")
-        est.n_outputs_, est._multilabel = (n_out if multilabel else 1), multilabel
-    else:
-        if meta.get("y_ndim") not in (1, 2) or meta.get("n_outputs") != n_out:
-            raise _bad(path, f"n_outputs and y_ndim do not fit {n_out} output(s)")
-        if meta["y_ndim"] == 1 and n_out != 1:
-            raise _bad(path, f"y_ndim 1 needs one output, got {n_out}")
-        est.n_outputs_, est._y_ndim = n_out, meta["y_ndim"]
-
-    est.n_features_in_ = sizes[0]
-    est.n_layers_ = len(sizes)
-    est.out_activation_ = output
-    est.n_iter_ = meta["n_iter"]
-    est.loss_curve_ = [float(v) for v in meta["loss_curve"]]
-    est.best_loss_ = _float_or_none(meta.get("best_loss"))
-    est.validation_scores_ = _floats_or_none(meta.get("validation_scores"))
-    est.validation_loss_curve_ = _floats_or_none(meta.get("validation_loss_curve"))
-    est.best_validation_score_ = _float_or_none(meta.get("best_validation_score"))
-    est.t_ = meta.get("t", 0)
-    est._stopped = meta.get("stopped", False)
-    return est
 
 
 def _generator(state: Any, path: Any) -> np.random.Generator:

@@ -1,0 +1,26 @@
+"""``xpnet info``: the version, each backend's devices (or why it cannot run here) and the
+optional packages the command uses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import array_api_compat
+import numpy as np
+
+from .._version import __version__
+from ._backends import report
+from ._progress import extras, table
+
+
+def _info(args: argparse.Namespace) -> int:
+    print(
+        f"xpnet {__version__} (Python {sys.version.split()[0]}, NumPy {np.__version__}, "
+        f"array-api-compat {array_api_compat.__version__})"
+    )
+    print("backends:")
+    print(table([(name, f"{version:<10} {status}") for name, version, status in report()]))
+    print('optional packages of the command (pip install "xpnet[examples]"):')
+    print(table(extras()))
+    return 0

@@ -1,0 +1,148 @@
+"""The ways to run the core, one module each, and the one function that chooses among them.
+
+- :mod:`~xpnet.engines.eager`: one operation at a time, chunks of samples spread over
+  the CPU's cores on NumPy: the reference, and what every other engine falls back to.
+- :mod:`~xpnet.engines.fused`: CuPy, the step's elementwise work in fused kernels.
+- :mod:`~xpnet.engines.jax`: JAX, a block of full-batch epochs as one compiled program.
+- :mod:`~xpnet.engines.torch`: PyTorch, each step compiled, and on CUDA, blocks of
+  steps captured as CUDA graphs.
+- :mod:`~xpnet.engines.dask`: Dask arrays, the core run once per block of samples.
+
+:func:`choose` is the only place that knows which applies; the estimators and the
+``xpnet`` command ask it (the command through :func:`check_engine`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import array_api_compat as aac
+
+from ..core.activations import Activation
+from ..core.losses import Objective
+from ..core.optimizers import Optimizer
+from ..core.step import Step
+from ..training.engine import Engine
+from . import jax as _jax
+from ._dask_graph import block_namespace
+from .dask import Dask, is_dask
+from .eager import Eager
+from .fused import Fused, fused
+from .jax import Jax
+from .torch import TorchGraphBlocks, TorchSteps
+
+__all__ = ["ENGINES", "check_engine", "choose"]
+
+#: The values of ``engine=``.
+ENGINES = ("auto", "eager", "jit")
+
+#: The array libraries ``engine="jit"`` runs on, by module name.
+COMPILED_LIBRARIES = ("jax", "torch", "cupy")
+
+
+def check_engine(engine: str, library: str, *, full_batch: bool | None) -> None:
+    """Raise ``ValueError`` if ``engine`` cannot run on ``library``'s arrays.
+
+    Parameters
+    ----------
+    engine : {"auto", "eager", "jit"}
+    library : str
+        The arrays' library, by module name (``"numpy"``, ``"torch"``, ...; ``"dask"``
+        for Dask arrays, whose blocks are NumPy's unless told otherwise).
+    full_batch : bool or None
+        Whether each epoch is one step; None if not known yet (the command checks
+        before the data are loaded, when only the batch size is known).
+    """
+    if engine != "jit" or library == "cupy":  # CuPy's kernels serve mini-batches too
+        return
+    if full_batch is False:
+        why = "mini-batches"
+    elif library not in COMPILED_LIBRARIES:
+        why = f"{library} arrays"
+    else:
+        return
+    raise ValueError(
+        f"engine='jit' compiles full-batch training on JAX or PyTorch arrays and "
+        f"fuses kernels on CuPy, not {why}; use engine='auto' or 'eager'."
+    )
+
+
+def choose(
+    engine: str,
+    X: Any,
+    *,
+    f: Sequence[Activation],
+    objective: Objective,
+    optimizer: Optimizer | None = None,
+    alpha: float = 0.0,
+    widest: int,
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    n_epochs: int = 1,
+) -> Engine:
+    """The engine that runs a fit (or a prediction) on the samples X.
+
+    ``engine="eager"`` runs one operation at a time; ``"jit"`` compiles or fuses where
+    that exists and refuses otherwise; ``"auto"`` compiles where that is exact and pays
+    for itself: JAX arrays, full-batch descent and at least ``MIN_EPOCHS_TO_COMPILE``
+    epochs; and Dask's mini-batches, whose graphs cost nothing to build.  (CUDA graphs
+    and CuPy's fused kernels are for ``"jit"`` alone until their gain is measured on a
+    GPU.)  Dask arrays always run on the Dask engine.
+
+    Parameters
+    ----------
+    engine : {"auto", "eager", "jit"}
+    X : array of shape (N, n_0)
+        The training samples (after any validation split), or those to predict for.
+    f, objective, optimizer, alpha
+        The step's parts (``xpnet.core.step.Step``); the optimizer may be None for a
+        prediction.
+    widest : int
+        The largest layer size, for the eager engine's chunks.
+    batch_size, chunk_size, n_epochs
+        The fit's settings.
+
+    Raises
+    ------
+    ValueError
+        For ``engine="jit"`` where nothing compiles (see :func:`check_engine`).
+    """
+    N = X.shape[0]
+    full_batch = batch_size is None or batch_size >= N
+    dask = is_dask(X)
+    if dask:  # the parameters are computed on in the blocks' namespace
+        xp, device = block_namespace(X)
+        library = "dask"
+    else:
+        xp, device = aac.array_namespace(X), aac.device(X)
+        library = _library(xp, X)
+    jit, fusable = engine == "jit", Fused.takes(xp)
+    check_engine(engine, "cupy" if fusable else library, full_batch=full_batch)
+    how = Step(f, objective, optimizer, alpha, xp)
+    settings = dict(device=device, widest=widest, batch_size=batch_size, chunk_size=chunk_size)
+    if dask:
+        if jit and fusable:  # the blocks' tasks run the fused kernels
+            how = fused(how, Fused.make_kernel)
+        return Dask(how, epochs_per_graph=engine == "auto", **settings)
+    if jit and fusable:
+        return Fused(how, **settings)
+    if jit and aac.is_torch_namespace(xp):
+        on_cuda = getattr(device, "type", None) == "cuda"
+        return (TorchGraphBlocks if on_cuda else TorchSteps)(how, **settings)
+    on_jax = aac.is_jax_namespace(xp)
+    if (
+        on_jax
+        and full_batch
+        and (jit or (engine == "auto" and n_epochs >= _jax.MIN_EPOCHS_TO_COMPILE))
+    ):
+        return Jax(how, **settings)
+    return Eager(how, **settings)
+
+
+def _library(xp: Any, X: Any) -> str:
+    """The name users know the arrays' library by (JAX's arrays are ``jaxlib``'s)."""
+    for name in COMPILED_LIBRARIES:
+        if getattr(aac, f"is_{name}_namespace")(xp):
+            return name
+    return type(X).__module__.split(".")[0]

@@ -1,0 +1,121 @@
+"""The eager engine: the core run one operation at a time, in this process.
+
+It is the reference every other engine equals, and the one that runs whatever no other
+engine does differently.  On a CPU it takes each batch's samples in chunks that stay in
+cache and, on NumPy, spreads them over the cores (``xpnet.engines._threads``), with
+BLAS held to one thread meanwhile; both are held while the engine is open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ..core.backprop import loss_and_gradients, output
+from ..core.optimizers import OptimizerState
+from ..core.step import Samples, Step, epoch, keep_the_best
+from ..training.engine import BlockPlan, BlockResult, Kept, Validation
+from ..training.samples import check_finite
+from ._threads import chunked
+
+Array = Any
+
+
+class Eager:
+    """Runs the core's step one operation at a time: the reference engine.
+
+    Parameters
+    ----------
+    how : Step
+        The network's activations, the objective, the optimizer and the penalty, in
+        the namespace the parameters are computed on.
+    device
+        The device the parameters are computed on.
+    widest : int
+        The largest layer size: the height of the largest temporary of a chunk.
+    batch_size : int, optional
+        Samples per step (None: all); the chunks are planned for a batch.
+    chunk_size : int, optional
+        The user's samples per chunk; None plans them.
+    """
+
+    def __init__(
+        self, how: Step, *, device: Any, widest: int, batch_size: int | None = None,
+        chunk_size: int | None = None,
+    ) -> None:  # fmt: skip
+        self.how, self.xp, self.device = how, how.xp, device
+        self.widest, self.batch_size, self.chunk_size = widest, batch_size, chunk_size
+
+    # -- resources and data ------------------------------------------------------------
+
+    @contextmanager
+    def open(
+        self, data: Samples, validation: Samples | None = None
+    ) -> Iterator[tuple[Samples, Samples | None]]:
+        """Check X, and hold the chunk plan (threads, BLAS's limit) for a batch of data."""
+        for part in (data, validation):
+            if part is not None:
+                check_finite(part.X, self.xp, "X")
+        N = data.X.shape[0]
+        B = N if self.batch_size is None else min(self.batch_size, N)
+        with chunked(self.xp, self.device, N=B, widest=self.widest, dtype=data.X.dtype,
+                     chunk_size=self.chunk_size) as (chunk_size, map_chunks):  # fmt: skip
+            self.how = dataclasses.replace(self.how, chunk_size=chunk_size, map=map_chunks)
+            yield data, validation
+
+    def blocks(self, data: Samples) -> tuple[int, ...] | None:
+        """The samples are one block: an order is a permutation of them all."""
+        return None
+
+    def adopt(self, arrays: list[Array]) -> list[Array]:
+        return list(arrays)
+
+    def publish(self, arrays: list[Array], like: Array) -> list[Array]:
+        return list(arrays)
+
+    # -- arithmetic --------------------------------------------------------------------
+
+    def loss_and_gradients(
+        self, W: list[Array], b: list[Array], data: Samples
+    ) -> tuple[Array, list[Array], list[Array]]:
+        """E_total and its gradients over all of ``data``, in the plan's chunks."""
+        how = self.how
+        return loss_and_gradients(
+            W, b, data.X.T, data.Y, f=how.f, objective=how.objective, xp=self.xp, s=data.s,
+            S=data.weight(), alpha=how.alpha, chunk_size=how.chunk_size, map=how.map,
+        )  # fmt: skip
+
+    def output(self, W: list[Array], b: list[Array], X: Array) -> Array:
+        """A⁽ᴸ⁾ of shape (n_L, N) for the rows of X, in the plan's chunks."""
+        how = self.how
+        return output(W, b, X.T, f=how.f, xp=self.xp, chunk_size=how.chunk_size, map=how.map)
+
+    def run_block(
+        self, W: list[Array], b: list[Array], state: OptimizerState, plan: BlockPlan,
+        data: Samples, validation: Validation | None, kept: Kept | None,
+    ) -> BlockResult:  # fmt: skip
+        """The plan's epochs one after another, each followed by its validation pass."""
+        E, V = [], []
+        for mu, order in zip(plan.mu, plan.orders, strict=True):
+            W, b, state, E_e = epoch(
+                W, b, state, data, mu=mu, batch_size=plan.batch_size, order=order,
+                how=self.how, device=self.device,
+            )  # fmt: skip
+            E.append(E_e)
+            if validation is not None:
+                kept, V_e = self.validate(W, b, kept, validation)
+                V.append(V_e)
+        return BlockResult(W, b, state, E, kept, V)
+
+    def validate(
+        self, W: list[Array], b: list[Array], kept: Kept, validation: Validation
+    ) -> tuple[Kept, Array]:
+        """The validation pass after an epoch: the best so far, and the epoch's (2,) values."""
+        O = self.output(W, b, validation.samples.X)
+        *best, values = keep_the_best(
+            O, W, b, kept.W, kept.b, kept.score, validation.samples, validation.S,
+            validation.score, how=self.how,
+        )  # fmt: skip
+        return Kept(*best), values

@@ -1,0 +1,15 @@
+"""The scikit-learn face of xpnet: the estimators, and loading them from a model file.
+
+- ``_base``: what the regressor and the classifier share (parameters, ``fit``, the
+  forward pass), and where a fit meets the training loop and its engine;
+- ``_regressor``, ``_classifier``: the two estimators;
+- ``_validation``, ``_feature_names``: what users pass, checked at the boundary;
+- ``_format``: the model file, written and checked, knowing no estimator class;
+  ``_loading``: estimators built from it.
+"""
+
+from ._classifier import MLPClassifier
+from ._loading import load, load_with_metadata
+from ._regressor import MLPRegressor
+
+__all__ = ["MLPClassifier", "MLPRegressor", "load", "load_with_metadata"]
