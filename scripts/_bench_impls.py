@@ -444,6 +444,8 @@ class Xpnet(Impl):
         def run(k: int) -> None:
             est = xpnet.MLPRegressor(
                 hidden_layer_sizes=problem.hidden,
+                solver="sgd",  # the seed's full-batch descent: k epochs, whatever the loss
+                n_iter_no_change=float("inf"),
                 activation="sigmoid",
                 output_activation="identity",
                 loss="mse",

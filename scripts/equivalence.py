@@ -65,7 +65,13 @@ from typing import Any
 import numpy as np
 
 #: Every fit's defaults; a case's own parameters override them.
-DEFAULTS: dict[str, Any] = dict(hidden_layer_sizes=(8,), max_iter=40, random_state=0)
+#: Settings that both versions share whatever their own defaults: the seed's activation,
+#: full batch unless a case says otherwise, and every epoch run (a count too large to
+#: stall, which older versions, refusing ``inf``, also take).
+DEFAULTS: dict[str, Any] = dict(
+    hidden_layer_sizes=(8,), max_iter=40, random_state=0, activation="sigmoid",
+    batch_size=None, n_iter_no_change=10**9,
+)  # fmt: skip
 
 #: The optimizers, by the names the cases use.
 OPTIMIZERS: dict[str, dict[str, Any]] = {

@@ -150,6 +150,9 @@ def main() -> int:
         def fit(k: int, X: Any = X, Y: Any = Y, problem: Any = problem) -> None:
             xpnet.MLPRegressor(
                 hidden_layer_sizes=problem.hidden,
+                solver="sgd",
+                activation="sigmoid",
+                n_iter_no_change=float("inf"),
                 learning_rate=problem.learning_rate,
                 max_iter=k,
                 random_state=0,

@@ -185,6 +185,7 @@ def run_xpnet(X: Any, y: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     est = MLPRegressor(
         hidden_layer_sizes=(args.hidden,),
+        solver="sgd",
         activation="sigmoid",
         learning_rate=LEARNING_RATE,
         random_state=args.seed,

@@ -244,9 +244,9 @@ def test_allocator_is_primed_once_per_larger_size(monkeypatch):
 
 
 def _live_blas_threads():
-    from threadpoolctl import threadpool_info
-
-    return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+    """The threads of the BLAS libraries xpnet steers (those loaded when it first looked:
+    NumPy's among them; a library loaded later, SciPy's own, is not NumPy's BLAS)."""
+    return max(lib.num_threads for lib in _threads._blas_controller().lib_controllers)
 
 
 def test_overlapping_holds_on_blas_end_in_any_order_and_put_its_threads_back():

@@ -35,6 +35,10 @@ from xpnet.engines.torch import TorchGraphBlocks, TorchSteps
 from xpnet.training.loop import EarlyStopping, History, Interrupted, run_epochs
 from xpnet.training.schedules import Schedule
 
+# The seed's method, which these tests compile: full-batch gradient descent with sigmoid
+# hidden units (the defaults are scikit-learn's Adam on ReLUs).  A test's settings win.
+SEED = dict(solver="sgd", activation="sigmoid")
+
 
 @pytest.fixture(scope="module")
 def jnp():
@@ -48,7 +52,7 @@ def _fit_both(jnp, cls, X, y, **params):
     """The same fit run eagerly and compiled, on JAX arrays."""
     fits = []
     for engine in ("eager", "jit"):
-        est = cls(hidden_layer_sizes=(6,), random_state=0, engine=engine, **params)
+        est = cls(hidden_layer_sizes=(6,), random_state=0, engine=engine, **{**SEED, **params})
         fits.append(est.fit(jnp.asarray(X), jnp.asarray(y)))
     return fits
 
@@ -93,8 +97,8 @@ def test_compiled_equals_eager_with_optimizers_schedules_and_weights(jnp, params
     fits = []
     for engine in ("eager", "jit"):
         est = xpnet.MLPRegressor(hidden_layer_sizes=(6,), random_state=0, max_iter=21,
-                                 engine=engine, **{k: v for k, v in params.items()
-                                                   if k != "weighted"})  # fmt: skip
+                                 engine=engine, **SEED | {k: v for k, v in params.items()
+                                                          if k != "weighted"})  # fmt: skip
         s = jnp.asarray(weights) if params.get("weighted") else None
         fits.append(est.fit(jnp.asarray(X), jnp.asarray(y), sample_weight=s))
     _assert_equal_fits(*fits)
@@ -123,7 +127,7 @@ def test_a_diverging_compiled_fit_fails_at_the_same_epoch(library, request):
     X, y, _ = _data()
     messages = []
     for engine in ("eager", "jit"):
-        est = xpnet.MLPRegressor(learning_rate=1e30, max_iter=50, engine=engine)
+        est = xpnet.MLPRegressor(learning_rate=1e30, max_iter=50, engine=engine, **SEED)
         with pytest.raises(ValueError, match="diverged") as info:
             est.fit(to_array(X * 1e3), to_array(y * 1e3))
         messages.append(str(info.value))
@@ -132,7 +136,7 @@ def test_a_diverging_compiled_fit_fails_at_the_same_epoch(library, request):
 
 def test_compiled_resume_equals_an_uninterrupted_fit(jnp, tmp_path):
     X, y, _ = _data()
-    params = dict(hidden_layer_sizes=(6,), solver="adam", random_state=0, engine="jit")
+    params = SEED | dict(hidden_layer_sizes=(6,), solver="adam", random_state=0, engine="jit")
     whole = xpnet.MLPRegressor(max_iter=64, **params).fit(jnp.asarray(X), jnp.asarray(y))
     part = xpnet.MLPRegressor(max_iter=32, **params).fit(jnp.asarray(X), jnp.asarray(y))
     part.save(tmp_path / "m.npz")
@@ -168,9 +172,9 @@ def test_auto_compiles_long_full_batch_jax_fits_only(jnp, monkeypatch):
     assert type(_choice("auto", X, n_epochs=20)) is Eager  # NumPy: eager
     # The fit "auto" compiles is the eager fit.
     auto, eager = (
-        xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=20, random_state=0, engine=engine).fit(
-            X_j, y_j
-        )
+        xpnet.MLPRegressor(
+            hidden_layer_sizes=(3,), max_iter=20, random_state=0, engine=engine, **SEED
+        ).fit(X_j, y_j)
         for engine in ("auto", "eager")
     )
     _assert_equal_fits(eager, auto)
@@ -191,13 +195,14 @@ def test_bad_engines_are_named(jnp, params, data, match):
     if data == "jax":
         X, y = jnp.asarray(X), jnp.asarray(y)
     with pytest.raises(ValueError, match=match):
-        xpnet.MLPRegressor(max_iter=3, **params).fit(X, y)
+        xpnet.MLPRegressor(max_iter=3, **SEED | params).fit(X, y)
 
 
 def test_the_caller_s_arrays_are_not_donated_or_written(jnp):
     X, y, _ = _data()
     X_j, y_j = jnp.asarray(X), jnp.asarray(y)
-    est = xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=20, engine="jit").fit(X_j, y_j)
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=20, engine="jit", **SEED)
+    est.fit(X_j, y_j)
     W = [jnp.asarray(W_l) for W_l in est.weights_]
     est.set_params(warm_start=True).fit(X_j, y_j)  # starts from W, a caller-held array now
     for W_l, W_kept in itertools.zip_longest(W, est.weights_):
@@ -222,7 +227,7 @@ def torch(monkeypatch):
 def _fit_torch(torch, cls, X, y, s=None, **params):
     fits = []
     for engine in ("eager", "jit"):
-        est = cls(hidden_layer_sizes=(6,), random_state=0, engine=engine, **params)
+        est = cls(hidden_layer_sizes=(6,), random_state=0, engine=engine, **{**SEED, **params})
         weights = None if s is None else torch.from_numpy(s)
         fits.append(est.fit(torch.from_numpy(X), torch.from_numpy(y), sample_weight=weights))
     return fits
@@ -270,7 +275,7 @@ def test_torch_compiles_one_program_for_every_step_size_and_weight_sum(torch):
     counts = torch._dynamo.utils.counters
     counts.clear()
     est = xpnet.MLPRegressor(hidden_layer_sizes=(5,), max_iter=40, engine="jit",
-                             learning_rate_schedule="invscaling")  # fmt: skip
+                             learning_rate_schedule="invscaling", **SEED)  # fmt: skip
     est.fit(torch.from_numpy(X), torch.from_numpy(y))
     assert counts["stats"]["unique_graphs"] == 1, dict(counts["stats"])
     for low in (0.5, 1.5):  # weights (a program of their own), summing to another S each
@@ -289,7 +294,7 @@ def test_torch_fits_of_many_shapes_in_one_process_all_compile(torch, monkeypatch
     torch._dynamo.reset()
     X, y, _ = _data(N=40)
     for N in range(20, 29):  # nine shapes
-        est = xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2, engine="jit")
+        est = xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=2, engine="jit", **SEED)
         est.fit(torch.from_numpy(X[:N]), torch.from_numpy(y[:N]))
         assert est.n_iter_ == 2
 
@@ -303,7 +308,7 @@ def test_torch_is_compiled_only_when_asked(torch):
     assert type(_choice("jit", X_t, n_epochs=300)) is TorchSteps  # on the CPU: no graphs
     auto, eager = (
         xpnet.MLPRegressor(
-            hidden_layer_sizes=(3,), max_iter=300, random_state=0, engine=engine
+            hidden_layer_sizes=(3,), max_iter=300, random_state=0, engine=engine, **SEED
         ).fit(X_t, y_t)
         for engine in ("auto", "eager")
     )
@@ -541,7 +546,7 @@ def _cuda(torch):
 def _fit_on(device, torch, cls, X, y, **params):
     fits = []
     for engine in ("eager", "jit"):
-        est = cls(hidden_layer_sizes=(6,), random_state=0, engine=engine, **params)
+        est = cls(hidden_layer_sizes=(6,), random_state=0, engine=engine, **{**SEED, **params})
         fits.append(est.fit(torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)))
     return fits
 

@@ -53,7 +53,10 @@ def _blocks(a, rows):
     return da.from_array(a, chunks=(rows, *a.shape[1:]))
 
 
-KW = dict(hidden_layer_sizes=(16,), learning_rate=0.1, random_state=0)
+# The seed's method: full-batch gradient descent with sigmoid hidden units (the defaults
+# are scikit-learn's Adam on ReLUs, in mini-batches of 200).
+SEED = dict(solver="sgd", activation="sigmoid")
+KW = dict(hidden_layer_sizes=(16,), learning_rate=0.1, random_state=0, **SEED)
 
 
 @pytest.mark.parametrize("batch_size", [None, 100])
@@ -73,7 +76,7 @@ def test_fits_on_a_cluster_give_the_same_bits_every_time(on_cluster, batch_size)
 def test_full_batch_equals_numpy_block_by_block(on_cluster):
     X, y = _data()
     for solver in ("sgd", "adam"):
-        kw = dict(KW, max_iter=20, solver=solver, alpha=0.01)
+        kw = dict(KW, max_iter=20, solver=solver, alpha=0.01, batch_size=None)
         ref = xpnet.MLPRegressor(**kw).fit(X, y)
         est = xpnet.MLPRegressor(**kw).fit(_blocks(X, 150), _blocks(y, 150))
         for got, want in zip(est.weights_ + est.biases_, ref.weights_ + ref.biases_, strict=True):
@@ -117,8 +120,10 @@ def test_nothing_grows_with_the_epochs(on_cluster):
         tasks = on_cluster.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
         seen.append((tasks, len(on_cluster.futures), len(on_cluster.refcount)))
 
-    xpnet.MLPRegressor(**KW, max_iter=96).fit(_blocks(X, 100), _blocks(y, 100), callback=sample)
-    assert len(seen) == 6  # a read-back every 16 epochs
+    # All 96 epochs (no stall of the loss ends the fit sooner): a read-back every 16.
+    est = xpnet.MLPRegressor(**KW, max_iter=96, n_iter_no_change=np.inf)
+    est.fit(_blocks(X, 100), _blocks(y, 100), callback=sample)
+    assert len(seen) == 6
     # Between steps nothing is left on the scheduler or held by the client: the next
     # step starts from the parameters as data.
     first, last = seen[0], seen[-1]
@@ -258,7 +263,7 @@ def test_a_scatter_that_never_ends_is_given_up_and_the_step_made_anew(on_cluster
 
 def test_a_lost_worker_is_survived():
     X, y = _data(N=1000, n=32)
-    kw = dict(KW, max_iter=40)
+    kw = dict(KW, max_iter=40, n_iter_no_change=np.inf)  # all 40 epochs: long enough
     # A cluster of its own: the one the other tests share keeps both its workers.
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",

@@ -11,6 +11,10 @@ from conftest import assert_close, assert_same_kind
 import xpnet
 from xpnet._host import to_numpy
 
+# The seed's method: full-batch gradient descent with sigmoid hidden units (the defaults
+# are scikit-learn's Adam on ReLUs, in mini-batches), for the tests that are about it.
+SEED = dict(solver="sgd", activation="sigmoid")
+
 
 def _data(N=40, n_in=5, n_out=2, seed=0):
     rng = np.random.default_rng(seed)
@@ -26,9 +30,12 @@ def test_full_batch_follows_sklearn_sgd_step_for_step(activation):
 
     X, y = _data(N=50, n_in=4, n_out=2)
     mu, epochs = 0.05, 12
+    # Both sides: full-batch gradient descent, no momentum, penalty or stopping rule.
     ours = xpnet.MLPRegressor(
-        hidden_layer_sizes=(6, 5), activation=activation, learning_rate=mu, random_state=3
-    )
+        hidden_layer_sizes=(6, 5), activation=activation, learning_rate=mu, random_state=3,
+        solver="sgd", batch_size=None, learning_rate_schedule="constant", momentum=0.0,
+        alpha=0.0, shuffle=False, n_iter_no_change=np.inf, tol=0.0,
+    )  # fmt: skip
     ours.set_params(max_iter=1).fit(X, y)  # fixes the layer sizes
     rng = np.random.default_rng(7)
     W0 = [rng.uniform(-0.5, 0.5, size=W.shape) for W in ours.weights_]
@@ -143,7 +150,7 @@ def test_user_parameters_are_not_written(backend):
 
 def test_partial_fit_is_one_gradient_step(backend):
     X, y = _data()
-    est = xpnet.MLPRegressor(hidden_layer_sizes=(4,), learning_rate=0.3, random_state=0)
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(4,), learning_rate=0.3, random_state=0, **SEED)
     est.set_params(max_iter=1).fit(backend.asarray(X), backend.asarray(y))
     W, b = list(est.weights_), list(est.biases_)
     grad_W, grad_b = est.gradients(backend.asarray(X), backend.asarray(y))
@@ -155,10 +162,12 @@ def test_partial_fit_is_one_gradient_step(backend):
 
 def test_mini_batches_are_steps_on_the_batches():
     X, y = _data(N=10)
-    est = xpnet.MLPRegressor(hidden_layer_sizes=(3,), batch_size=4, shuffle=False, max_iter=1)
+    est = xpnet.MLPRegressor(
+        hidden_layer_sizes=(3,), batch_size=4, shuffle=False, max_iter=1, **SEED
+    )  # gradient descent on each mini-batch in turn, μ = 0.1 (sgd's default)
     est.set_params(random_state=0).fit(X, y)
     W, b = list(est.weights_), list(est.biases_)
-    step = xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=1, learning_rate=0.1)
+    step = xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=1, learning_rate=0.1, **SEED)
     step.weights_, step.biases_ = list(W), list(b)
     losses = []
     for start in (0, 4, 8):  # batches of 4, 4 and 2
@@ -182,14 +191,16 @@ def test_shuffled_mini_batches_depend_on_random_state_only():
 
 def test_warm_start_continues_and_fit_restarts():
     X, y = _data()
-    kw = dict(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    # Gradient descent: no optimizer state, which every fit would restart (Adam's moments).
+    kw = dict(hidden_layer_sizes=(4,), max_iter=5, random_state=0, **SEED)
     ten = xpnet.MLPRegressor(**{**kw, "max_iter": 10}).fit(X, y)
     warm = xpnet.MLPRegressor(warm_start=True, **kw).fit(X, y).fit(X, y)
     cold = xpnet.MLPRegressor(**kw).fit(X, y)
     cold_again = cold.fit(X, y)
     np.testing.assert_allclose(warm.weights_[0], ten.weights_[0], rtol=1e-13)
     assert warm.loss_curve_ == pytest.approx(ten.loss_curve_, rel=1e-13)
-    assert warm.n_iter_ == 10 and cold_again.n_iter_ == 5
+    # As in scikit-learn: the loss curve goes on, n_iter_ counts this fit's epochs.
+    assert len(warm.loss_curve_) == 10 and warm.n_iter_ == 5 and cold_again.n_iter_ == 5
     np.testing.assert_array_equal(
         cold_again.weights_[0], xpnet.MLPRegressor(**kw).fit(X, y).weights_[0]
     )
@@ -207,7 +218,10 @@ def test_regressor_shapes_follow_y(backend):
 
 def test_regressor_learns():
     X, y = _data(N=200, n_out=1)
-    est = xpnet.MLPRegressor(hidden_layer_sizes=(16,), max_iter=500, learning_rate=0.5)
+    # All 500 epochs: slow steady progress is no stall here (see the stopping rule's tests).
+    est = xpnet.MLPRegressor(
+        hidden_layer_sizes=(16,), max_iter=500, learning_rate=0.5, n_iter_no_change=np.inf, **SEED
+    )
     assert est.set_params(random_state=0).fit(X, y).score(X, y) > 0.9
 
 

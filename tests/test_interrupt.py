@@ -17,14 +17,17 @@ import pytest
 import xpnet
 from xpnet.training.loop import READBACK_EVERY
 
+#: The seed's method: full-batch gradient descent with sigmoid hidden units.
+SEED = dict(solver="sgd", activation="sigmoid")
+
 #: Full batch, shuffled mini-batches with Adam, and momentum with the adaptive schedule:
 #: every piece of state that resuming must carry (parameters, moments, step counts, the
 #: batch-order generator, the schedule's μ and stall count).
 SETTINGS = {
-    "full-batch": dict(),
+    "full-batch": dict(SEED),
     "adam-mini-batches": dict(solver="adam", batch_size=32),
     "momentum-adaptive": dict(
-        momentum=0.9, batch_size=50, learning_rate_schedule="adaptive", tol=1e-3,
+        SEED, momentum=0.9, batch_size=50, learning_rate_schedule="adaptive", tol=1e-3,
         n_iter_no_change=3,
     ),
 }  # fmt: skip
@@ -37,6 +40,8 @@ def _data(N=200, n_in=5, seed=0):
 
 
 def _estimator(max_iter, **params):
+    """A fit of exactly ``max_iter`` epochs (no stall of the loss ends it sooner)."""
+    params.setdefault("n_iter_no_change", np.inf)
     return xpnet.MLPRegressor(hidden_layer_sizes=(7,), max_iter=max_iter, random_state=0, **params)
 
 
@@ -197,7 +202,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):
         rng = np.random.default_rng(0)
         X = rng.normal(size=(200, 5)); y = np.tanh(X @ rng.normal(size=5))
         est = xpnet.MLPRegressor(hidden_layer_sizes=(7,), max_iter=10**6, random_state=0,
-                                 solver="adam", batch_size=32)
+                                 solver="adam", batch_size=32, n_iter_no_change=np.inf)
         est.fit(X, y, callback=lambda *a: time.sleep(0.02), checkpoint={str(path)!r},
                 checkpoint_every=32)
         """

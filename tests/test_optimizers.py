@@ -165,7 +165,8 @@ def test_every_fit_restarts_the_optimizer_as_sklearn_does(optimizer):
             warnings.simplefilter("ignore", ConvergenceWarning)
             theirs.set_params(max_iter=6).fit(X, y)
         _assert_same_parameters(ours, theirs)
-        assert ours._optimizer_state.t == 6 and ours.n_iter_ == len(theirs.loss_curve_)
+        assert ours._optimizer_state.t == 6 and ours.n_iter_ == theirs.n_iter_ == 6
+        assert len(ours.loss_curve_) == len(theirs.loss_curve_)
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-10)
 
 
@@ -607,9 +608,16 @@ def test_bad_hyperparameters_are_named(params, error, match):
 
 
 def test_default_learning_rate_depends_on_the_solver():
+    # None: 0.1 for gradient descent; for Adam, scikit-learn's 0.001 in mini-batches
+    # ("auto", or a size), and 0.01 in full batches (batch_size=None).
     X, y = _regression(N=10)
-    for solver, mu in (("sgd", 0.1), ("adam", 0.01)):
-        est = xpnet.MLPRegressor(hidden_layer_sizes=(3,), solver=solver, random_state=0)
+    for solver, batch_size, mu in [
+        ("sgd", "auto", 0.1), ("sgd", None, 0.1), ("sgd", 4, 0.1),
+        ("adam", "auto", 0.001), ("adam", 4, 0.001), ("adam", None, 0.01),
+    ]:  # fmt: skip
+        est = xpnet.MLPRegressor(
+            hidden_layer_sizes=(3,), solver=solver, batch_size=batch_size, random_state=0
+        )
         explicit = xpnet.MLPRegressor(**(est.get_params() | dict(learning_rate=mu)))
         est.set_params(max_iter=3).fit(X, y)
         explicit.set_params(max_iter=3).fit(X, y)

@@ -15,11 +15,13 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np  # host-side: data sets, scaling and results on the host
 
+from .._errors import ConvergenceWarning
 from ..estimators import MLPClassifier, MLPRegressor, load_with_metadata
 from ..estimators._format import save
 from ..estimators._validation import check_hyperparameters
@@ -135,7 +137,10 @@ def _train(args: argparse.Namespace) -> int:
         epochs_before = est.n_iter_ if resumed is not None else 0
         bar = None if args.quiet else _progress_bar(est.max_iter, score_name, done=epochs_before)
         start = time.perf_counter()
-        with _FinishTheBlockOnCtrlC() as interrupts:
+        # The report says how many epochs ran: a ConvergenceWarning's traceback would
+        # only repeat it, in Python's terms.
+        with _FinishTheBlockOnCtrlC() as interrupts, warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
             try:
                 est.fit(
                     X_dev, y_dev, callback=interrupts.after(bar), checkpoint=checkpoint,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np  # host-side: random state, and class labels that are not numbers
 
 from .. import engines
-from .._errors import not_fitted_error
+from .._errors import convergence_warning, not_fitted_error
 from ..core.activations import ACTIVATIONS
 from ..core.init import glorot_uniform
 from ..core.losses import OBJECTIVES
@@ -38,11 +39,14 @@ from ._validation import (
 
 Array = Any
 
-#: μ for ``learning_rate=None``: the seed's gradient descent takes 0.1.  Adam's steps
-#: are about μ in size whatever the gradient's scale; with one full-batch step per
-#: epoch, scikit-learn's 0.001 (tuned for its 200-sample mini-batches) moves a weight
-#: at most 0.2 in 200 epochs, so full-batch Adam takes 0.01.
-DEFAULT_LEARNING_RATE = {"sgd": 0.1, "adam": 0.01}
+#: μ for ``learning_rate=None``: the seed's gradient descent takes 0.1, and Adam with
+#: mini-batches scikit-learn's 0.001.  Adam's steps are about μ in size whatever the
+#: gradient's scale; with one full-batch step per epoch, 0.001 moves a weight at most 0.2
+#: in 200 epochs, so full-batch Adam takes 0.01.
+DEFAULT_LEARNING_RATE = {"sgd": 0.1, "adam": 0.001, "adam, full batch": 0.01}
+
+#: scikit-learn's mini-batch size for ``batch_size="auto"`` (with Adam).
+AUTO_BATCH_SIZE = 200
 
 
 def _saturation_is_expected(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -70,12 +74,12 @@ class _BaseMLP(EstimatorProtocol):
     def __init__(
         self,
         hidden_layer_sizes: int | tuple[int, ...] = (100,),
-        activation: str = "sigmoid",
+        activation: str = "relu",
         output_activation: str | None = None,
         loss: str = "mse",
         learning_rate: float | None = None,
         max_iter: int = 200,
-        batch_size: int | None = None,
+        batch_size: int | str | None = "auto",
         shuffle: bool = True,
         random_state: int | np.random.Generator | None = None,
         warm_start: bool = False,
@@ -84,7 +88,7 @@ class _BaseMLP(EstimatorProtocol):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         tol: float = 1e-4,
-        solver: str = "sgd",
+        solver: str = "adam",
         momentum: float = 0.0,
         nesterovs_momentum: bool = True,
         beta_1: float = 0.9,
@@ -227,8 +231,9 @@ class _BaseMLP(EstimatorProtocol):
             X, n_features=self.n_features_in_ if fitted else None, estimator=type(self).__name__
         )
         Y, fitted_targets = self._encode_targets(
-            y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0], fitted=fitted, classes=classes
-        )
+            y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0], fitted=fitted, classes=classes,
+            same_classes=fitted and not incremental,
+        )  # fmt: skip
         output = self._output_activation(output, fitted_targets)
         s, s_host = (None, None)
         if sample_weight is not None:
@@ -246,10 +251,11 @@ class _BaseMLP(EstimatorProtocol):
         if self.early_stopping and not incremental:  # partial_fit never stops early
             data, stopping = self._hold_out(data, fitted_targets, xp=xp, device=device)
         n_epochs = self.max_iter if epochs is None else epochs
+        batch_size = self._batch_size(data.X.shape[0])
         engine = engines.choose(
             self.engine, data.X, f=f, objective=OBJECTIVES[(self.loss, output)],
             optimizer=optimizer, alpha=float(self.alpha), widest=max(layer_sizes),
-            batch_size=self.batch_size, chunk_size=self.chunk_size, n_epochs=n_epochs,
+            batch_size=batch_size, chunk_size=self.chunk_size, n_epochs=n_epochs,
         )  # fmt: skip
         W, b = self._as_parameters(engine, W, b, layer_sizes, dtype=X.dtype)
         state, sched = self._starting_state(
@@ -257,12 +263,13 @@ class _BaseMLP(EstimatorProtocol):
             dtype=X.dtype,
         )  # fmt: skip
         keep = functools.partial(
-            self._keep, targets=fitted_targets, fitted=fitted, stopping=stopping,
+            self._keep, targets=fitted_targets, fitted=fitted, counted=fitted and carry_on,
+            stopping=stopping,
             layer_sizes=layer_sizes, output=output, X_in=X_in, like=X, engine=engine,
         )  # fmt: skip
         writer = CheckpointWriter(
             checkpoint, checkpoint_every, keep, self,
-            n_iter=getattr(self, "n_iter_", 0) if fitted else 0,
+            n_iter=getattr(self, "n_iter_", 0) if fitted and carry_on else 0,
         )  # fmt: skip
         validation = None if stopping is None else stopping.validation
         with writer, engine.open(data, validation) as (data, validation):
@@ -271,9 +278,9 @@ class _BaseMLP(EstimatorProtocol):
             try:
                 history = run_epochs(
                     W, b, data, n_epochs=n_epochs, engine=engine, optimizer_state=state,
-                    schedule=schedule, schedule_state=sched, batch_size=self.batch_size,
+                    schedule=schedule, schedule_state=sched, batch_size=batch_size,
                     shuffle=self.shuffle, rng=self._rng, early_stopping=stopping,
-                    callback=self._reporter(callback, fitted=fitted),
+                    callback=self._reporter(callback, counted=fitted and carry_on),
                     on_block=writer.on_block if checkpoint is not None else None,
                 )  # fmt: skip
             except Interrupted as interrupt:
@@ -285,7 +292,21 @@ class _BaseMLP(EstimatorProtocol):
                 raise
             writer.last(history)
         keep(self, history)
+        if epochs is None and not history.stopped:
+            self._warn_not_converged(history)
         return self
+
+    def _warn_not_converged(self, history: History) -> None:
+        """scikit-learn's ``ConvergenceWarning``: ``max_iter`` ended a fit that no stopping
+        rule had ended (its loss or validation score was still improving by ``tol``)."""
+        warnings.warn(
+            f"{type(self).__name__}: max_iter={self.max_iter} epochs reached and the "
+            "optimization hasn't converged yet (the loss still improved by more than "
+            f"tol={self.tol} within n_iter_no_change={self.n_iter_no_change} epochs). "
+            "Raise max_iter, or the learning rate.",
+            convergence_warning(),
+            stacklevel=4,
+        )
 
     def _starting_weights(
         self, layer_sizes: list[int], f: list[Any], *, continuing: bool
@@ -364,11 +385,11 @@ class _BaseMLP(EstimatorProtocol):
         # carried over from another split would not be comparable.
         return data, EarlyStopping(
             validation, score=subset_accuracy if multilabel else self._validation_score,
-            n_iter_no_change=int(self.n_iter_no_change), tol=float(self.tol),
+            n_iter_no_change=_patience(self.n_iter_no_change), tol=float(self.tol),
         )  # fmt: skip
 
     def _keep(
-        self, est: _BaseMLP, history: History, *, targets, fitted, stopping, layer_sizes,
+        self, est: _BaseMLP, history: History, *, targets, fitted, counted, stopping, layer_sizes,
         output, X_in, like, engine,
     ) -> None:  # fmt: skip
         """Set ``est``'s fitted attributes from a training run's ``history``.
@@ -387,7 +408,9 @@ class _BaseMLP(EstimatorProtocol):
         est._stopped = history.stopped  # by a stopping rule: resume has nothing left to do
         losses = history.losses
         est.loss_curve_ = (getattr(self, "loss_curve_", []) if fitted else []) + losses
-        est.n_iter_ = (getattr(self, "n_iter_", 0) if fitted else 0) + len(losses)
+        # As scikit-learn, the epochs of this fit: a warm-started fit counts its own, a
+        # partial_fit or a resumed fit goes on counting those it continues.
+        est.n_iter_ = (getattr(self, "n_iter_", 0) if counted else 0) + len(losses)
         est._record_validation(
             stopping, history.validation_losses, history.validation_scores, fitted=fitted
         )
@@ -424,25 +447,34 @@ class _BaseMLP(EstimatorProtocol):
         """The learning-rate schedule the hyperparameters name."""
         return Schedule(
             self.learning_rate_schedule, self._learning_rate(), power_t=float(self.power_t),
-            tol=float(self.tol), n_iter_no_change=int(self.n_iter_no_change),
+            tol=float(self.tol), n_iter_no_change=_patience(self.n_iter_no_change),
         )  # fmt: skip
 
     def _learning_rate(self) -> float:
         """μ: ``learning_rate``, or with None the solver's default."""
-        if self.learning_rate is None:
-            return DEFAULT_LEARNING_RATE[self.solver]
-        return float(self.learning_rate)
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        if self.solver == "adam" and self.batch_size is None:
+            return DEFAULT_LEARNING_RATE["adam, full batch"]
+        return DEFAULT_LEARNING_RATE[self.solver]
+
+    def _batch_size(self, N: int) -> int | None:
+        """Samples per step for N training samples: ``batch_size``, or for "auto"
+        scikit-learn's min(200, N) with Adam and all N (the seed's method) with "sgd"."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        return min(AUTO_BATCH_SIZE, N) if self.solver == "adam" else None
 
     def _output_activation(self, output: str, fitted_targets: dict[str, Any]) -> str:
         """The output activation, once the targets are known (the classifier's multi-label
         targets change it)."""
         return output
 
-    def _reporter(self, callback: Callable[..., Any] | None, *, fitted: bool):
+    def _reporter(self, callback: Callable[..., Any] | None, *, counted: bool):
         """The user's callback, preceded by ``verbose``'s line per read-back block."""
         if not self.verbose:
             return callback
-        count = [getattr(self, "n_iter_", 0) if fitted else 0]
+        count = [getattr(self, "n_iter_", 0) if counted else 0]
 
         def report(losses: list[float], scores: list[float] | None) -> None:
             count[0] += len(losses)
@@ -562,7 +594,7 @@ class _BaseMLP(EstimatorProtocol):
         """
         X, xp, device, engine, W, b = self._network(X)
         Y, _ = self._encode_targets(y, xp=xp, device=device, dtype=X.dtype, N=X.shape[0],
-                                    fitted=True, classes=None)  # fmt: skip
+                                    fitted=True, classes=None, same_classes=False)  # fmt: skip
         if engine.how.objective is None:  # set_params changed the loss after fitting
             raise ValueError(
                 f"loss={self.loss!r} does not go with the fitted output activation "
@@ -588,3 +620,8 @@ def _state_as(state: OptimizerState, *, xp: Any, device: Any, dtype: Any) -> Opt
         return xp.asarray(m, dtype=dtype, device=device)
 
     return OptimizerState(state.t, tuple([moved(m) for m in group] for group in state.moments))
+
+
+def _patience(n_iter_no_change: Any) -> float:
+    """``n_iter_no_change`` as the stopping rules count it: an int, or ``inf`` (never stop)."""
+    return float(n_iter_no_change) if float(n_iter_no_change) == np.inf else int(n_iter_no_change)

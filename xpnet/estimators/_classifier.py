@@ -53,12 +53,12 @@ class MLPClassifier(_BaseMLP):
     def __init__(
         self,
         hidden_layer_sizes: int | tuple[int, ...] = (100,),
-        activation: str = "sigmoid",
+        activation: str = "relu",
         output_activation: str | None = None,
         loss: str = "cross_entropy",
         learning_rate: float | None = None,
         max_iter: int = 200,
-        batch_size: int | None = None,
+        batch_size: int | str | None = "auto",
         shuffle: bool = True,
         random_state: int | np.random.Generator | None = None,
         warm_start: bool = False,
@@ -67,7 +67,7 @@ class MLPClassifier(_BaseMLP):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         tol: float = 1e-4,
-        solver: str = "sgd",
+        solver: str = "adam",
         momentum: float = 0.0,
         nesterovs_momentum: bool = True,
         beta_1: float = 0.9,
@@ -130,13 +130,18 @@ class MLPClassifier(_BaseMLP):
             As for :meth:`fit`.
         classes : array-like of shape (n_classes,), optional
             Every label that will ever be seen, for the first call when ``y`` of that
-            call does not show them all.  Ignored once fitted.
+            call does not show them all.  A later call may give them again, the same
+            (as in scikit-learn, other classes are refused).
         """
         return self._fit(X, y, sample_weight, epochs=1, incremental=True, classes=classes)
 
-    def _encode_targets(self, y, *, xp, device, dtype, N, fitted, classes):
+    def _encode_targets(self, y, *, xp, device, dtype, N, fitted, classes, same_classes):
         """Y of shape (n_classes, N), the one-hot labels one column per sample, and the
-        fitted attributes they imply (set only once training has succeeded)."""
+        fitted attributes they imply (set only once training has succeeded).
+
+        ``same_classes``: a warm-started (or resumed) fit, whose labels must be the
+        classes it was fitted on, as scikit-learn requires; a ``partial_fit`` may see a
+        subset of them."""
         y = host_or_namespace(y, xp=xp, name="y", numeric=False)
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn(
@@ -177,7 +182,12 @@ class MLPClassifier(_BaseMLP):
                 classes_ = given
         else:
             classes_ = self.classes_
-            _check_subset(_unique(y), classes_)
+            if classes is not None:
+                _check_same_classes(classes, classes_, numeric=numeric, xp=xp, device=device)
+            if same_classes:
+                _check_warm_start_classes(_unique(y), classes_)
+            else:
+                _check_subset(_unique(y), classes_)
 
         one_hot = classes_[:, None] == y[None, :]
         Y = (
@@ -327,4 +337,26 @@ def _check_subset(labels: Array, classes: Array) -> None:
         raise ValueError(
             f"y holds labels {unknown.tolist()} that are not among classes_ "
             f"{to_numpy(classes).tolist()}."
+        )
+
+
+def _check_same_classes(classes: Any, classes_: Array, *, numeric: bool, xp, device) -> None:
+    """A later ``partial_fit``'s ``classes=`` must be the first call's (scikit-learn's rule)."""
+    given = to_numpy(
+        _unique(xp.asarray(classes, device=device) if numeric else np.asarray(classes))
+    )
+    if not np.array_equal(given, to_numpy(classes_)):
+        raise ValueError(
+            f"`classes={np.asarray(classes).tolist()!r}` is not the same as on the first call "
+            f"to partial_fit, was: {to_numpy(classes_).tolist()!r}."
+        )
+
+
+def _check_warm_start_classes(labels: Array, classes_: Array) -> None:
+    """A warm-started fit's labels must be the classes of the fit it continues."""
+    seen, known = to_numpy(labels), to_numpy(classes_)
+    if not np.array_equal(np.sort(seen), np.sort(known)):
+        raise ValueError(
+            "warm_start can only be used where `y` has the same classes as in the previous "
+            f"call to fit. Previously got {known.tolist()}, `y` has {seen.tolist()}."
         )

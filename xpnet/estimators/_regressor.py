@@ -25,8 +25,8 @@ class MLPRegressor(_BaseMLP):
     ----------
     hidden_layer_sizes : int or tuple of int, default=(100,)
         n_1, ..., n_{L-1}: the number of neurons in each hidden layer.
-    activation : {"sigmoid", "tanh", "relu", "identity"}, default="sigmoid"
-        f of the hidden layers (the seed's f is the sigmoid).
+    activation : {"relu", "sigmoid", "tanh", "identity"}, default="relu"
+        f of the hidden layers (scikit-learn's default; the seed's f is the sigmoid).
     output_activation : {"identity", "sigmoid", "tanh", "relu"} or None, default="identity"
         f of the output layer.  With ``loss="cross_entropy"``: "sigmoid" or "softmax"
         (None means "sigmoid").
@@ -35,12 +35,17 @@ class MLPRegressor(_BaseMLP):
         cross-entropy of sigmoid outputs, for targets in [0, 1].
     learning_rate : float or None, default=None
         The step size μ (scikit-learn's ``learning_rate_init``).  None takes 0.1 for
-        ``solver="sgd"`` and 0.01 for ``solver="adam"``.
+        ``solver="sgd"``; for ``solver="adam"``, scikit-learn's 0.001 with mini-batches,
+        and 0.01 with ``batch_size=None`` (one full-batch step per epoch moves the
+        weights ten times less often).
     max_iter : int, default=200
         The number of epochs ``fit`` trains for.
-    batch_size : int or None, default=None
-        None trains on all N samples at once (batch gradient descent, one step per
-        epoch); an int gives mini-batches of that size, one step each.
+    batch_size : int, "auto" or None, default="auto"
+        Samples per step.  None trains on all N samples at once (batch gradient
+        descent, one step per epoch: the seed's method); an int gives mini-batches of
+        that size, one step each.  "auto" is scikit-learn's min(200, N) for
+        ``solver="adam"`` and all N for ``solver="sgd"``, so that ``solver="sgd"`` alone
+        is the seed's full-batch gradient descent.
     shuffle : bool, default=True
         Whether mini-batches are drawn in a new random order each epoch.
     random_state : int, numpy.random.Generator or None, default=None
@@ -65,14 +70,18 @@ class MLPRegressor(_BaseMLP):
     validation_fraction : float, default=0.1
         The share of the training samples held out for early stopping (stratified by
         class for the classifier), drawn with ``random_state``.
-    n_iter_no_change : int, default=10
-        Epochs without improvement before stopping.
+    n_iter_no_change : int or numpy.inf, default=10
+        Epochs without an improvement of ``tol`` before stopping (or, with the adaptive
+        schedule, dividing μ by 5), as in scikit-learn: of the validation score with
+        early stopping, else of the training loss.  ``numpy.inf`` never stops.  A fit
+        that ``max_iter`` ends first warns with a ``ConvergenceWarning``.
     tol : float, default=1e-4
-        The improvement of the validation score (or, for the adaptive schedule without
-        early stopping, of the training loss) that counts.
-    solver : {"sgd", "adam"}, default="sgd"
-        The update rule.  "sgd" is gradient descent, with ``momentum`` if it is > 0;
-        "adam" is Adam in scikit-learn's form (see ``xpnet._optimizers``).  Their state
+        The improvement of the validation score (without early stopping, of the
+        training loss) that counts.
+    solver : {"adam", "sgd"}, default="adam"
+        The update rule.  "adam" is Adam in scikit-learn's form, scikit-learn's default
+        (see ``xpnet.core.optimizers``); "sgd" is gradient descent, with ``momentum`` if
+        it is > 0, full-batch unless ``batch_size`` says otherwise.  Their state
         starts at zero in every ``fit`` and carries on through ``partial_fit``.
     momentum : float in [0, 1], default=0
         β of gradient descent with momentum: V ← β V − μ ∇E_total.  0 is the seed's
@@ -157,12 +166,12 @@ class MLPRegressor(_BaseMLP):
     def __init__(
         self,
         hidden_layer_sizes: int | tuple[int, ...] = (100,),
-        activation: str = "sigmoid",
+        activation: str = "relu",
         output_activation: str | None = "identity",
         loss: str = "mse",
         learning_rate: float | None = None,
         max_iter: int = 200,
-        batch_size: int | None = None,
+        batch_size: int | str | None = "auto",
         shuffle: bool = True,
         random_state: int | np.random.Generator | None = None,
         warm_start: bool = False,
@@ -171,7 +180,7 @@ class MLPRegressor(_BaseMLP):
         validation_fraction: float = 0.1,
         n_iter_no_change: int = 10,
         tol: float = 1e-4,
-        solver: str = "sgd",
+        solver: str = "adam",
         momentum: float = 0.0,
         nesterovs_momentum: bool = True,
         beta_1: float = 0.9,
@@ -231,7 +240,7 @@ class MLPRegressor(_BaseMLP):
         """
         return self._fit(X, y, sample_weight, epochs=1, incremental=True)
 
-    def _encode_targets(self, y, *, xp, device, dtype, N, fitted, classes):
+    def _encode_targets(self, y, *, xp, device, dtype, N, fitted, classes, same_classes):
         """Y of shape (n_outputs, N), the targets one column per sample, and the fitted
         attributes they imply (set only once training has succeeded)."""
         y = check_targets(y, xp=xp, device=device, dtype=dtype, N=N)

@@ -8,6 +8,7 @@ allocates nothing of X's size.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -220,8 +221,9 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
         raise ValueError(f"learning_rate must be None or a positive finite number, got {mu!r}.")
     if not _is_int(est.max_iter) or est.max_iter < 1:
         raise ValueError(f"max_iter must be an int >= 1, got {est.max_iter!r}.")
-    if est.batch_size is not None and (not _is_int(est.batch_size) or est.batch_size < 1):
-        raise ValueError(f"batch_size must be None or an int >= 1, got {est.batch_size!r}.")
+    B = est.batch_size
+    if not (B is None or (isinstance(B, str) and B == "auto") or (_is_int(B) and B >= 1)):
+        raise ValueError(f"batch_size must be 'auto', None or an int >= 1, got {B!r}.")
     if est.chunk_size is not None and (not _is_int(est.chunk_size) or est.chunk_size < 1):
         raise ValueError(f"chunk_size must be None or an int >= 1, got {est.chunk_size!r}.")
     if not isinstance(est.shuffle, bool):
@@ -231,8 +233,9 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
     fraction = est.validation_fraction
     if not _is_real(fraction) or not 0.0 < float(fraction) < 1.0:
         raise ValueError(f"validation_fraction must be a number in (0, 1), got {fraction!r}.")
-    if not _is_int(est.n_iter_no_change) or est.n_iter_no_change < 1:
-        raise ValueError(f"n_iter_no_change must be an int >= 1, got {est.n_iter_no_change!r}.")
+    n = est.n_iter_no_change
+    if not ((_is_int(n) and n >= 1) or (_is_real(n) and float(n) == math.inf)):
+        raise ValueError(f"n_iter_no_change must be an int >= 1 or numpy.inf, got {n!r}.")
     if not _is_real(est.tol) or not 0.0 <= float(est.tol) < np.inf:
         raise ValueError(f"tol must be a finite number >= 0, got {est.tol!r}.")
     _check_optimizer(est)

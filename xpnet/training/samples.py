@@ -91,6 +91,13 @@ def validation_split(
     """
     N = X.shape[0]
     n_val = math.ceil(fraction * N)
+    if n_val == 1 and N > 1:
+        # One sample's score cannot tell an epoch from the next: scikit-learn refuses it.
+        raise ValueError(
+            f"The validation set is too small: validation_fraction={fraction!r} of {N} "
+            f"samples holds out {n_val}, and scoring needs at least 2. Increase "
+            "'validation_fraction' or the size of your dataset."
+        )
     if not 0 < n_val < N:
         raise ValueError(
             f"validation_fraction={fraction!r} of {N} sample(s) leaves "

@@ -21,7 +21,7 @@ class NoImprovement:
     """
 
     tol: float
-    patience: int
+    patience: float
     best: float = -math.inf
     count: int = 0
 
@@ -71,7 +71,7 @@ class Schedule:
     mu0: float
     power_t: float = 0.5
     tol: float = 1e-4
-    n_iter_no_change: int = 10
+    n_iter_no_change: float = 10
 
     def start(self, t: int = 0) -> ScheduleState:
         """The state a ``fit`` starts from, after ``t`` samples already trained on."""
@@ -106,18 +106,16 @@ def apply_stopping_rules(
     state, and whether training stops.
 
     With early stopping, the validation scores are counted by ``patience``, which
-    lives as long as the fit; with the adaptive schedule alone, the training losses,
-    by a count kept in the schedule's state and carried from one ``partial_fit`` to the
-    next.  A stall stops training, or with the adaptive schedule divides μ by 5
-    (:meth:`Schedule.stall`).
+    lives as long as the fit; without it, the training losses, by a count kept in the
+    schedule's state and carried from one ``partial_fit`` to the next.  A stall stops
+    training, or with the adaptive schedule divides μ by 5 (:meth:`Schedule.stall`).
+    ``n_iter_no_change=inf`` never stalls.
     """
     if patience is not None:
         rule, values = patience, scores
-    elif schedule.kind == "adaptive":
+    else:
         rule = NoImprovement(schedule.tol, schedule.n_iter_no_change, sched.best, sched.no_change)
         values = [-v for v in losses]  # lower losses are better: count their negatives
-    else:
-        return sched, False
     stop = False
     for v in values:
         if rule.stalled(v):
