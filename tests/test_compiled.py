@@ -612,6 +612,73 @@ def test_a_failed_capture_turns_the_collector_back_on(torch, graphs, monkeypatch
     assert gc.isenabled()
 
 
+#: PyTorch operations that make the host wait for the device: a boolean mask's
+#: positions (``nonzero``), a value read back (``_local_scalar_dense``: ``item``,
+#: ``bool``, ``float``).  A CUDA graph's capture fails on any of them.
+_HOST_WAITS = frozenset(
+    ["nonzero", "nonzero_static", "_local_scalar_dense", "masked_select", "is_nonzero",
+     "equal", "unique_consecutive", "_unique", "_unique2", "unique_dim"]
+)  # fmt: skip
+
+
+def _refusing_host_waits(torch):
+    """A dispatch mode that sees every operation PyTorch runs and fails on those that
+    wait on the host, boolean-mask indexing included (it takes the mask's ``nonzero``)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class RefuseHostWaits(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = set()  # the operations' names
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            self.seen.add(name)
+            masks = name in ("index", "index_put", "index_put_") and any(
+                i is not None and i.dtype == torch.bool for i in args[1]
+            )
+            if name in _HOST_WAITS or masks:
+                raise AssertionError(f"{func} waits on the host, which a capture cannot")
+            return func(*args, **(kwargs or {}))
+
+    return RefuseHostWaits()
+
+
+@pytest.mark.parametrize(
+    "objective", [("cross_entropy", "softmax"), ("cross_entropy", "sigmoid")], ids="-".join
+)
+def test_nothing_captured_waits_on_the_host(torch, graphs, monkeypatch, objective):
+    # The cross-entropy loss clips its outputs away from 0 and 1, in the step and in the
+    # captured validation pass.  array-api-compat before 1.14 clipped PyTorch tensors by
+    # indexing with a boolean mask, which waits on the host: xpnet needs 1.14 or later.
+    # The step runs uncompiled here, as the operations TorchDynamo would trace: a
+    # dispatch mode turns TorchDynamo away.
+    monkeypatch.setattr(torch, "compile", lambda step, **settings: step)
+    monkeypatch.setattr(xpnet.engines.torch, "TORCH_BACKEND", "none: run as traced")
+    modes = []
+
+    def record(block, device):
+        modes.append(_refusing_host_waits(torch))
+        with modes[-1]:
+            block()
+        return _FakeGraph(block)
+
+    monkeypatch.setattr(xpnet.engines.torch, "_record", record)
+    problem = _problem(torch, objective, solver="adam", early_stopping=True, n_iter_no_change=40)
+    jit = _train(TorchGraphBlocks, problem, 40)
+    assert len(modes) == 1 and {"mm", "clamp", "log"} <= modes[0].seen, modes[0].seen
+    _assert_equal_histories(_train(Eager, problem, 40), jit)
+
+
+def test_the_host_wait_check_sees_a_boolean_mask(torch):
+    # The check above can fail: the older array-api-compat's clip, as it indexed.
+    A = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    with _refusing_host_waits(torch), pytest.raises(AssertionError, match="waits on the host"):
+        A[A < 0.1] = 0.1
+    with _refusing_host_waits(torch), pytest.raises(AssertionError, match="waits on the host"):
+        float(A.sum())
+
+
 def test_jit_on_cuda_takes_graphs_and_on_the_cpu_steps(torch):
     X, _, _ = _data(N=40)
     assert type(_choice("jit", torch.from_numpy(X))) is TorchSteps
