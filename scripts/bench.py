@@ -659,6 +659,8 @@ def machine_info(backend: str) -> dict[str, Any]:
             except ImportError:
                 continue
         info["versions"][name] = getattr(mod, "__version__", "?")
+        if name == "xpnet":
+            info["xpnet_imported_from"] = str(Path(mod.__file__).resolve().parent)
     head, dirty = (
         _git("log", "-1", "--format=%h", "--", "xpnet"),
         _git("status", "--porcelain", "xpnet"),
@@ -1010,6 +1012,15 @@ def main(argv: list[str] | None = None) -> int:
         memory_child(args.backend, *args.memory_child)
         return 0
 
+    try:  # a benchmark without xpnet's rows would measure nothing of xpnet: no table
+        import xpnet  # noqa: F401
+    except ImportError as exc:
+        print(
+            f"bench.py: xpnet is not importable ({exc}): install it (pip install .) or "
+            f"put the repository on the path (PYTHONPATH={REPO})",
+            file=sys.stderr,
+        )
+        return 2
     setup_threads()
     impls, skipped = [], []
     wanted = None if args.impls is None else {k.strip() for k in args.impls.split(",")}

@@ -87,12 +87,18 @@ def _library() -> ctypes.CDLL:
 
 
 class HostKernel:
-    """One fused kernel, callable on NumPy arrays like ``cupy.ElementwiseKernel``."""
+    """One fused kernel, callable on NumPy arrays like ``cupy.ElementwiseKernel``.
+
+    Like CuPy's kernel, it keeps the functions it has run, one per dtype: handles valid
+    in this process alone, which cannot be pickled (CuPy's kernel pickles its own as raw
+    device pointers).
+    """
 
     def __init__(self, name: str, kernel: Kernel) -> None:
         self.name = name
         self.nin, self.nout = len(_names(kernel.in_params)), len(_names(kernel.out_params))
         self.calls = 0  # how often it ran: tests check that the fused path is taken
+        self._functions: dict[np.dtype, Any] = {}
 
     def __call__(self, *args: Any) -> Any:
         if not self.nin <= len(args) <= self.nin + self.nout:
@@ -111,7 +117,9 @@ class HostKernel:
             if o is not None and not (_whole(o, shape) and o.flags.writeable):
                 raise ValueError(f"{self.name}: an output must be whole, C-contiguous, writeable")
         outs = [np.empty(shape, dtype) if o is None else o for o in outs]
-        function = getattr(_library(), f"{self.name}_{_TYPES[dtype]}")
+        function = self._functions.get(dtype)
+        if function is None:
+            function = self._functions[dtype] = getattr(_library(), f"{self.name}_{_TYPES[dtype]}")
         pointers = [ctypes.c_void_p(a.ctypes.data) for a in [*ins, *outs]]
         function(ctypes.c_long(int(np.prod(shape))), *pointers)
         self.calls += 1
@@ -130,6 +138,11 @@ def _made_whole(a: Any, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
 def host_kernel(name: str, kernel: Kernel) -> HostKernel:
     """``make_kernel`` for ``xpnet.engines.fused.fused``: the kernel on the CPU."""
     return HostKernel(name, kernel)
+
+
+def calls() -> dict[str, int]:
+    """How often each kernel has run on the host in this process, by name."""
+    return {name: host_kernel(name, k).calls for name, k in KERNELS.items()}
 
 
 def cuda_source_compiles(kernel: Kernel, name: str, dtype: Any) -> None:

@@ -47,6 +47,22 @@ def test_bench_quick_run_writes_json(tmp_path: Path) -> None:
     assert "xpnet [numpy]" in proc.stdout
 
 
+def test_bench_without_xpnet_stops_and_says_why(tmp_path: Path) -> None:
+    # Where xpnet cannot be imported (not installed, repository not on the path), the
+    # benchmark must not run on without xpnet's rows.
+    hidden = tmp_path / "path" / "xpnet"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text('raise ImportError("no xpnet here")\n')
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--problems", "S", "--dtypes", "float32",
+           "--impls", "floor,xpnet", "--no-memory", "--json", str(out)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "path")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert "xpnet is not importable (no xpnet here)" in proc.stderr
+    assert not out.exists()
+
+
 def test_a_bench_ended_by_sigterm_writes_the_rows_it_finished(tmp_path: Path) -> None:
     # As `timeout` ends it: the first problem and dtype is done, the second is not.
     out = tmp_path / "bench.json"

@@ -9,8 +9,10 @@ estimators drive it.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import shutil
+import weakref
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -332,22 +334,35 @@ def test_torch_inductor_steps_equal_eager():
 # -- PyTorch on CUDA: blocks of compiled steps captured as CUDA graphs ---------------------
 
 
+class _FakeGraph:
+    """What a capture on the CPU gives: a replay that runs the block again."""
+
+    def __init__(self, block):
+        self.block, self.released = block, False
+
+    def replay(self):
+        self.block()
+
+    def release(self):
+        self.block, self.released = None, True  # as a reset graph holds nothing
+
+
 @pytest.fixture
 def graphs(torch, monkeypatch):
     """The CUDA-graph engine's calls to CUDA, done on the CPU: the warm-up runs the block,
     a "capture" records nothing, and a "replay" runs the block again, over the same
     buffers.  What a CPU cannot check is CUDA's capture itself; everything around it runs
     as on a GPU.  The step is traced by TorchDynamo and run as traced ("eager"), the
-    quickest way here.  Returns the list of blocks captured."""
+    quickest way here.  Returns the list of graphs captured."""
     monkeypatch.setattr(xpnet.engines.torch, "TORCH_BACKEND", "eager")
     captured = []
 
-    def capture(block, device):
-        captured.append(block)
-        return block
+    def record(block, device):
+        captured.append(_FakeGraph(block))
+        return captured[-1]
 
     monkeypatch.setattr(xpnet.engines.torch, "_warm_up", lambda block, device: block())
-    monkeypatch.setattr(xpnet.engines.torch, "_capture", capture)
+    monkeypatch.setattr(xpnet.engines.torch, "_record", record)
     return captured
 
 
@@ -504,6 +519,171 @@ def test_cuda_graph_engine_never_writes_the_callers_arrays(torch, graphs):
     assert len(graphs) == 1  # 16 warm up, 16 captured and replayed, 8 uncaptured
 
 
+def test_a_cuda_graph_runner_is_freed_at_the_end_of_its_fit_without_the_cycle_collector(
+    torch, graphs, monkeypatch
+):
+    # Every fit's graph, memory pool, buffers and data must go when the fit ends, not
+    # wait for a collection, which may come during a later fit's capture and break it.
+    engines, blocks = [], []
+
+    class Watched(TorchGraphBlocks):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            engines.append(weakref.ref(self))
+
+    def warm_up(block, device):  # a block holds its buffers and the data
+        blocks.append(weakref.ref(block))
+        block()
+
+    monkeypatch.setattr(xpnet.engines.torch, "_warm_up", warm_up)
+    problem = _problem(torch, ("cross_entropy", "softmax"), solver="adam", early_stopping=True,
+                       n_iter_no_change=40)  # fmt: skip
+    gc.collect()
+    gc.disable()
+    try:
+        jit = _train(Watched, problem, 40)
+        alive = [ref() for ref in engines + blocks if ref() is not None]
+    finally:
+        gc.enable()
+    assert len(engines) == 1 and len(blocks) == 2  # the blocks of 16 and of 8
+    assert not alive, f"kept alive by a reference cycle: {[type(a).__name__ for a in alive]}"
+    assert len(graphs) == 1 and graphs[0].released
+    _assert_equal_histories(_train(Eager, problem, 40), jit)
+
+
+class _GarbageDuringCapture:
+    """A ``_record`` that makes cyclic garbage as a capture does (compiling and running
+    Python code allocates), enough for the cycle collector to start many times over, and
+    notes every collection that starts meanwhile."""
+
+    def __init__(self):
+        self.collections, self.capturing = [], False
+
+    def __call__(self, block, device):
+        self.capturing = True
+        try:
+            for _ in range(20_000):
+                cycle = []
+                cycle.append(cycle)
+            block()
+        finally:
+            self.capturing = False
+        return _FakeGraph(block)
+
+    def on_collection(self, phase, info):
+        if phase == "start" and self.capturing:
+            self.collections.append(info["generation"])
+
+
+def _collections_during(record, run):
+    """``run()`` with ``record.on_collection`` told of each collection."""
+    gc.callbacks.append(record.on_collection)  # the collector calls the list it was given
+    try:
+        return run()
+    finally:
+        gc.callbacks.remove(record.on_collection)
+
+
+def test_no_collection_runs_during_a_capture(torch, graphs, monkeypatch):
+    # The garbage is enough: with the collector on, collections start during the "capture".
+    probe = _GarbageDuringCapture()
+    _collections_during(probe, lambda: probe(lambda: None, None))
+    assert probe.collections, "the test's garbage started no collection"
+
+    record = _GarbageDuringCapture()
+    monkeypatch.setattr(xpnet.engines.torch, "_record", record)
+    problem = _problem(torch, ("mse", "identity"), activation="sigmoid", solver="adam")
+    assert gc.isenabled()
+    _collections_during(record, lambda: _train(TorchGraphBlocks, problem, 40))
+    assert record.collections == [], "the cycle collector ran during a capture"
+    assert gc.isenabled(), "the collector is back on after the capture"
+    # A collector the caller had turned off stays off.
+    gc.disable()
+    try:
+        _train(TorchGraphBlocks, problem, 40)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_failed_capture_turns_the_collector_back_on(torch, graphs, monkeypatch):
+    def record(block, device):
+        raise RuntimeError("the capture failed")
+
+    monkeypatch.setattr(xpnet.engines.torch, "_record", record)
+    problem = _problem(torch, ("mse", "identity"), activation="sigmoid")
+    with pytest.raises(RuntimeError, match="the capture failed"):
+        _train(TorchGraphBlocks, problem, 40)
+    assert gc.isenabled()
+
+
+#: PyTorch operations that make the host wait for the device: a boolean mask's
+#: positions (``nonzero``), a value read back (``_local_scalar_dense``: ``item``,
+#: ``bool``, ``float``).  A CUDA graph's capture fails on any of them.
+_HOST_WAITS = frozenset(
+    ["nonzero", "nonzero_static", "_local_scalar_dense", "masked_select", "is_nonzero",
+     "equal", "unique_consecutive", "_unique", "_unique2", "unique_dim"]
+)  # fmt: skip
+
+
+def _refusing_host_waits(torch):
+    """A dispatch mode that sees every operation PyTorch runs and fails on those that
+    wait on the host, boolean-mask indexing included (it takes the mask's ``nonzero``)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class RefuseHostWaits(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = set()  # the operations' names
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            self.seen.add(name)
+            masks = name in ("index", "index_put", "index_put_") and any(
+                i is not None and i.dtype == torch.bool for i in args[1]
+            )
+            if name in _HOST_WAITS or masks:
+                raise AssertionError(f"{func} waits on the host, which a capture cannot")
+            return func(*args, **(kwargs or {}))
+
+    return RefuseHostWaits()
+
+
+@pytest.mark.parametrize(
+    "objective", [("cross_entropy", "softmax"), ("cross_entropy", "sigmoid")], ids="-".join
+)
+def test_nothing_captured_waits_on_the_host(torch, graphs, monkeypatch, objective):
+    # The cross-entropy loss clips its outputs away from 0 and 1, in the step and in the
+    # captured validation pass.  array-api-compat before 1.14 clipped PyTorch tensors by
+    # indexing with a boolean mask, which waits on the host: xpnet needs 1.14 or later.
+    # The step runs uncompiled here, as the operations TorchDynamo would trace: a
+    # dispatch mode turns TorchDynamo away.
+    monkeypatch.setattr(torch, "compile", lambda step, **settings: step)
+    monkeypatch.setattr(xpnet.engines.torch, "TORCH_BACKEND", "none: run as traced")
+    modes = []
+
+    def record(block, device):
+        modes.append(_refusing_host_waits(torch))
+        with modes[-1]:
+            block()
+        return _FakeGraph(block)
+
+    monkeypatch.setattr(xpnet.engines.torch, "_record", record)
+    problem = _problem(torch, objective, solver="adam", early_stopping=True, n_iter_no_change=40)
+    jit = _train(TorchGraphBlocks, problem, 40)
+    assert len(modes) == 1 and {"mm", "clamp", "log"} <= modes[0].seen, modes[0].seen
+    _assert_equal_histories(_train(Eager, problem, 40), jit)
+
+
+def test_the_host_wait_check_sees_a_boolean_mask(torch):
+    # The check above can fail: the older array-api-compat's clip, as it indexed.
+    A = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    with _refusing_host_waits(torch), pytest.raises(AssertionError, match="waits on the host"):
+        A[A < 0.1] = 0.1
+    with _refusing_host_waits(torch), pytest.raises(AssertionError, match="waits on the host"):
+        float(A.sum())
+
+
 def test_jit_on_cuda_takes_graphs_and_on_the_cpu_steps(torch):
     X, _, _ = _data(N=40)
     assert type(_choice("jit", torch.from_numpy(X))) is TorchSteps
@@ -520,15 +700,15 @@ def test_jit_on_cuda_takes_graphs_and_on_the_cpu_steps(torch):
 def test_an_interrupt_during_a_replay_keeps_the_last_block_read_back(torch, monkeypatch):
     # A replay writes the engine's buffers; what the fit falls back to on an interrupt
     # (the parameters of the last block read back) must not be those buffers.
-    def capture(block, device):
-        def replay():  # the second block, the first replayed, is interrupted after it ran
-            block()
+    class InterruptedReplay(_FakeGraph):
+        def replay(self):  # the second block, the first replayed, is interrupted after it ran
+            self.block()
             raise KeyboardInterrupt
 
-        return replay
-
     monkeypatch.setattr(xpnet.engines.torch, "_warm_up", lambda block, device: block())
-    monkeypatch.setattr(xpnet.engines.torch, "_capture", capture)
+    monkeypatch.setattr(
+        xpnet.engines.torch, "_record", lambda block, device: InterruptedReplay(block)
+    )
     problem = _problem(torch, ("mse", "identity"), activation="sigmoid", solver="adam")
     with pytest.raises(Interrupted) as info:
         _train(TorchGraphBlocks, problem, 40)
@@ -551,6 +731,7 @@ def _fit_on(device, torch, cls, X, y, **params):
     return fits
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize(
     "params",
     [dict(solver="adam", early_stopping=True, n_iter_no_change=30), dict(momentum=0.9)],
@@ -565,10 +746,44 @@ def test_cuda_graphs_on_a_gpu_equal_eager(torch, params):
     _assert_equal_fits(eager, jit)
 
 
+@pytest.mark.gpu
 def test_cuda_graphs_of_inductor_steps_on_a_gpu_equal_eager(torch, monkeypatch):
     # What users get: Inductor's kernels (Triton), captured.  Compiling takes seconds.
     device = _cuda(torch)
     monkeypatch.setattr(xpnet.engines.torch, "TORCH_BACKEND", "inductor")
     X, y, _ = _data()
     eager, jit = _fit_on(device, torch, xpnet.MLPRegressor, X, y, solver="adam", max_iter=21)
+    _assert_equal_fits(eager, jit)
+
+
+@pytest.mark.gpu
+def test_a_capture_on_a_gpu_outlasts_garbage_holding_another_graph(torch, monkeypatch):
+    # A graph left in a reference cycle (as each fit's graph runner once was) is
+    # destroyed by the next collection, and a collection during a capture would destroy
+    # it mid-capture, which breaks the capture (pytorch/pytorch#161037).  The engine
+    # holds the collector off during its captures: the fit runs through, as eagerly.
+    device = _cuda(torch)
+    record = xpnet.engines.torch._record
+
+    def record_beside_garbage(block, device):
+        with torch.cuda.device(device):
+            old = torch.cuda.CUDAGraph()
+            x = torch.zeros(8, device=device)
+            with torch.cuda.graph(old):
+                y = x + 1
+        garbage = [old, x, y]
+        garbage.append(garbage)
+        del garbage, old, x, y
+
+        def block_making_garbage():  # enough for the collector to start many times over
+            for _ in range(20_000):
+                cycle = []
+                cycle.append(cycle)
+            block()
+
+        return record(block_making_garbage, device)
+
+    monkeypatch.setattr(xpnet.engines.torch, "_record", record_beside_garbage)
+    X, y, _ = _data()
+    eager, jit = _fit_on(device, torch, xpnet.MLPRegressor, X, y, solver="adam", max_iter=40)
     _assert_equal_fits(eager, jit)

@@ -21,7 +21,7 @@ import pytest
 from conftest import _make_backend
 from conftest import assert_equal_fits as _assert_equal_fits
 from conftest import engine_data as _data
-from host_kernels import COMPILER, cuda_source_compiles, host_kernel
+from host_kernels import COMPILER, calls, cuda_source_compiles, host_kernel
 
 import xpnet
 from xpnet.core.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
@@ -30,7 +30,7 @@ from xpnet.core.optimizers import advance, make_optimizer
 from xpnet.core.step import Samples, Step
 from xpnet.engines import choose
 from xpnet.engines.eager import Eager
-from xpnet.engines.fused import KERNELS, Fused, fused
+from xpnet.engines.fused import KERNELS, Fused, FusedKernel, fused
 
 needs_compiler = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler (g++ or c++)")
 OPTIMIZERS = {
@@ -160,11 +160,6 @@ def _on_the_host(monkeypatch):
     monkeypatch.setattr(Fused, "make_kernel", staticmethod(host_kernel))
 
 
-def _calls():
-    """How often each kernel has run on the host, by name."""
-    return {name: host_kernel(name, k).calls for name, k in KERNELS.items()}
-
-
 @pytest.fixture
 def fused_on_the_host(monkeypatch):
     """``engine="jit"`` on NumPy arrays as it runs on CuPy: epoch by epoch through the
@@ -173,9 +168,9 @@ def fused_on_the_host(monkeypatch):
     if COMPILER is None:
         pytest.skip("no C++ compiler (g++ or c++)")
     _on_the_host(monkeypatch)
-    before = _calls()
-    yield _calls
-    assert _calls() != before, "no fused kernel ran: the fits did not take the fused engine"
+    before = calls()
+    yield calls
+    assert calls() != before, "no fused kernel ran: the fits did not take the fused engine"
 
 
 def _fit_both(cls, X, y, **params):
@@ -242,6 +237,61 @@ def test_fused_kernels_run_inside_dask_tasks(request):
     ]  # fmt: skip
     _assert_equal_fits(*fits)
     assert fused_on_the_host()["adam_update"] > before
+
+
+def test_a_fused_step_pickles_its_kernels_by_name(fused_on_the_host):
+    # Dask sends a step to its worker processes pickled (by cloudpickle, where plain
+    # pickle refuses), after this process has run its kernels: what travels must be the
+    # kernels' names, never the compiled kernels with this process's handles.
+    cloudpickle = pytest.importorskip("cloudpickle", reason="cloudpickle is not installed")
+    import array_api_compat.numpy as xp
+
+    step = fused(_step(xp, f="tanh", optimizer="adam"), host_kernel)
+    Z, b = np.linspace(-2.0, 2.0, 12).reshape(3, 4), np.array([0.5, -0.5, 0.0])
+    want = step.f[0].of_sum(Z.copy(), b, xp=xp)  # the kernel has run here
+    payload = cloudpickle.dumps(step)
+    assert b"HostKernel" not in payload
+    restored = cloudpickle.loads(payload)
+    kernel = restored.f[0].of_sum.keywords["kernel"]
+    assert isinstance(kernel, FusedKernel) and kernel.name == "tanh_of_sum"
+    assert kernel == step.f[0].of_sum.keywords["kernel"]
+    np.testing.assert_array_equal(restored.f[0].of_sum(Z.copy(), b, xp=xp), want)
+    with pytest.raises(ValueError, match="no fused kernel is named 'softmax_of_sum'"):
+        FusedKernel("softmax_of_sum", host_kernel)
+
+
+def test_fused_fits_on_a_cluster_of_processes_equal_the_fits_here(fused_on_the_host):
+    # Dask + CuPy + engine="jit" on a distributed cluster, here with NumPy blocks and the
+    # host's kernels: a worker process makes its own kernels from their names.  The
+    # same fits on Dask's threads, in this process, run the kernels here first, as a
+    # client that trained before would.
+    da = pytest.importorskip("dask.array", reason="Dask is not installed")
+    distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
+    import dask
+
+    X, y, _ = _data()
+    X_blocks = da.from_array(X, chunks=40)
+    params = dict(hidden_layer_sizes=(6,), solver="adam", max_iter=21, random_state=0)
+
+    def fits():  # the blocks' sums as tasks (full batch), whole epochs as tasks (mini-batches)
+        return [
+            xpnet.MLPRegressor(engine="jit", batch_size=batch_size, **params).fit(X_blocks, y)
+            for batch_size in (None, 40)
+        ]
+
+    here = fits()
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+        worker_dashboard_address=":0",
+    )  # fmt: skip
+    with cluster, distributed.Client(cluster, set_as_default=False) as client:
+        with dask.config.set(scheduler=client):
+            there = fits()
+        ran = client.run(calls)  # each worker's kernel calls, by name
+    for fit_here, fit_there in zip(here, there, strict=True):
+        _assert_equal_fits(fit_here, fit_there)
+    assert sum(counts["sigmoid_of_sum"] for counts in ran.values()) > 0
+    assert sum(counts["adam_update"] for counts in ran.values()) > 0  # the mini-batches'
 
 
 def test_a_diverging_fused_fit_fails_at_the_same_epoch(fused_on_the_host):
@@ -333,6 +383,7 @@ def cupy_backend():
     return _make_backend("cupy")
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", HIDDEN_ACTIVATIONS)
 def test_activation_kernels_on_the_gpu(cupy_backend, name, dtype):
@@ -355,6 +406,7 @@ def test_activation_kernels_on_the_gpu(cupy_backend, name, dtype):
     np.testing.assert_allclose(cp.asnumpy(got), want_D, rtol=RTOL[np.dtype(dtype).type])
 
 
+@pytest.mark.gpu
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES), ids="-".join)
 def test_fused_fits_on_the_gpu_equal_eager_fits(cupy_backend, objective, optimizer):

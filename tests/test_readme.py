@@ -222,7 +222,14 @@ def run_blocks(blocks: list[Block]) -> None:
             exec(code, namespace)
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=_ids(BLOCKS))
+@pytest.mark.parametrize(
+    "index",
+    [
+        # A block that needs hardware needs a GPU (HARDWARE): the GPU check selects it.
+        pytest.param(i, id=name, marks=[pytest.mark.gpu] if block.requires else [])
+        for i, (block, name) in enumerate(zip(BLOCKS, _ids(BLOCKS), strict=True))
+    ],
+)
 def test_readme_block(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = _prerequisites(index)
     _skip_unless_available(blocks)

@@ -88,7 +88,9 @@ def choose(
     for itself: JAX arrays, full-batch descent and at least ``MIN_EPOCHS_TO_COMPILE``
     epochs; and Dask's mini-batches, whose graphs cost nothing to build.  (CUDA graphs
     and CuPy's fused kernels are for ``"jit"`` alone until their gain is measured on a
-    GPU.)  Dask arrays always run on the Dask engine.
+    GPU; CUDA graphs cannot gain anything in fits of 32 epochs or fewer, which pay for a
+    warm-up block and a capture first: see ``TorchGraphBlocks``.)  Dask arrays always
+    run on the Dask engine.
 
     Parameters
     ----------

@@ -29,6 +29,11 @@ The kernels are written once, as CUDA C++ operation strings over an element type
 (float or double) in :data:`KERNELS`; ``make_kernel`` turns a :class:`Kernel` into
 something callable with ``cupy.ElementwiseKernel``'s conventions (inputs, then outputs to
 write into; an output not given is allocated; broadcasting; scalars cast to ``T``).
+
+A fused step holds its kernels by name (:class:`FusedKernel`), and each process makes
+them runnable for itself: a compiled kernel belongs to the process, and the GPU context,
+that compiled it, and pickling one, as Dask does to send a step to its workers, would
+send its raw GPU handles along.
 """
 
 from __future__ import annotations
@@ -135,12 +140,56 @@ def cupy_kernel(name: str, kernel: Kernel) -> Any:
     )  # fmt: skip
 
 
+class FusedKernel:
+    """A fused kernel by name, made runnable by ``make_kernel`` in the process that calls it.
+
+    Pickled, it is its name and ``make_kernel`` (a module-level function, which pickles
+    by reference) and nothing it has compiled: a process that unpickles it (a Dask
+    worker) makes the kernel anew at its first call, from :data:`KERNELS`, with its own
+    compiler and GPU.  (A ``cupy.ElementwiseKernel`` pickles with the device pointers
+    of the functions it has compiled.)
+
+    Parameters
+    ----------
+    name : str
+        The kernel's key in :data:`KERNELS`.
+    make_kernel : callable
+        ``make_kernel(name, kernel) -> callable``, such as :func:`cupy_kernel`.
+    """
+
+    def __init__(self, name: str, make_kernel: MakeKernel) -> None:
+        if name not in KERNELS:
+            raise ValueError(f"no fused kernel is named {name!r}; choose from {sorted(KERNELS)}")
+        self.name, self.make_kernel = name, make_kernel
+        self._runnable: Callable[..., Any] | None = None  # this process's, made at first call
+
+    def __call__(self, *args: Any) -> Any:
+        if self._runnable is None:
+            self._runnable = self.make_kernel(self.name, KERNELS[self.name])
+        return self._runnable(*args)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return FusedKernel, (self.name, self.make_kernel)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FusedKernel):
+            return NotImplemented
+        return (self.name, self.make_kernel) == (other.name, other.make_kernel)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.make_kernel))
+
+    def __repr__(self) -> str:
+        return f"FusedKernel({self.name!r}, {getattr(self.make_kernel, '__name__', '?')})"
+
+
 def fused(how: Step, make_kernel: MakeKernel = cupy_kernel) -> Step:
     """``how`` (a :class:`~xpnet.core.step.Step`) with fused kernels for its elementwise work.
 
     Each activation, the squared error's output delta and the optimizer's update that
     :data:`KERNELS` covers is replaced by its kernel; the rest stays as it was.
-    ``make_kernel`` makes the kernels runnable: CuPy's by default.
+    ``make_kernel`` makes the kernels runnable, in each process that runs the step:
+    CuPy's by default.  It must be a module-level function, for the step to pickle.
     """
     return dataclasses.replace(
         how,
@@ -150,8 +199,8 @@ def fused(how: Step, make_kernel: MakeKernel = cupy_kernel) -> Step:
     )
 
 
-def _kernel(name: str, make_kernel: MakeKernel) -> Callable[..., Any] | None:
-    return make_kernel(name, KERNELS[name]) if name in KERNELS else None
+def _kernel(name: str, make_kernel: MakeKernel) -> FusedKernel | None:
+    return FusedKernel(name, make_kernel) if name in KERNELS else None
 
 
 def _activation(f: Activation, make_kernel: MakeKernel) -> Activation:

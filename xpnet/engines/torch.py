@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,14 +57,17 @@ class TorchSteps(Eager):
             self._program: Any = None
             yield data, validation
 
-    def program(
-        self, W: list[Array], b: list[Array], moments: tuple, data: Samples, mu: Array
-    ) -> Any:
-        """The compiled step, for these settings and the shapes of W, b and the data."""
+    def program(self, W: list[Array], b: list[Array], data: Samples) -> Any:
+        """The compiled step for these settings, the shapes of W and b and this fit's
+        data: ``(W, b, moments, mu) -> (W, b, moments, E)``.
+
+        It holds the data and the compiled program, not the engine, so that what keeps
+        it (a CUDA graph's block) never keeps the engine alive.
+        """
         if self._program is None:  # shapes, dtypes and device stay the same through a fit
             inputs = _signature(*W, *b, self.A0, data.Y, data.s, self.S)
             self._program = _torch_program(self.whole, TORCH_BACKEND, inputs)
-        return self._program(W, b, moments, self.A0, data.Y, data.s, self.S, mu)
+        return functools.partial(self._program, self.A0, data.Y, data.s, self.S)
 
     def step_sizes(self, plan: BlockPlan, state: OptimizerState, data: Samples) -> Array:
         """Each epoch's step size, one tensor on the device."""
@@ -76,9 +80,10 @@ class TorchSteps(Eager):
     ) -> BlockResult:  # fmt: skip
         """The plan's epochs one compiled step each; validation passes eager."""
         steps, moments = self.step_sizes(plan, state, data), state.moments
+        one_step = self.program(W, b, data)
         E, V = [], []
         for i in range(len(plan.mu)):
-            W, b, moments, E_i = self.program(W, b, moments, data, steps[i])
+            W, b, moments, E_i = one_step(W, b, moments, steps[i])
             E.append(E_i)
             if validation is not None:
                 kept, V_i = self.validate(W, b, kept, validation)
@@ -102,7 +107,19 @@ class TorchGraphBlocks(TorchSteps):
     which must not happen during one), and its result is the block's.  The second block
     of that length captures the graph, and it and every later one replay it.  Only full
     blocks of ``READBACK_EVERY`` epochs recur in a fit, so the remainder, and a
-    ``partial_fit``'s blocks, are never captured.
+    ``partial_fit``'s blocks, are never captured.  The graphs, their memory pools and the
+    buffers are released when the fit ends (when :meth:`open` exits), and Python's cycle
+    collector is held off during a capture, which a collection could break.
+
+    What that costs, once per fit: the warm-up block runs as :class:`TorchSteps` does, a
+    launch per operation; the capture waits for the device to finish, empties PyTorch's
+    cache of freed memory (``torch.cuda.graph`` does both) and records the second block,
+    which is then replayed.  Only from the third block on does a replay of 16 epochs
+    replace 16 steps' launches without a capture to pay for, so a fit of 32 epochs or
+    fewer gains nothing, and a benchmark that fits a fresh estimator per timing sees
+    these costs in every timing.  ``engine="auto"`` does not take this runner: a gain
+    could only show in fits of more than 32 epochs, and none has been measured on a GPU
+    yet.
     """
 
     @contextmanager
@@ -111,9 +128,16 @@ class TorchGraphBlocks(TorchSteps):
     ) -> Iterator[tuple[Samples, Samples | None]]:
         with super().open(data, validation) as ready:
             #: For each block length: its buffers, its epochs as one function, and once
-            #: captured, the graph's replay.
-            self.graphs: dict[int, list[Any]] = {}
-            yield ready
+            #: captured, its graph.
+            self.graphs: dict[int, _Block] = {}
+            try:
+                yield ready
+            finally:
+                # A graph holds its memory pool, and a block its buffers and the data:
+                # all of it goes at the end of the fit, not whenever the engine does.
+                for block in self.graphs.values():
+                    block.release()
+                self.graphs = {}
 
     def run_block(
         self, W: list[Array], b: list[Array], state: OptimizerState, plan: BlockPlan,
@@ -123,44 +147,69 @@ class TorchGraphBlocks(TorchSteps):
         k = len(plan.mu)
         mu_t = step_sizes(self.how.optimizer, plan.mu, state.t)
         kept_ = None if kept is None else list(kept)
-        if k not in self.graphs:
+        block = self.graphs.get(k)
+        if block is None:
             buffers = _Buffers(W, b, state.moments, kept_, k)
             buffers.load(W, b, state.moments, kept_, mu_t)
-            block = functools.partial(self._block, buffers, data, validation)
-            _warm_up(block, self.device)
-            self.graphs[k] = [buffers, block, None]
+            one_step = self.program(W, b, data)
+            block = _Block(
+                buffers, functools.partial(_epochs, one_step, buffers, validation, self.whole)
+            )
+            _warm_up(block.run, self.device)
+            self.graphs[k] = block
         else:
-            buffers, block, replay = self.graphs[k]
-            if replay is None:
-                replay = self.graphs[k][2] = _capture(block, self.device)
-            buffers.load(W, b, state.moments, kept_, mu_t)
-            replay()
-        W, b, moments, kept_, E, V = buffers.results()
+            if block.graph is None:
+                block.graph = _capture(block.run, self.device)
+            block.buffers.load(W, b, state.moments, kept_, mu_t)
+            block.graph.replay()
+        W, b, moments, kept_, E, V = block.buffers.results()
         state = OptimizerState(state.t + k, moments)
         if validation is None:
             return BlockResult(W, b, state, [E])
         return BlockResult(W, b, state, [E], Kept(*kept_), [V])
 
-    def _block(self, buffers: _Buffers, data: Samples, validation: Validation | None) -> None:
-        """The block's epochs, from the buffers' values into the buffers: what is captured."""
-        W, b, moments, kept = buffers.W, buffers.b, buffers.moments, buffers.kept
-        E, V = [], []
-        for mu in buffers.mu_t:
-            W, b, moments, E_i = self.program(W, b, moments, data, mu)
-            E.append(E_i)
-            if validation is not None:
-                val, whole = validation.samples, self.whole
-                O = output(W, b, val.X.T, f=whole.f, xp=self.xp)
-                *kept, V_i = keep_the_best(
-                    O, W, b, *kept, val, validation.S, validation.score, how=whole
-                )
-                V.append(V_i)
-        for into, value in zip(buffers.flat(), _flat(W, b, moments, kept), strict=True):
-            into.copy_(value)
-        xp = self.xp
-        buffers.E.copy_(xp.stack(E))
+
+def _epochs(one_step: Any, buffers: _Buffers, validation: Validation | None, how: Step) -> None:
+    """A block's epochs, from the buffers' values into the buffers: what is captured.
+
+    ``one_step`` is the compiled step on the fit's data (:meth:`TorchSteps.program`),
+    ``how`` the step as compiled, for the validation pass.
+    """
+    W, b, moments, kept = buffers.W, buffers.b, buffers.moments, buffers.kept
+    xp = how.xp
+    E, V = [], []
+    for mu in buffers.mu_t:
+        W, b, moments, E_i = one_step(W, b, moments, mu)
+        E.append(E_i)
         if validation is not None:
-            buffers.V.copy_(xp.stack(V))
+            val = validation.samples
+            O = output(W, b, val.X.T, f=how.f, xp=xp)
+            *kept, V_i = keep_the_best(O, W, b, *kept, val, validation.S, validation.score, how=how)
+            V.append(V_i)
+    for into, value in zip(buffers.flat(), _flat(W, b, moments, kept), strict=True):
+        into.copy_(value)
+    buffers.E.copy_(xp.stack(E))
+    if validation is not None:
+        buffers.V.copy_(xp.stack(V))
+
+
+@dataclasses.dataclass
+class _Block:
+    """One block length's runner: its buffers, its epochs, and once captured its graph.
+
+    Nothing in it refers to the engine, so it and the engine are freed as soon as they
+    are let go, without waiting for Python's cycle collector.
+    """
+
+    buffers: _Buffers
+    run: Any
+    graph: _Graph | None = None
+
+    def release(self) -> None:
+        """Free the graph and its memory pool now."""
+        if self.graph is not None:
+            self.graph.release()
+            self.graph = None
 
 
 def _flat(W: list[Array], b: list[Array], moments: tuple, kept: list | None) -> list[Array]:
@@ -222,22 +271,67 @@ def _warm_up(block: Any, device: Any) -> None:
         torch.cuda.current_stream().wait_stream(side)
 
 
-def _capture(block: Any, device: Any) -> Any:
-    """``block`` captured as a CUDA graph on ``device`` (after :func:`_warm_up`); returns
-    the graph's replay.  The device is made current for both: the capture stream and the
-    kernels the block launches must be on the device the data is on."""
+def _capture(block: Any, device: Any) -> _Graph:
+    """``block`` captured as a CUDA graph on ``device`` (after :func:`_warm_up`), with
+    Python's cycle collector held off meanwhile."""
+    with _no_collection():
+        return _record(block, device)
+
+
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """Python's cycle collector off, and back on afterwards (after an error too) if it
+    was on.
+
+    A collection during a capture may free what no capture may free: another graph (one
+    kept alive by a reference cycle, say), whose destruction breaks the capture under
+    way.  PyTorch collected before each capture until 2.9 (pytorch/pytorch#161037); now
+    the capturing code must keep the collector out.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _record(block: Any, device: Any) -> _Graph:
+    """``block`` recorded as a CUDA graph on ``device``.  The device is made current for
+    the capture and the replays: the capture stream and the kernels the block launches
+    must be on the device the data is on.
+
+    ``torch.cuda.graph`` synchronizes the device and empties PyTorch's cache of freed
+    memory before it records (once per fit and block length)."""
     import torch
 
     with torch.cuda.device(device):
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=torch.cuda.Stream()):
             block()
+    return _Graph(graph, device)
 
-    def replay() -> None:
-        with torch.cuda.device(device):
-            graph.replay()
 
-    return replay
+class _Graph:
+    """A captured CUDA graph: replayed on its device, and released once the fit ends."""
+
+    def __init__(self, graph: Any, device: Any) -> None:
+        self.graph, self.device = graph, device
+
+    def replay(self) -> None:
+        import torch
+
+        with torch.cuda.device(self.device):
+            self.graph.replay()
+
+    def release(self) -> None:
+        """Free the graph and its private memory pool (the tensors made during the
+        capture) now, rather than when the last reference to it goes."""
+        import torch
+
+        with torch.cuda.device(self.device):
+            self.graph.reset()
 
 
 #: The compiler ``torch.compile`` uses (its default, Inductor; tests may choose another).
@@ -261,7 +355,8 @@ def _torch_program(how: Step, backend: str, inputs: tuple) -> Any:
     """
     import torch
 
-    def one_step(W, b, moments, A0, Y, s, S, mu):
+    # The fit's data first, so that :meth:`TorchSteps.program` can bind them.
+    def one_step(A0, Y, s, S, W, b, moments, mu):
         W, b, state, E = step(W, b, OptimizerState(0, moments), A0, Y, s, S, mu=mu, how=how)
         return W, b, state.moments, E
 
