@@ -271,7 +271,8 @@ def test_fused_fits_on_a_cluster_of_processes_equal_the_fits_here(fused_on_the_h
 
     X, y, _ = _data()
     X_blocks = da.from_array(X, chunks=40)
-    params = dict(hidden_layer_sizes=(6,), solver="adam", max_iter=21, random_state=0)
+    params = dict(hidden_layer_sizes=(6,), activation="sigmoid", solver="adam", max_iter=21,
+                  random_state=0)  # fmt: skip
 
     def fits():  # the blocks' sums as tasks (full batch), whole epochs as tasks (mini-batches)
         return [
