@@ -13,6 +13,10 @@ The package is layered, each layer importing only those below it:
   PyTorch, Dask), and the one function that chooses among them;
 - ``xpnet.estimators``: ``MLPRegressor``, ``MLPClassifier`` and the model file;
 - ``xpnet.cli``: the ``xpnet`` command.
+
+Beside the layers, and usable by all but the core: ``_host`` (arrays brought to the
+host), ``_errors`` (scikit-learn-compatible exceptions) and ``_files`` (the files xpnet
+saves and reads: regular files only, written atomically).
 """
 
 from ._errors import ConvergenceWarning, DataConversionWarning, NotFittedError

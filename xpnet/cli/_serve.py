@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np  # host-side: the rows to serve and the results on the host
 
+from .._files import open_regular
 from .._host import to_numpy
 from ..estimators import MLPClassifier, load_with_metadata
 from ..estimators._format import _write_atomic
@@ -31,8 +32,9 @@ from ._progress import table
 def _check_serve_options(args: argparse.Namespace) -> None:
     """What ``predict`` and ``evaluate`` can check before a Dask cluster starts."""
     _check_dask_options(args)
-    if not os.path.isfile(args.model):
+    if not os.path.exists(args.model):
         raise CommandError(f"--model {args.model!r}: no such file")
+    open_regular(args.model).close()  # a FIFO or a device: refused now, never waited on
     _backend(args.backend, args.device, "float32")  # the library and the device
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np  # host-side: data sets, scaling and results on the host
 
 from .._errors import ConvergenceWarning
+from .._files import check_writable
 from ..estimators import MLPClassifier, MLPRegressor, load_with_metadata
 from ..estimators._format import save
 from ..estimators._validation import check_hyperparameters
@@ -58,8 +59,8 @@ def _train(args: argparse.Namespace) -> int:
             raise CommandError(f"--plot {args.plot!r} must end in one of {PLOT_SUFFIXES}")
     for option, path in (("--save", args.save), ("--plot", args.plot),
                          ("--checkpoint", args.checkpoint)):  # fmt: skip
-        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise CommandError(f"{option} {path!r}: the folder does not exist")
+        if path is not None:
+            _check_writable(option, path)
     resumed = _resumed(args) if args.resume is not None else None
     if resumed is not None:  # the run's data, split and settings are the checkpoint's
         est, run = resumed
@@ -288,6 +289,16 @@ class _FinishTheBlockOnCtrlC:
                 raise KeyboardInterrupt
 
         return each_block
+
+
+def _check_writable(option: str, path: str) -> None:
+    """The check ``fit`` makes of ``checkpoint=``, for an option that names a file to write."""
+    try:
+        check_writable(path)
+    except OSError as exc:  # the message without "[Errno N]", which says nothing more here
+        raise CommandError(f"{option}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}") from None
 
 
 def _resumed(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:

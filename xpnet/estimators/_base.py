@@ -169,6 +169,8 @@ class _BaseMLP(EstimatorProtocol):
             writes), or ``checkpoint(estimator)``, called with a fitted copy whose
             arrays are on the host.  Either runs in a background thread, from the
             values of the last read-back, so that training does not wait for the disk.
+            A path is checked before the first epoch: its folder must exist and take
+            new files, and it must not be a directory or a special file.
         checkpoint_every : int, optional
             Epochs between checkpoints (taken at the read-back after each multiple,
             so every 16 epochs at most); None writes one at the end only.
@@ -520,13 +522,22 @@ class _BaseMLP(EstimatorProtocol):
 
         The file holds the parameters and JSON metadata (class, hyperparameters, layer
         sizes, dtype, ``classes_``, ``loss_curve_``); nothing in it is pickled.  It is
-        written to a temporary file beside ``path`` and renamed, so an interrupted save
-        leaves any earlier file at ``path`` intact.
+        written to a temporary file beside ``path`` (``.NAME.xpnet-PID-HEX.tmp``) and
+        renamed, so an interrupted save leaves any earlier file at ``path`` intact.
 
         Parameters
         ----------
         path : str or os.PathLike
-            Written exactly as given (no suffix is added).
+            Written exactly as given (no suffix is added).  A symbolic link is written
+            through: its target gets the new data, and the link stays.
+
+        Raises
+        ------
+        ValueError
+            If ``path`` is a device, a FIFO, a socket or another special file.
+        OSError
+            If the file cannot be written (its folder is missing, the disk is full...),
+            with the errno of the failure and a message that names ``path``.
         """
         from ._format import save
 

@@ -13,21 +13,26 @@ The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
   orders mini-batches are in the metadata, so that ``partial_fit`` or
   ``fit(resume=True)`` after :func:`load` carries on exactly where training stopped.
 
-Nothing is pickled and it is read with ``allow_pickle=False``: loading a file runs no
-code from it.  The class comes from a fixed allow-list and every shape, dtype and name
-is checked before an estimator is built, so a damaged, tampered or foreign file gives a
-``ValueError`` that names the file and the problem.  This module knows the format only;
-``xpnet.estimators._loading`` builds estimators from what it reads.
+Nothing is pickled and nothing is unpickled: loading a file runs no code from it.  The
+file is written atomically (:func:`xpnet._files.write_atomic`: a regular file only, a
+symbolic link written through) and read by :class:`ModelFile`, which checks each size
+before it reads or allocates anything: the members must be stored uncompressed within
+the file, and each array's declared dtype and shape must be those the metadata's layer
+sizes imply.  The class comes from a fixed allow-list and every name, shape and dtype is
+checked before an estimator is built, so a damaged, tampered, hostile or foreign file
+gives a ``ValueError`` that names the file and the problem.  This module knows the
+format only; ``xpnet.estimators._loading`` builds estimators from what it reads.
 """
 
 from __future__ import annotations
 
-import contextlib
+import ast
 import json
 import math
 import numbers
 import os
-import secrets
+import reprlib
+import struct
 import zipfile
 import zlib
 from typing import Any
@@ -35,6 +40,7 @@ from typing import Any
 import array_api_compat as aac
 import numpy as np  # host-side: the file holds NumPy arrays
 
+from .._files import open_regular, write_atomic
 from .._host import to_numpy
 from .._version import __version__
 
@@ -60,7 +66,9 @@ def save(est: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
     path : str or os.PathLike
         Written exactly as given.  The data go to a temporary file in the same folder,
         which is renamed over ``path`` only once complete: an interrupted save leaves
-        any earlier file at ``path`` as it was.
+        any earlier file at ``path`` as it was.  A symbolic link is written through to
+        its target; a directory, device, FIFO or socket is refused
+        (:func:`xpnet._files.write_atomic`).
     extra : dict, optional
         More JSON-serialisable metadata, returned by :func:`load_with_metadata` (the
         ``xpnet`` command keeps its data set and split there).
@@ -135,22 +143,9 @@ def save(est: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
 
 
 def _write_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as an ``.npz`` to a temporary file beside ``path``, then rename it."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    # os.open applies the umask to 0o666, so the file gets the permissions of any other.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows alike
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``arrays`` as an ``.npz`` at ``path``, atomically and to a regular file only
+    (:func:`xpnet._files.write_atomic`)."""
+    write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _n_moments(est: Any) -> int | None:
@@ -194,59 +189,303 @@ def _version() -> str:
 
 # -- reading -----------------------------------------------------------------------------
 
+#: The longest ``.npy`` header read (NumPy's own limit): a header is a short dict.
+MAX_HEADER = 10_000
+#: The deepest nesting of JSON values the metadata may have; xpnet's own go 5 deep.
+MAX_DEPTH = 32
+#: The bytes of a member read at a time, into the array allocated for it.
+_CHUNK = 1 << 20
+#: What the zip reader may raise on a damaged archive: a flipped bit can send it to a
+#: bad offset, an unknown compression or version, an "encrypted" flag or a wrong CRC.
+_DAMAGE = (
+    zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError,
+    IndexError, NotImplementedError, RuntimeError, struct.error, zlib.error, OverflowError,
+)  # fmt: skip
+
+
+class _BadFile(ValueError):
+    """A model file refused, with a message that names it and says why."""
+
 
 def _bad(path: Any, problem: str) -> ValueError:
-    return ValueError(f"Cannot load {os.fspath(path)!r}: {problem}.")
+    return _BadFile(f"Cannot load {os.fspath(path)!r}: {problem}.")
 
 
-def _read_archive(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Every array in the ``.npz`` at ``path``, read without unpickling anything.
+class ModelFile:
+    """A model file opened for reading: the metadata first, then the arrays they imply.
 
-    NumPy's own message is never passed on for what it refuses as pickled: it advises
-    ``allow_pickle=True``, which would run code from the file.
+    Nothing is read before it is checked.  The file must be a regular file
+    (:func:`xpnet._files.open_regular`: a FIFO is refused, never waited on) and a zip
+    archive of ``.npy`` members, each stored uncompressed as ``np.savez`` writes them,
+    each once, each within the file: so no member holds more bytes than the file does,
+    and a zip bomb is refused before anything is decompressed.  Each array's header
+    (dtype and shape) is checked against what the metadata's layer sizes imply, and its
+    size against the member's, before the array is allocated.  Whatever is wrong, the
+    error is a ``ValueError`` that names the file and the problem.
+
+    Use it as a context manager::
+
+        with ModelFile(path) as f:
+            meta = f.metadata()
+            arrays = f.arrays(meta)
     """
-    # Opened here, not by np.load, so that the file is closed whatever np.load raises.
-    with open(path, "rb") as fh:
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = path
+        self._zip: zipfile.ZipFile | None = None
+        self._fh = open_regular(path)
+        try:
+            self._size = os.fstat(self._fh.fileno()).st_size
+            self._zip = self._open_zip()
+            self._members = self._list_members()
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> ModelFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+        self._fh.close()
+
+    def metadata(self) -> dict[str, Any]:
+        """The file's JSON metadata, with the fields every model has checked."""
+        if "metadata" not in self._members:
+            raise self._bad("not an xpnet model file (no 'metadata' in the archive)")
+
+        def text(dtype: np.dtype, shape: tuple[int, ...]) -> str | None:
+            if dtype == np.uint8 and len(shape) == 1:
+                return None
+            return f"'metadata' must be a 1-D uint8 array, got {dtype} {shape}"
+
+        raw = self._read("metadata", text)
+        try:
+            meta = json.loads(raw.tobytes().decode("utf-8"))
+        except RecursionError:
+            raise self._bad("the metadata is nested too deeply") from None
+        except ValueError as exc:  # not UTF-8, not JSON, an integer of 5000 digits...
+            raise self._bad(f"the metadata is not valid JSON ({exc})") from None
+        if not _nested_at_most(meta, MAX_DEPTH):
+            raise self._bad(f"the metadata is nested more than {MAX_DEPTH} deep")
+        return _check_metadata(meta, self.path)
+
+    def arrays(self, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Every array the checked ``meta`` implies, each checked before it is read."""
+        sizes, n = meta["layer_sizes"], len(self._members) - 1  # arrays beside the metadata
+        n_moments = meta["optimizer"]["n_moments"] if "optimizer" in meta else 0
+        count = 2 * (len(sizes) - 1) * (1 + n_moments) + (meta["estimator"] == "MLPClassifier")
+        if count > 2 * n + 8:  # not a few arrays missing: layer sizes from another file
+            raise self._bad(f"its layer sizes {_short(sizes)} imply {count} arrays, not {n}")
+        expected = _expected_arrays(meta)
+        names = set(self._members) - {"metadata"}
+        if names != set(expected):
+            missing, unknown = sorted(set(expected) - names), sorted(names - set(expected))
+            problems = [f"arrays missing: {missing}"] * bool(missing)
+            problems += [f"unexpected arrays: {_short(unknown)}"] * bool(unknown)
+            raise self._bad(", ".join(problems))
+        need = sum(math.prod(shape) * np.dtype(dtype).itemsize
+                   for dtype, shape in expected.values() if dtype in DTYPES)  # fmt: skip
+        if need > self._size:
+            raise self._bad(
+                f"its layer sizes {_short(meta['layer_sizes'])} imply {need} bytes of "
+                f"parameters, more than the whole file holds ({self._size})"
+            )
+        arrays = {}
+        for key, (want, shape) in expected.items():
+
+            def problem(dtype, got, key=key, want=want, shape=shape):
+                if key == "classes":
+                    kinds = {"number": "biuf", "text": "U"}[want]
+                    if dtype.kind in kinds and got == shape:
+                        return None
+                    return (
+                        f"classes must be a 1-D array of {shape[0]} labels ({want}), "
+                        f"got {dtype} {got}"
+                    )
+                if dtype.name == want and got == shape:
+                    return None
+                return f"{key} must be {want} of shape {shape}, got {dtype} {got}"
+
+            a = arrays[key] = self._read(key, problem)
+            if key != "classes" and not np.all(np.isfinite(a)):
+                raise self._bad(f"{key} holds NaN or infinity")
+        return arrays
+
+    # -- the archive ----------------------------------------------------------------------
+
+    def _bad(self, problem: str) -> ValueError:
+        return _bad(self.path, problem)
+
+    def _open_zip(self) -> zipfile.ZipFile:
+        fh = self._fh
         magic = fh.read(6)
         fh.seek(0)
         if magic == b"\x93NUMPY":
-            raise _bad(path, "not an xpnet model file (a single .npy array, not an .npz archive)")
+            raise self._bad("not an xpnet model file (a single .npy array, not an .npz archive)")
         if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # np.load would unpickle
-            raise _bad(path, "not an xpnet model file (not an .npz archive)")
+            raise self._bad("not an xpnet model file (not an .npz archive)")
         try:
-            archive = np.load(fh, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            return zipfile.ZipFile(fh)
+        except _DAMAGE as exc:
             problem = f"not an xpnet model file (not a readable .npz archive: {exc})"
-            raise _bad(path, problem) from None
-        with archive:
-            arrays = {}
-            for name in archive.files:
-                try:
-                    arrays[name] = archive[name]
-                except ValueError:  # an object array, or a damaged .npy header
-                    problem = f"the array {name!r} is damaged or not plain data"
-                    raise _bad(path, f"not an xpnet model file ({problem})") from None
-                except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-                    raise _bad(path, f"the array {name!r} is damaged ({exc})") from None
-    return arrays
+            raise self._bad(problem) from None
+
+    def _list_members(self) -> dict[str, zipfile.ZipInfo]:
+        """The archive's members by array name, each checked to lie within the file."""
+        members: dict[str, zipfile.ZipInfo] = {}
+        for info in self._zip.infolist():
+            if not info.filename.endswith(".npy"):
+                problem = f"the archive holds {_short(info.filename)}, which is not a .npy array"
+                raise self._bad(f"not an xpnet model file ({problem})")
+            key = info.filename[: -len(".npy")]
+            if key in members:
+                raise self._bad(f"the archive holds {_short(key)} twice")
+            if info.flag_bits & 0x1:
+                raise self._bad(f"the array {_short(key)} is encrypted")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise self._bad(
+                    f"the array {_short(key)} is compressed (method {info.compress_type}); "
+                    "xpnet writes arrays uncompressed and reads no other"
+                )
+            if (
+                info.file_size != info.compress_size
+                or info.header_offset + info.compress_size > self._size
+            ):
+                raise self._bad(
+                    f"the archive's entry for {_short(key)} is damaged: it claims "
+                    f"{info.file_size} bytes at offset {info.header_offset} of a file of "
+                    f"{self._size}"
+                )
+            members[key] = info
+        claimed = sum(info.file_size for info in members.values())
+        if claimed > self._size:  # members that overlap, to be read more than once
+            raise self._bad(f"its members claim {claimed} bytes, more than the file's {self._size}")
+        return members
+
+    def _read(self, key: str, problem: Any) -> np.ndarray:
+        """Member ``key``'s array.  ``problem(dtype, shape)`` judges the header (None: all
+        right) before the array is allocated; its size must then be the member's."""
+        info = self._members[key]
+        try:
+            with self._zip.open(info) as fp:
+                dtype, shape, fortran, start = self._header(fp, key)
+                if (message := problem(dtype, shape)) is not None:
+                    raise self._bad(message)
+                count = math.prod(shape)
+                if start + count * dtype.itemsize != info.file_size:
+                    raise self._bad(
+                        f"the array {key!r} has {info.file_size - start} bytes of data, "
+                        f"where its shape {shape} and dtype {dtype} take {count * dtype.itemsize}"
+                    )
+                a = np.empty(count, dtype=dtype)
+                self._fill(fp, a.view(np.uint8), key)
+        except _BadFile:
+            raise
+        except _DAMAGE as exc:
+            raise self._bad(f"the array {key!r} is damaged ({exc})") from None
+        a = a.reshape(shape, order="F" if fortran else "C")
+        return a if dtype.isnative else a.astype(dtype.newbyteorder("="))
+
+    def _header(self, fp: Any, key: str) -> tuple[np.dtype, tuple[int, ...], bool, int]:
+        """The dtype, shape and order that the ``.npy`` header of ``fp`` declares, and
+        where its data start.
+
+        Read here rather than by NumPy, which would turn a damaged header it cannot
+        parse into a warning about files written by Python 2 and parse it again.
+        """
+        lead = fp.read(8)
+        if len(lead) < 8 or lead[:6] != b"\x93NUMPY":
+            raise self._bad(f"not an xpnet model file (the array {key!r} is not .npy data)")
+        length_format = {(1, 0): "<H", (2, 0): "<I"}.get((lead[6], lead[7]))
+        if length_format is None:
+            raise self._bad(f"the array {key!r} has .npy version {lead[6]}.{lead[7]}, not 1.0")
+        raw_length = fp.read(struct.calcsize(length_format))
+        (length,) = struct.unpack(length_format, raw_length)
+        if length > MAX_HEADER:
+            raise self._bad(f"the array {key!r} has a header of {length} bytes")
+        text = fp.read(length)
+        damaged = f"not an xpnet model file (the array {key!r} is damaged or not plain data)"
+        try:
+            header = ast.literal_eval(text.decode("latin-1"))
+            shape, fortran = header["shape"], header["fortran_order"]
+            dtype = np.lib.format.descr_to_dtype(header["descr"])
+        except (SyntaxError, ValueError, TypeError, KeyError, OverflowError, MemoryError,
+                RecursionError):  # fmt: skip
+            raise self._bad(damaged) from None
+        if not (
+            len(text) == length
+            and isinstance(header, dict)
+            and len(header) == 3
+            and isinstance(shape, tuple)
+            and all(type(n) is int and n >= 0 for n in shape)
+            and type(fortran) is bool
+            and not dtype.hasobject
+            and dtype.fields is None
+            and dtype.subdtype is None
+        ):
+            raise self._bad(damaged)
+        return dtype, shape, fortran, len(lead) + len(raw_length) + length
+
+    def _fill(self, fp: Any, buffer: np.ndarray, key: str) -> None:
+        """Read the member's data into ``buffer``, a chunk at a time, to its very end
+        (where the zip reader checks the CRC)."""
+        view, done = memoryview(buffer), 0
+        while done < len(view):
+            chunk = fp.read(min(_CHUNK, len(view) - done))
+            if not chunk:
+                raise self._bad(f"the array {key!r} is truncated")
+            view[done : done + len(chunk)] = chunk
+            done += len(chunk)
+        if fp.read(1):
+            raise self._bad(f"the array {key!r} is longer than its header says")
 
 
-def _metadata(arrays: dict[str, np.ndarray], path: Any) -> dict[str, Any]:
-    """The file's JSON metadata, with the fields every model has checked."""
-    raw = arrays.get("metadata")
-    if raw is None:
-        raise _bad(path, "not an xpnet model file (no 'metadata' in the archive)")
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise _bad(path, f"'metadata' must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _bad(path, f"the metadata is not valid JSON ({exc})") from None
+def _expected_arrays(meta: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The arrays a file with the checked ``meta`` holds: name → (dtype or, for
+    ``classes``, their kind), shape)."""
+    sizes, dtype = meta["layer_sizes"], meta["dtype"]
+    L = len(sizes) - 1
+    shapes = [(sizes[l + 1], sizes[l]) for l in range(L)] + [(sizes[l + 1],) for l in range(L)]
+    expected = {f"W_{l}": (dtype, shapes[l]) for l in range(L)}
+    expected |= {f"b_{l}": (dtype, shapes[L + l]) for l in range(L)}
+    n_moments = meta["optimizer"]["n_moments"] if "optimizer" in meta else 0
+    for k in range(n_moments):
+        expected |= {f"moment_{k}_{i}": (dtype, shapes[i]) for i in range(2 * L)}
+    if meta["estimator"] == "MLPClassifier":
+        expected["classes"] = (meta["classes_kind"], (sizes[-1],))
+    return expected
+
+
+def _nested_at_most(value: Any, depth: int) -> bool:
+    """Whether JSON ``value`` nests lists and objects at most ``depth`` deep (checked
+    without recursion: a deep value is what would exhaust the stack)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        v, d = stack.pop()
+        if d > depth:
+            return False
+        items = v.values() if isinstance(v, dict) else v
+        stack.extend((x, d + 1) for x in items if isinstance(x, (dict, list)))
+    return True
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut short: a file's values go into messages."""
+    return reprlib.repr(value)
+
+
+def _check_metadata(meta: Any, path: Any) -> dict[str, Any]:
+    """The file's JSON metadata ``meta``, with the fields every model has checked."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _bad(path, f"not an xpnet model file (no {FORMAT!r} format marker)")
     version = meta.get("format_version")
     if not _json_int(version) or version < 1:
-        raise _bad(path, f"format_version must be an int >= 1, got {version!r}")
+        raise _bad(path, f"format_version must be an int >= 1, got {_short(version)}")
     if version > FORMAT_VERSION:
         raise _bad(
             path,
@@ -255,36 +494,36 @@ def _metadata(arrays: dict[str, np.ndarray], path: Any) -> dict[str, Any]:
         )
     name = meta.get("estimator")
     if name not in ESTIMATORS:
-        raise _bad(path, f"unknown estimator {name!r}; expected one of {sorted(ESTIMATORS)}")
+        raise _bad(path, f"unknown estimator {_short(name)}; expected one of {sorted(ESTIMATORS)}")
     sizes = meta.get("layer_sizes")
     if not (
         isinstance(sizes, list) and len(sizes) >= 2 and all(_json_int(n) and n > 0 for n in sizes)
     ):
-        raise _bad(path, f"layer_sizes must be a list of >= 2 positive ints, got {sizes!r}")
+        raise _bad(path, f"layer_sizes must be a list of >= 2 positive ints, got {_short(sizes)}")
     if meta.get("dtype") not in DTYPES:
-        raise _bad(path, f"dtype must be one of {DTYPES}, got {meta.get('dtype')!r}")
+        raise _bad(path, f"dtype must be one of {DTYPES}, got {_short(meta.get('dtype'))}")
     if not isinstance(meta.get("params"), dict):
-        raise _bad(path, f"params must be a JSON object, got {meta.get('params')!r}")
+        raise _bad(path, f"params must be a JSON object, got {_short(meta.get('params'))}")
     for key in ("loss_curve", "validation_scores", "validation_loss_curve"):
         values = meta.get(key)
         if not (
             (values is None and key != "loss_curve")
             or (isinstance(values, list) and all(_json_number(v) for v in values))
         ):
-            raise _bad(path, f"{key} must be a list of numbers, got {values!r}")
+            raise _bad(path, f"{key} must be a list of numbers, got {_short(values)}")
     for key in ("best_loss", "best_validation_score"):
         if not (meta.get(key) is None or _json_number(meta.get(key))):
-            raise _bad(path, f"{key} must be a number or null, got {meta.get(key)!r}")
+            raise _bad(path, f"{key} must be a number or null, got {_short(meta.get(key))}")
     if not (_json_int(meta.get("n_iter")) and meta["n_iter"] >= 0):
-        raise _bad(path, f"n_iter must be an int >= 0, got {meta.get('n_iter')!r}")
+        raise _bad(path, f"n_iter must be an int >= 0, got {_short(meta.get('n_iter'))}")
     if not isinstance(meta.get("extra", {}), dict):
-        raise _bad(path, f"extra must be a JSON object, got {meta.get('extra')!r}")
+        raise _bad(path, f"extra must be a JSON object, got {_short(meta.get('extra'))}")
     if not (_json_int(meta.get("t", 0)) and meta.get("t", 0) >= 0):
-        raise _bad(path, f"t must be an int >= 0, got {meta.get('t')!r}")
+        raise _bad(path, f"t must be an int >= 0, got {_short(meta.get('t'))}")
     if not isinstance(meta.get("stopped", False), bool):
-        raise _bad(path, f"stopped must be true or false, got {meta.get('stopped')!r}")
+        raise _bad(path, f"stopped must be true or false, got {_short(meta.get('stopped'))}")
     if not isinstance(meta.get("multilabel", False), bool):
-        raise _bad(path, f"multilabel must be true or false, got {meta.get('multilabel')!r}")
+        raise _bad(path, f"multilabel must be true or false, got {_short(meta.get('multilabel'))}")
     optimizer = meta.get("optimizer")
     if optimizer is not None and not (
         isinstance(optimizer, dict)
@@ -292,7 +531,8 @@ def _metadata(arrays: dict[str, np.ndarray], path: Any) -> dict[str, Any]:
         and optimizer["t"] >= 0
         and optimizer.get("n_moments") in (0, 1, 2)
     ):
-        raise _bad(path, f"optimizer must hold a step count t and n_moments, got {optimizer!r}")
+        got = _short(optimizer)
+        raise _bad(path, f"optimizer must hold a step count t and n_moments, got {got}")
     schedule = meta.get("schedule")
     if schedule is not None and not (
         isinstance(schedule, dict)
@@ -301,7 +541,10 @@ def _metadata(arrays: dict[str, np.ndarray], path: Any) -> dict[str, Any]:
         and all(_json_int(schedule.get(k)) and schedule[k] >= 0 for k in ("t", "no_change"))
         and (schedule.get("best") is None or _json_number(schedule["best"]))
     ):
-        raise _bad(path, f"schedule must hold mu, t, no_change and best, got {schedule!r}")
+        raise _bad(path, f"schedule must hold mu, t, no_change and best, got {_short(schedule)}")
+    if name == "MLPClassifier" and meta.get("classes_kind") not in ("number", "text"):
+        kind = _short(meta.get("classes_kind"))
+        raise _bad(path, f"classes_kind must be 'number' or 'text', got {kind}")
     return meta
 
 

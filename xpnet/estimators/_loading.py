@@ -12,13 +12,13 @@ from ..core.optimizers import OptimizerState
 from ..training.schedules import ScheduleState
 from ._classifier import MLPClassifier
 from ._format import (
+    ModelFile,
     _bad,
     _float_or_none,
     _floats_or_none,
     _generator,
-    _metadata,
     _namespace,
-    _read_archive,
+    _short,
 )
 from ._regressor import MLPRegressor
 from ._validation import check_hyperparameters
@@ -53,8 +53,12 @@ def load(path: str | os.PathLike, *, xp: Any = None, device: Any = None) -> Any:
 
     Raises
     ------
+    FileNotFoundError
+        If there is no file at ``path``.
     ValueError
-        If the file is not an xpnet model, is damaged, or describes an inconsistent network.
+        If the file is not an xpnet model, is damaged, describes an inconsistent network,
+        or is not a regular file (a FIFO or a device is refused, never waited on).  The
+        message names the file and the problem.
     """
     return load_with_metadata(path, xp=xp, device=device)[0]
 
@@ -63,9 +67,11 @@ def load_with_metadata(
     path: str | os.PathLike, *, xp: Any = None, device: Any = None
 ) -> tuple[Any, dict[str, Any]]:
     """As :func:`load`, and the file's metadata (with the ``extra`` given to ``save``)."""
-    arrays = _read_archive(path)
-    meta = _metadata(arrays, path)
-    est = _estimator(meta, arrays, path)
+    with ModelFile(path) as f:
+        meta = f.metadata()
+        est, multilabel = _estimator(meta, path)  # before the arrays: it is cheaper
+        arrays = f.arrays(meta)
+    _fitted(est, meta, arrays, path, multilabel=multilabel)
     xp = _namespace(xp)
     if device is None:
         device = xp.__array_namespace_info__().default_device()
@@ -97,11 +103,12 @@ def load_with_metadata(
     return est, meta
 
 
-# -- writing -----------------------------------------------------------------------------
+# -- building -----------------------------------------------------------------------------
 
 
-def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -> Any:
-    """An estimator of the file's class with its hyperparameters, after checking every array."""
+def _estimator(meta: dict[str, Any], path: Any) -> tuple[Any, bool]:
+    """An estimator of the file's class with its hyperparameters, checked against the
+    metadata, and whether it is a multi-label classifier."""
     cls = ESTIMATORS[meta["estimator"]]
     params = dict(meta["params"])
     if isinstance(params.get("hidden_layer_sizes"), list):
@@ -115,51 +122,26 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
         raise _bad(path, f"invalid hyperparameters ({exc})") from None
     sizes = meta["layer_sizes"]
     if hidden != sizes[1:-1]:
-        raise _bad(path, f"hidden_layer_sizes {hidden} do not match layer_sizes {sizes}")
+        raise _bad(path, f"hidden_layer_sizes {hidden} do not match layer_sizes {_short(sizes)}")
     if meta.get("out_activation") != output:
-        raise _bad(path, f"out_activation {meta.get('out_activation')!r} is not {output!r}")
-
-    L = len(sizes) - 1
-    expected = {"metadata"} | {f"{p}_{l}" for p in "Wb" for l in range(L)}
-    if cls is MLPClassifier:
-        expected.add("classes")
+        raise _bad(path, f"out_activation {_short(meta.get('out_activation'))} is not {output!r}")
+    est.out_activation_ = output
     n_moments = meta["optimizer"]["n_moments"] if "optimizer" in meta else 0
-    moments = {f"moment_{k}_{i}": i for k in range(n_moments) for i in range(2 * L)}
-    expected |= set(moments)
-    if set(arrays) != expected:
-        missing, unknown = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
-        problems = [f"arrays missing: {missing}"] * bool(missing)
-        problems += [f"unexpected arrays: {unknown}"] * bool(unknown)
-        raise _bad(path, ", ".join(problems))
-    for l in range(L):
-        for key, shape in ((f"W_{l}", (sizes[l + 1], sizes[l])), (f"b_{l}", (sizes[l + 1],))):
-            a = arrays[key]
-            if a.dtype.name != meta["dtype"] or a.shape != shape:
-                raise _bad(
-                    path,
-                    f"{key} must be {meta['dtype']} of shape {shape}, got {a.dtype} {a.shape}",
-                )
-            if not np.all(np.isfinite(a)):
-                raise _bad(path, f"{key} holds NaN or infinity")
     if "optimizer" in meta and n_moments != est._optimizer().n_moments:
         problem = f"the optimizer state holds {n_moments} moment(s), which solver={est.solver!r}"
         raise _bad(path, f"{problem} with momentum={est.momentum!r} does not use")
-    for key, i in moments.items():
-        a, like = arrays[key], arrays[f"W_{i}" if i < L else f"b_{i - L}"]
-        if a.dtype != like.dtype or a.shape != like.shape or not np.all(np.isfinite(a)):
-            raise _bad(path, f"{key} must be finite {like.dtype} of shape {like.shape}")
+    return est, multilabel
 
+
+def _fitted(
+    est: Any, meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any, *, multilabel: bool
+) -> None:
+    """Set the fitted attributes of ``est`` (but its arrays) from the file's contents,
+    whose names, shapes and dtypes the format has checked."""
+    sizes = meta["layer_sizes"]
     n_out = sizes[-1]
-    if cls is MLPClassifier:
+    if isinstance(est, MLPClassifier):
         classes = arrays["classes"]
-        kind = meta.get("classes_kind")
-        allowed = {"number": "biuf", "text": "U"}.get(kind, "")
-        if classes.ndim != 1 or classes.shape[0] != n_out or classes.dtype.kind not in allowed:
-            raise _bad(
-                path,
-                f"classes must be a 1-D array of {n_out} labels ({kind}), "
-                f"got {classes.dtype} {classes.shape}",
-            )
         if multilabel and not np.array_equal(classes, np.arange(n_out)):
             raise _bad(path, f"multi-label classes must be 0 .. {n_out - 1}")
         est.n_outputs_, est._multilabel = (n_out if multilabel else 1), multilabel
@@ -172,7 +154,6 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
 
     est.n_features_in_ = sizes[0]
     est.n_layers_ = len(sizes)
-    est.out_activation_ = output
     est.n_iter_ = meta["n_iter"]
     est.loss_curve_ = [float(v) for v in meta["loss_curve"]]
     est.best_loss_ = _float_or_none(meta.get("best_loss"))
@@ -181,4 +162,3 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
     est.best_validation_score_ = _float_or_none(meta.get("best_validation_score"))
     est.t_ = meta.get("t", 0)
     est._stopped = meta.get("stopped", False)
-    return est

@@ -17,13 +17,19 @@ from typing import Any
 
 import array_api_compat as aac
 
+from .._files import check_writable
 from .._host import to_numpy
 from ..core.optimizers import OptimizerState
 from .loop import History
 
 
 def check_checkpoint(checkpoint: Any, every: Any) -> None:
-    """Validate ``fit``'s ``checkpoint`` and ``checkpoint_every`` before any training."""
+    """Validate ``fit``'s ``checkpoint`` and ``checkpoint_every`` before any training.
+
+    A file path must be one that can be saved to now (:func:`xpnet._files.check_writable`:
+    its folder exists and takes new files, and it is not a directory or a special
+    file): found out after the last epoch, a bad path would cost the whole fit.
+    """
     if checkpoint is not None and not (
         callable(checkpoint) or isinstance(checkpoint, (str, os.PathLike))
     ):
@@ -34,6 +40,8 @@ def check_checkpoint(checkpoint: Any, every: Any) -> None:
         raise ValueError(f"checkpoint_every must be None or an int >= 1, got {every!r}.")
     if every is not None and checkpoint is None:
         raise ValueError("checkpoint_every needs checkpoint=, the file (or callable) to write.")
+    if isinstance(checkpoint, (str, os.PathLike)):
+        check_writable(checkpoint)
 
 
 class CheckpointWriter:
@@ -44,7 +52,9 @@ class CheckpointWriter:
     are copied to the host in the training thread, right after the read-back that has
     just synchronised the device anyway; writing the file (and its fsync) happens in the
     background while training goes on.  A write still under way when the next is due is
-    waited for, and so is the last when the fit ends; its error, if any, is raised then.
+    waited for, and so is the last when the fit ends.  A write that failed has its error
+    raised at the first read-back that finds it finished (not at the next write, which
+    may be many epochs later), so that a full disk stops the fit early.
     """
 
     def __init__(
@@ -62,7 +72,10 @@ class CheckpointWriter:
         self.wait()
 
     def on_block(self, history: History) -> None:
-        """Write if a multiple of ``every`` epochs was passed since the last write."""
+        """Write if a multiple of ``every`` epochs was passed since the last write; first,
+        raise the error of a write that has failed."""
+        if self.thread is not None and not self.thread.is_alive():
+            self.wait()
         n_iter = self.n_iter + len(history.losses)
         if self.every is not None and n_iter // self.every > self.done // self.every:
             self.write(self.snapshot(history))
