@@ -49,13 +49,15 @@ def _saturation_is_expected(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``method`` with NumPy's overflow warnings off.
 
     A saturated sigmoid unit computes 1 / (1 + e^{-z}) with e^{-z} = inf, which is the
-    correct limit 0; NumPy (alone among the backends) warns about that overflow.  Real
-    trouble is not hidden: a diverging loss raises a ValueError of its own.
+    correct limit 0; NumPy (alone among the backends) warns about that overflow, and
+    about the division by an exp output that underflowed to 0 (the Poisson loss's y/o,
+    rightly infinite).  Real trouble is not hidden: a diverging loss raises a ValueError
+    of its own.
     """
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return method(*args, **kwargs)
 
     return wrapper

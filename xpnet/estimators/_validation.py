@@ -200,8 +200,10 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
             raise ValueError(f"hidden_layer_sizes must be > 0, got {n!r} in {sizes!r}.")
     if est.activation not in HIDDEN_ACTIVATIONS:
         raise ValueError(f"activation must be one of {HIDDEN_ACTIVATIONS}, got {est.activation!r}.")
-    if est.loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {est.loss!r}.")
+    # The estimator's natural outputs name the losses it takes (the regressor's poisson).
+    losses = tuple(loss for loss in LOSSES if loss in natural_output)
+    if est.loss not in losses:
+        raise ValueError(f"loss must be one of {losses}, got {est.loss!r}.")
     output = est.output_activation
     if output is None:
         output = natural_output[est.loss]
