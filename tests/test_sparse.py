@@ -313,3 +313,24 @@ def test_a_matrix_with_cupyx_s_interface_fits_as_scipy_s(params):
     est = xpnet.MLPRegressor(**kw).fit(_Ducked(sp.csc_matrix(X)), y)
     _assert_same_fit(est, ref)
     np.testing.assert_allclose(est.predict(_Ducked(sp.csr_matrix(X))), ref.predict(X), rtol=1e-12)
+
+
+def test_the_memory_benchmark_runs(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_sparse.py"
+    out = tmp_path / "sparse.json"
+    cmd = [sys.executable, str(script), "--rows", "3000", "--features", "2000", "--density",
+           "1e-3", "--hidden", "8", "--epochs", "2", "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "fit: peak allocated" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["dense_X_bytes"] == 3000 * 2000 * 4
+    fit = report["fit"]
+    assert fit["nnz"] > 0 and fit["W1_bytes"] == 8 * 2000 * 4
+    assert 0 < fit["fit_peak_bytes"] < report["dense_X_bytes"]
+    assert fit["seconds_per_epoch"] > 0
