@@ -168,6 +168,16 @@ def engine_data(N: int = 120, n_in: int = 5, seed: int = 0) -> tuple[Any, Any, A
     return X, y, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
 
 
+def target_for(loss: str, y: Any) -> Any:
+    """``engine_data``'s smooth target made fit for ``loss``: 0/1 for cross-entropy,
+    counts for Poisson (e^y rounded, zeros among them), y itself for the squared error."""
+    if loss == "cross_entropy":
+        return (y > 0).astype(float)
+    if loss == "poisson":
+        return np.round(np.exp(y))
+    return y
+
+
 def assert_equal_fits(eager: Any, jit: Any, *, rtol: float = 1e-12) -> None:
     """Two fits of one problem agree: epochs, losses, parameters, validation record."""
     assert jit.n_iter_ == eager.n_iter_

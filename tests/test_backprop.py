@@ -28,11 +28,15 @@ def _problem(loss: str, out: str, seed: int = 0):
     X = rng.normal(size=(6, sizes[0]))
     if loss == "cross_entropy" and out == "softmax":
         Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], size=6)]
+    elif loss == "poisson":
+        Y = rng.poisson(1.5, size=(6, sizes[-1])).astype(float)  # counts, zeros among them
     elif loss == "cross_entropy" or out == "sigmoid":
         Y = rng.uniform(0.1, 0.9, size=(6, sizes[-1]))
     else:
         Y = rng.normal(size=(6, sizes[-1]))
-    W = [rng.normal(scale=0.8, size=(n, m)) for m, n in pairwise(sizes)]
+    # An exp output grows fast: Poisson's layers get smaller weights, outputs of 0.1 to 10.
+    scale = 0.4 if loss == "poisson" else 0.8
+    W = [rng.normal(scale=scale, size=(n, m)) for m, n in pairwise(sizes)]
     b = [rng.normal(scale=0.5, size=n) for n in sizes[1:]]
     return X, Y, W, b
 
@@ -45,12 +49,15 @@ def _reference_loss(X, Y, W, b, hidden: str, loss: str, out: str) -> float:
         "tanh": np.tanh,
         "relu": lambda z: np.maximum(z, 0),
         "softmax": lambda z: np.exp(z) / np.exp(z).sum(axis=1, keepdims=True),
+        "exp": np.exp,
     }
     a = X
     for l, (W_l, b_l) in enumerate(zip(W, b, strict=True)):
         a = f[out if l == len(W) - 1 else hidden](a @ W_l.T + b_l)
     if loss == "mse":
         return 0.5 * np.sum((Y - a) ** 2) / len(X)
+    if loss == "poisson":  # half the deviance, with y log(y/o) = 0 at y = 0
+        return np.sum(np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1) / a), 0) - Y + a) / len(X)
     if out == "softmax":
         return -np.sum(Y * np.log(a)) / len(X)
     return -np.sum(Y * np.log(a) + (1 - Y) * np.log(1 - a)) / len(X)
@@ -106,6 +113,7 @@ def test_gradients_match_torch_autograd(backend, hidden, loss, out):
         "tanh": torch.tanh,
         "relu": torch.relu,
         "softmax": lambda z: torch.softmax(z, dim=1),
+        "exp": torch.exp,
     }
     Wt = [torch.tensor(w, requires_grad=True) for w in W]
     bt = [torch.tensor(c, requires_grad=True) for c in b]
@@ -115,6 +123,9 @@ def test_gradients_match_torch_autograd(backend, hidden, loss, out):
     Yt = torch.tensor(Y)
     if loss == "mse":
         E = 0.5 * torch.sum((Yt - a) ** 2) / len(X)
+    elif loss == "poisson":  # the negative log-likelihood: the deviance less terms in y
+        E = torch.nn.functional.poisson_nll_loss(a, Yt, log_input=False, eps=0.0, reduction="sum")
+        E = E / len(X)
     elif out == "softmax":
         E = torch.nn.functional.cross_entropy(torch.log(a), Yt.argmax(dim=1))
     else:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import assert_equal_fits as _assert_equal_fits
 from conftest import engine_data as _data
-from conftest import import_jax
+from conftest import import_jax, target_for
 
 import xpnet
 import xpnet.engines.jax
@@ -73,7 +73,7 @@ def test_compiled_equals_eager_for_every_objective(jnp, objective, early_stoppin
     if output == "softmax":
         cls, target, params = xpnet.MLPClassifier, labels, {}
     else:
-        cls, target = xpnet.MLPRegressor, (y > 0).astype(float) if loss == "cross_entropy" else y
+        cls, target = xpnet.MLPRegressor, target_for(loss, y)
         params = {"output_activation": output}
     eager, jit = _fit_both(
         jnp, cls, X, target, loss=loss, activation="tanh", max_iter=21,
@@ -259,7 +259,7 @@ def _assert_torch_engines_agree(torch, objective, params, **fit_params):
     if output == "softmax":
         cls, target = xpnet.MLPClassifier, labels
     else:
-        cls, target = xpnet.MLPRegressor, (y > 0).astype(float) if loss == "cross_entropy" else y
+        cls, target = xpnet.MLPRegressor, target_for(loss, y)
         params["output_activation"] = output
     eager, jit = _fit_torch(torch, cls, X, target, s, loss=loss, **fit_params, **params)
     _assert_equal_fits(eager, jit)
@@ -394,7 +394,7 @@ def _problem(
     if output == "softmax":
         Y, score = np.eye(3)[labels].T, accuracy
     else:
-        Y, score = ((y > 0).astype(float) if loss == "cross_entropy" else y)[None, :], r2_score
+        Y, score = target_for(loss, y)[None, :], r2_score
     X, Y = X * scale, Y * scale
     s = np.random.default_rng(1).uniform(0.5, 2.0, size=len(X)) if weighted else None
 

@@ -80,12 +80,6 @@ def test_large_finite_values_are_not_mistaken_for_infinity():
     est.fit(big, np.zeros(4))  # the sum overflows, but every element is finite
 
 
-def test_sparse_X_is_refused_with_advice():
-    sparse = pytest.importorskip("scipy.sparse")
-    with pytest.raises(TypeError, match=r"X is a sparse matrix .* X.toarray\(\)"):
-        xpnet.MLPRegressor(max_iter=1).fit(sparse.csr_matrix(X), y)
-
-
 @pytest.mark.parametrize(
     ("y_bad", "error", "match"),
     [

@@ -191,9 +191,13 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
     add(
         "--output-activation",
         help="the output layer's f (default: the loss's natural one: softmax "
-        "for cross_entropy, identity for regression)",
+        "for cross_entropy, identity for regression, exp for poisson)",
     )
-    add("--loss", help="mse or cross_entropy (default: cross_entropy to classify, mse to regress)")
+    add(
+        "--loss",
+        help="mse, cross_entropy, or poisson to regress counts "
+        "(default: cross_entropy to classify, mse to regress)",
+    )
 
 
 def _add_optimizer_options(p: argparse.ArgumentParser) -> None:

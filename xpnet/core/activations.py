@@ -107,6 +107,15 @@ def _relu_times_f_prime(D: Array, A: Array, *, xp: Any) -> Array:
     return xp.where(A > 0.0, D, 0.0)
 
 
+def _exp(Z: Array, *, xp: Any) -> Array:
+    return xp.exp(Z)
+
+
+def _exp_times_f_prime(D: Array, A: Array, *, xp: Any) -> Array:
+    D *= A  # f'(z) = e^z = a
+    return D
+
+
 def _softmax(Z: Array, *, xp: Any) -> Array:
     # Columns are samples: normalise over axis 0.  Subtracting the column maximum
     # leaves the result unchanged and keeps exp() from overflowing.
@@ -122,7 +131,10 @@ ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation("tanh", _tanh, _tanh_times_f_prime),
     "relu": Activation("relu", _relu, _relu_times_f_prime),
     "softmax": Activation("softmax", _softmax, None),
+    "exp": Activation("exp", _exp, _exp_times_f_prime),
 }
 
-#: Activations usable in hidden layers (softmax is an output-only activation).
+#: Activations usable in hidden layers.  Softmax and exp are outputs only: softmax's
+#: Jacobian is not diagonal, and exp is the inverse of the Poisson loss's log link, whose
+#: unbounded growth a hidden layer has no use for (scikit-learn offers neither there).
 HIDDEN_ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")

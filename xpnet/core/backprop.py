@@ -7,6 +7,12 @@ so each equation below is one operation over all N samples at once.
 Python lists are 0-based while the seed numbers layers 1..L, so ``W[l]`` holds W⁽ˡ⁺¹⁾
 and is fed by ``A[l]`` = A⁽ˡ⁾; ``A`` has L + 1 entries with ``A[0]`` the input.
 
+The input is touched by two products only, Z⁽¹⁾ = W⁽¹⁾ A⁽⁰⁾ and ∇W⁽¹⁾ = Δ⁽¹⁾ (A⁽⁰⁾)ᵀ, and
+by the chunks' column ranges.  ``A0`` may therefore be any operand for which ``W @ A0``
+and ``D @ A0.T`` are the dense products (arrays of ``xp``, as a dense W or Δ times an
+operand that defines ``__rmatmul__`` returns them), ``A0[:, cols]`` a range of its
+columns and ``A0.shape`` its shape: a sparse matrix, for one (``xpnet.training.sparse``).
+
 These functions trust their inputs (the estimators validate at the boundary) and take the
 array namespace ``xp`` by keyword.  They never write into the input A⁽⁰⁾, the targets or
 the parameters; the arrays they create themselves (Z, A⁽ˡ⁾ for l ≥ 1, Δ) are worked on
@@ -33,7 +39,7 @@ def forward(
     ----------
     W : sequence of L arrays, ``W[l]`` of shape (n_{l+1}, n_l)
     b : sequence of L arrays, ``b[l]`` of shape (n_{l+1},)
-    A0 : array of shape (n_0, N)
+    A0 : array of shape (n_0, N), or an operand as described above
         The input, one column per sample (Xᵀ).
     f : sequence of L activations, one per layer (the last is the output's)
     xp : array namespace

@@ -77,8 +77,25 @@ def _binary_cross_entropy(Y: Array, A_L: Array, s: Array | None = None, *, xp: A
     return -_weighted_sum(E, s, xp=xp)
 
 
+def _poisson(Y: Array, A_L: Array, s: Array | None = None, *, xp: Any) -> Array:
+    """Σᵢ sᵢ Σₖ [y_ki log(y_ki / o_ki) − y_ki + o_ki]  (exp outputs, targets y ≥ 0).
+
+    Half the Poisson deviance, scikit-learn's ``loss="poisson"``: it is 0 where o = y,
+    and it differs from the negative log-likelihood o − y log o only by terms in y.
+    """
+    # y log(y/o) is 0 at y = 0 (its limit), where log(0/o) would make it 0 · (−inf) =
+    # NaN: 1 stands in for y/o there.
+    Y_log = Y * xp.log(xp.where(Y > 0.0, Y / A_L, 1.0))
+    return _weighted_sum(xp.sum(Y_log - Y + A_L, axis=0), s, xp=xp)
+
+
 def _residual(Y: Array, A_L: Array, *, xp: Any) -> Array:
-    """Δ⁽ᴸ⁾ = A⁽ᴸ⁾ − Y: the output's derivative cancels against that of the logarithm."""
+    """Δ⁽ᴸ⁾ = A⁽ᴸ⁾ − Y: the output's derivative cancels against that of the logarithm.
+
+    Cross-entropy: ∂E/∂o = (o − y) / (o(1 − o)) and f'(z) = o(1 − o) for the sigmoid
+    (the softmax likewise, over the column).  Poisson: ∂E/∂o = 1 − y/o and f'(z) = o
+    for the exp.
+    """
     return A_L - Y
 
 
@@ -88,6 +105,7 @@ OBJECTIVES: dict[tuple[str, str], Objective] = {
     ("cross_entropy", "sigmoid"): Objective(
         "cross_entropy", "sigmoid", _binary_cross_entropy, _residual
     ),
+    ("poisson", "exp"): Objective("poisson", "exp", _poisson, _residual),
 }
 
-LOSSES = ("mse", "cross_entropy")
+LOSSES = ("mse", "cross_entropy", "poisson")

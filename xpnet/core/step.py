@@ -31,7 +31,9 @@ class Samples(NamedTuple):
     Attributes
     ----------
     X : array of shape (N, n_0)
-        The samples as rows, as the user passed them; the core sees Xᵀ (a view).
+        The samples as rows, as the user passed them; the core sees Xᵀ (a view).  Or
+        any operand whose transpose the core can take as its input (see
+        ``xpnet.core.backprop``), such as a sparse matrix, with the step's ``rows``.
     Y : array of shape (n_L, N)
         The targets, one column per sample.
     s : array of shape (N,) or None
@@ -51,6 +53,11 @@ class Samples(NamedTuple):
         return None if self.s_host is None else float(self.s_host[rows].sum())
 
 
+def take_rows(X: Array, i: Array, *, xp: Any) -> Array:
+    """The rows ``i`` of the samples X: ``xp.take`` along axis 0."""
+    return xp.take(X, i, axis=0)
+
+
 @dataclass(frozen=True)
 class Step:
     """Everything a gradient step needs besides the parameters and the data.
@@ -68,6 +75,10 @@ class Step:
     chunk_size, map
         How each batch's samples are taken, as in ``xpnet.core.backprop.sample_sums``:
         the engine that runs the step sets them.
+    rows : callable ``rows(X, i, *, xp) -> X_B``
+        The rows ``i`` (indices on the device) of the samples X, for a mini-batch in a
+        drawn order: :func:`take_rows` by default; the engine sets its own for samples
+        that are not an array of ``xp`` (a sparse matrix).
     """
 
     f: Sequence[Activation]
@@ -77,6 +88,7 @@ class Step:
     xp: Any
     chunk_size: int | None = None
     map: Callable[..., Iterator[Any]] = map
+    rows: Callable[..., Array] = take_rows
 
 
 def step(
@@ -154,7 +166,7 @@ def epoch(
             s_B = None if data.s is None else data.s[rows]
         else:
             i = on_device[rows]
-            X_B, Y_B = xp.take(data.X, i, axis=0), xp.take(data.Y, i, axis=1)
+            X_B, Y_B = how.rows(data.X, i, xp=xp), xp.take(data.Y, i, axis=1)
             s_B = None if data.s is None else xp.take(data.s, i, axis=0)
         mu_t = step_size(mu, state.t + 1)
         W, b, state, E_B = step(W, b, state, X_B.T, Y_B, s_B, S, mu=mu_t, how=how)

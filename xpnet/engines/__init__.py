@@ -24,6 +24,7 @@ from ..core.losses import Objective
 from ..core.optimizers import Optimizer
 from ..core.step import Step
 from ..training.engine import Engine
+from ..training.sparse import stored_values
 from . import jax as _jax
 from ._dask_graph import block_namespace
 from .dask import Dask, is_dask
@@ -95,7 +96,7 @@ def choose(
     Parameters
     ----------
     engine : {"auto", "eager", "jit"}
-    X : array of shape (N, n_0)
+    X : array of shape (N, n_0), or a sparse matrix (``xpnet.training.sparse``)
         The training samples (after any validation split), or those to predict for.
     f, objective, optimizer, alpha
         The step's parts (``xpnet.core.step.Step``); the optimizer may be None for a
@@ -116,8 +117,9 @@ def choose(
     if dask:  # the parameters are computed on in the blocks' namespace
         xp, device = block_namespace(X)
         library = "dask"
-    else:
-        xp, device = aac.array_namespace(X), aac.device(X)
+    else:  # a sparse X computes in the namespace of the values it stores
+        values = stored_values(X)
+        xp, device = aac.array_namespace(values), aac.device(values)
         library = _library(xp, X)
     jit, fusable = engine == "jit", Fused.takes(xp)
     check_engine(engine, "cupy" if fusable else library, full_batch=full_batch)

@@ -163,16 +163,19 @@ def one_blas_thread() -> Iterator[None]:
                 _held.limiter = None
 
 
-def auto_chunk_size(N: int, widest: int, itemsize: int, *, cpu: bool, workers: int) -> int | None:
+def auto_chunk_size(
+    N: int, widest: int, itemsize: int, *, cpu: bool, workers: int, least: int = 256
+) -> int | None:
     """The samples per chunk, or None for all N at once.
 
     None on a GPU.  On a CPU, about ``CHUNK_BYTES`` per (widest layer × chunk)
-    temporary, and the batch shared among as many workers as get at least
-    ``MIN_SHARE_BYTES`` each: a batch too small for two shares runs whole.
+    temporary but at least ``least`` samples, and the batch shared among as many
+    workers as get at least ``MIN_SHARE_BYTES`` each: a batch too small for two shares
+    runs whole.
     """
     if not cpu:
         return None
-    chunk = max(256, CHUNK_BYTES // (widest * itemsize))
+    chunk = max(least, CHUNK_BYTES // (widest * itemsize))
     min_share = math.ceil(MIN_SHARE_BYTES / (widest * itemsize))
     shares = max(1, min(workers, N // min_share))
     chunk = min(chunk, math.ceil(N / shares))
@@ -192,7 +195,7 @@ class Plan(NamedTuple):
 
 def plan(
     N: int, widest: int, itemsize: int, *, cpu: bool, numpy: bool, cores: int,
-    chunk_size: int | None = None,
+    chunk_size: int | None = None, least: int = 256,
 ) -> Plan:  # fmt: skip
     """Decide the chunk size and the threads for a batch of N samples.
 
@@ -209,16 +212,19 @@ def plan(
     cpu, numpy : whether the arrays are computed by the CPU, and are NumPy's
     cores : the cores xpnet's own threads may take (:func:`blas_threads`)
     chunk_size : the user's choice; None chooses automatically
+    least : the fewest samples an automatic chunk takes (see :func:`chunked`)
     """
     if not (cpu and numpy) or cores == 1:
         # Without threadpoolctl, or with BLAS held to one thread already, xpnet cannot
         # (or need not) steer BLAS: the chunks run one after another.
         if chunk_size is None:
-            chunk_size = auto_chunk_size(N, widest, itemsize, cpu=cpu, workers=1)
+            chunk_size = auto_chunk_size(N, widest, itemsize, cpu=cpu, workers=1, least=least)
         return Plan(chunk_size, 1, None)
     workers = cores if N > 256 else 1
     if chunk_size is None:
-        chunk_size = auto_chunk_size(N, widest, itemsize, cpu=cpu, workers=workers)
+        chunk_size = auto_chunk_size(
+            N, widest, itemsize, cpu=cpu, workers=workers, least=least
+        )  # fmt: skip
     if workers > 1 and chunk_size is not None and chunk_size < N:
         # BLAS threads inside xpnet's threads would fight them for the same cores.
         return Plan(chunk_size, workers, 1)
@@ -245,6 +251,7 @@ def chunked(
     widest: int,
     dtype: Any,
     chunk_size: int | None = None,
+    least: int = 256,
 ) -> Iterator[tuple[int | None, Callable[..., Iterator[Any]]]]:
     """Decide how to compute N samples (:func:`plan`), and provide the means for it.
 
@@ -258,6 +265,11 @@ def chunked(
     dtype : the floating dtype of the data
     chunk_size : int, optional
         The user's choice; None chooses automatically.
+    least : int, default 256
+        The fewest samples an automatic chunk takes.  Every chunk pays for some work
+        of the parameters' size whatever its samples (its own gradient sums, one
+        (n_l, n_{l-1}) array per layer): worth it for a chunk of dense samples, whose
+        products cost n_{l-1} per sample and output, but not for a few sparse samples.
 
     Yields
     ------
@@ -272,7 +284,7 @@ def chunked(
     itemsize = xp.finfo(dtype).bits // 8
     how = plan(
         N, widest, itemsize, cpu=on_cpu(xp, device), numpy=numpy,
-        cores=blas_threads() if numpy else 1, chunk_size=chunk_size,
+        cores=blas_threads() if numpy else 1, chunk_size=chunk_size, least=least,
     )  # fmt: skip
     if numpy:
         # A chunk's step holds a few (widest × chunk) temporaries at once.

@@ -18,6 +18,7 @@ from ..core.optimizers import OptimizerState
 from ..core.step import Samples, Step, epoch, keep_the_best
 from ..training.engine import BlockPlan, BlockResult, Kept, Validation
 from ..training.samples import check_finite
+from ..training.sparse import is_sparse, take_rows
 from ._threads import chunked
 
 Array = Any
@@ -54,15 +55,24 @@ class Eager:
     def open(
         self, data: Samples, validation: Samples | None = None
     ) -> Iterator[tuple[Samples, Samples | None]]:
-        """Check X, and hold the chunk plan (threads, BLAS's limit) for a batch of data."""
+        """Check X, and hold the chunk plan (threads, BLAS's limit) for a batch of data.
+
+        X may be a sparse matrix: the core takes its chunks and products as they are.
+        """
         for part in (data, validation):
             if part is not None:
                 check_finite(part.X, self.xp, "X")
         N = data.X.shape[0]
         B = N if self.batch_size is None else min(self.batch_size, N)
-        with chunked(self.xp, self.device, N=B, widest=self.widest, dtype=data.X.dtype,
-                     chunk_size=self.chunk_size) as (chunk_size, map_chunks):  # fmt: skip
-            self.how = dataclasses.replace(self.how, chunk_size=chunk_size, map=map_chunks)
+        # A chunk of a sparse X costs little but its gradient, as large as W⁽¹⁾: one
+        # of at least n_0 samples does as much work of its own as that costs.
+        least = max(256, data.X.shape[1]) if is_sparse(data.X) else 256
+        sizes = dict(N=B, widest=self.widest, chunk_size=self.chunk_size, least=least)
+        with chunked(self.xp, self.device, dtype=data.X.dtype, **sizes) as (chunk_size, map_chunks):
+            # take_rows: mini-batches of a sparse X are its own rows (xpnet.training.sparse).
+            self.how = dataclasses.replace(
+                self.how, chunk_size=chunk_size, map=map_chunks, rows=take_rows
+            )
             yield data, validation
 
     def blocks(self, data: Samples) -> tuple[int, ...] | None:

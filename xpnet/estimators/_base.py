@@ -28,6 +28,7 @@ from ..training.engine import Engine
 from ..training.loop import EarlyStopping, History, Interrupted, run_epochs
 from ..training.samples import Samples, check_finite, validation_split
 from ..training.schedules import Schedule, ScheduleState
+from ..training.sparse import is_sparse
 from ._feature_names import check_feature_names, feature_names
 from ._params import EstimatorProtocol, _generator
 from ._validation import (
@@ -53,13 +54,15 @@ def _saturation_is_expected(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``method`` with NumPy's overflow warnings off.
 
     A saturated sigmoid unit computes 1 / (1 + e^{-z}) with e^{-z} = inf, which is the
-    correct limit 0; NumPy (alone among the backends) warns about that overflow.  Real
-    trouble is not hidden: a diverging loss raises a ValueError of its own.
+    correct limit 0; NumPy (alone among the backends) warns about that overflow, and
+    about the division by an exp output that underflowed to 0 (the Poisson loss's y/o,
+    rightly infinite).  Real trouble is not hidden: a diverging loss raises a ValueError
+    of its own.
     """
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return method(*args, **kwargs)
 
     return wrapper
@@ -151,7 +154,9 @@ class _BaseMLP(EstimatorProtocol):
         Parameters
         ----------
         X : array of shape (N, n_features)
-            Any Array API array (NumPy, CuPy, PyTorch, JAX, ...) or array-like.
+            Any Array API array (NumPy, CuPy, PyTorch, JAX, ...) or array-like, or a
+            sparse matrix (``scipy.sparse``, or ``cupyx.scipy.sparse`` on a GPU): its
+            products with W⁽¹⁾ and Δ⁽¹⁾ are taken chunk by chunk, never made dense.
         y : array of shape (N,) or (N, n_outputs)
             Targets (regressor) or class labels (classifier), in X's namespace or on
             the host.
@@ -254,9 +259,12 @@ class _BaseMLP(EstimatorProtocol):
             data, stopping = self._hold_out(data, fitted_targets, xp=xp, device=device)
         n_epochs = self.max_iter if epochs is None else epochs
         batch_size = self._batch_size(data.X.shape[0])
+        # The chunks' temporaries are (n_l, chunk) for l ≥ 1; a sparse X's many columns
+        # are no temporary of theirs, and would make its chunks needlessly small.
+        widest = max(layer_sizes[1:] if is_sparse(X) else layer_sizes)
         engine = engines.choose(
             self.engine, data.X, f=f, objective=OBJECTIVES[(self.loss, output)],
-            optimizer=optimizer, alpha=float(self.alpha), widest=max(layer_sizes),
+            optimizer=optimizer, alpha=float(self.alpha), widest=widest,
             batch_size=batch_size, chunk_size=self.chunk_size, n_epochs=n_epochs,
         )  # fmt: skip
         W, b = self._as_parameters(engine, W, b, layer_sizes, dtype=X.dtype)

@@ -52,6 +52,7 @@ class EstimatorProtocol:
 
         tags = Tags(estimator_type=None, target_tags=TargetTags(required=True))
         tags.input_tags.two_d_array = True
+        tags.input_tags.sparse = True  # SciPy's sparse X, in any format
         return tags
 
 

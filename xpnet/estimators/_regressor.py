@@ -16,7 +16,7 @@ class MLPRegressor(_BaseMLP):
     """A multilayer perceptron for regression, trained by backpropagation and gradient descent.
 
     The network computes Z⁽ˡ⁾ = W⁽ˡ⁾ A⁽ˡ⁻¹⁾ + b⁽ˡ⁾ and A⁽ˡ⁾ = f(Z⁽ˡ⁾) layer by layer and is
-    trained on E_total = (1/N) Σᵢ ½‖yᵢ − oᵢ‖² by batch gradient descent
+    trained on E_total = (1/N) Σᵢ ½‖yᵢ − oᵢ‖² (or another ``loss``) by batch gradient descent
     W⁽ˡ⁾ ← W⁽ˡ⁾ − μ ∇W⁽ˡ⁾ E_total.  One code path serves every Array API namespace:
     fit it on NumPy, CuPy, PyTorch or JAX arrays and results come back as the same kind
     of array, on the same device, in the same floating dtype.
@@ -27,12 +27,16 @@ class MLPRegressor(_BaseMLP):
         n_1, ..., n_{L-1}: the number of neurons in each hidden layer.
     activation : {"relu", "sigmoid", "tanh", "identity"}, default="relu"
         f of the hidden layers (scikit-learn's default; the seed's f is the sigmoid).
-    output_activation : {"identity", "sigmoid", "tanh", "relu"} or None, default="identity"
-        f of the output layer.  With ``loss="cross_entropy"``: "sigmoid" or "softmax"
-        (None means "sigmoid").
-    loss : {"mse", "cross_entropy"}, default="mse"
+    output_activation : {"identity", "sigmoid", "tanh", "relu", "softmax", "exp"} or None, \
+default=None
+        f of the output layer.  None takes the loss's natural one: "identity" with
+        ``loss="mse"`` (which also takes "sigmoid", "tanh" and "relu"), "sigmoid" with
+        ``loss="cross_entropy"`` (or "softmax"), "exp" with ``loss="poisson"``.
+    loss : {"mse", "cross_entropy", "poisson"}, default="mse"
         "mse" is the seed's E_total = (1/N) Σᵢ ½‖yᵢ − oᵢ‖²; "cross_entropy" is the binary
-        cross-entropy of sigmoid outputs, for targets in [0, 1].
+        cross-entropy of sigmoid outputs, for targets in [0, 1]; "poisson" is half the
+        Poisson deviance, (1/N) Σᵢ Σₖ [yₖ log(yₖ/oₖ) − yₖ + oₖ], of outputs o = e^z (the
+        log link), for counts or rates y ≥ 0, as scikit-learn's ``loss="poisson"``.
     learning_rate : float or None, default=None
         The step size μ (scikit-learn's ``learning_rate_init``).  None takes 0.1 for
         ``solver="sgd"``; for ``solver="adam"``, scikit-learn's 0.001 with mini-batches,
@@ -159,7 +163,11 @@ class MLPRegressor(_BaseMLP):
         strings; ``predict`` and ``score`` then check them.
     """
 
-    _natural_output: ClassVar[dict[str, str]] = {"mse": "identity", "cross_entropy": "sigmoid"}
+    _natural_output: ClassVar[dict[str, str]] = {
+        "mse": "identity",
+        "cross_entropy": "sigmoid",
+        "poisson": "exp",
+    }
     #: The early-stopping score, computed on the device: R², as ``score``.
     _validation_score = staticmethod(r2_score)
 
@@ -167,7 +175,7 @@ class MLPRegressor(_BaseMLP):
         self,
         hidden_layer_sizes: int | tuple[int, ...] = (100,),
         activation: str = "relu",
-        output_activation: str | None = "identity",
+        output_activation: str | None = None,
         loss: str = "mse",
         learning_rate: float | None = None,
         max_iter: int = 200,
@@ -244,6 +252,11 @@ class MLPRegressor(_BaseMLP):
         """Y of shape (n_outputs, N), the targets one column per sample, and the fitted
         attributes they imply (set only once training has succeeded)."""
         y = check_targets(y, xp=xp, device=device, dtype=dtype, N=N)
+        if self.loss == "poisson" and bool(xp.any(y < 0.0)):  # one read-back, at the boundary
+            raise ValueError(
+                f"loss='poisson' needs targets y >= 0 (counts or rates); y holds negative "
+                f"values, down to {float(xp.min(y))!r}."
+            )
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         if fitted and (n_outputs, y.ndim) != (self.n_outputs_, self._y_ndim):
             fitted_shape = (

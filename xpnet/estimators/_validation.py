@@ -3,7 +3,8 @@
 Everything that inspects user arrays lives here.  An accepted ``X`` comes back in its
 own namespace and on its own device, in a floating dtype, and is never written to:
 conversion copies only where the dtype has to change, and the finiteness check
-allocates nothing of X's size.
+allocates nothing of X's size.  A sparse X (SciPy's, or cupyx's on CuPy) stays sparse,
+in CSR form (``xpnet.training.sparse``).
 """
 
 from __future__ import annotations
@@ -20,17 +21,18 @@ from ..core.activations import HIDDEN_ACTIVATIONS
 from ..core.losses import LOSSES, OBJECTIVES
 from ..engines import ENGINES
 from ..training.samples import check_finite
+from ..training.sparse import is_sparse, stored_values
 
 Array = Any
 
 
 def is_array(x: Any) -> bool:
-    """Whether ``x`` is an array of a namespace xpnet can compute with."""
+    """Whether ``x`` is a dense array of a namespace xpnet can compute with."""
     return aac.is_array_api_obj(x) and not _is_sparse(x)
 
 
 def _is_sparse(x: Any) -> bool:
-    return type(x).__module__.startswith("scipy.sparse") or aac.is_pydata_sparse_array(x)
+    return is_sparse(x) or aac.is_pydata_sparse_array(x)
 
 
 def as_array(x: Any, name: str, *, numeric: bool = True) -> tuple[Array, Any]:
@@ -42,8 +44,8 @@ def as_array(x: Any, name: str, *, numeric: bool = True) -> tuple[Array, Any]:
     """
     if _is_sparse(x):
         raise TypeError(
-            f"{name} is a sparse matrix ({type(x).__name__}); xpnet needs dense input: "
-            f"convert it with {name}.toarray()."
+            f"{name} is a sparse matrix ({type(x).__name__}); xpnet takes a sparse X "
+            f"(scipy.sparse), but {name} must be dense: convert it with {name}.toarray()."
         )
     if x is None:
         raise TypeError(f"{name} must be an array, got None.")
@@ -85,21 +87,36 @@ def check_X(
 
     Returns
     -------
-    X : array of shape (N, n_features)
+    X : array of shape (N, n_features), or a sparse matrix
         In its own namespace and on its own device, in a floating dtype (a copy only
-        where the dtype changed).
+        where the dtype changed).  A sparse X comes back as a CSR matrix of the same
+        library (a copy of its stored values only where it was in another format or
+        the dtype changed).
     xp : array namespace
+        Of X, or of the values a sparse X stores.
     device : the device of X
     """
-    X, xp = as_array(X, "X")
-    device = aac.device(X)
-    dtype = _float_dtype(X, xp, device, "X")
-    if X.ndim != 2:
+    if aac.is_pydata_sparse_array(X):
+        raise TypeError(
+            f"X is a pydata sparse array ({type(X).__name__}); xpnet takes scipy.sparse "
+            "matrices and arrays: convert it with X.tocsr()."
+        )
+    sparse = is_sparse(X)
+    if not sparse:
+        X, xp = as_array(X, "X")
+    if len(X.shape) != 2:
         raise ValueError(
-            f"Expected a 2-D array X of shape (n_samples, n_features), got {X.ndim}-D "
+            f"Expected a 2-D array X of shape (n_samples, n_features), got {len(X.shape)}-D "
             f"with shape {tuple(X.shape)}. Reshape your data with X.reshape(-1, 1) if it "
             "has one feature, or X.reshape(1, -1) if it is one sample."
         )
+    if sparse:
+        # A batch is a range of rows, and the chunks of Xᵀ ranges of columns: cheap to
+        # take from CSR (and from Xᵀ, its CSC view), not from another format.
+        X = X if X.format == "csr" else X.tocsr()
+        xp = aac.array_namespace(X.data)
+    device = aac.device(stored_values(X))
+    dtype = _float_dtype(stored_values(X), xp, device, "X")
     N, n = X.shape
     if N == 0:
         raise ValueError(f"Found array with 0 sample(s) (shape={tuple(X.shape)}); need at least 1.")
@@ -113,7 +130,7 @@ def check_X(
             f"X has {n} features, but {estimator} is expecting {n_features} features as input."
         )
     if X.dtype != dtype:
-        X = xp.astype(X, dtype)
+        X = X.astype(dtype) if sparse else xp.astype(X, dtype)
     # NaN and infinity are looked for by the engine, where it reads X anyway (on Dask a
     # pass of its own would read X once more, from storage perhaps).
     return X, xp, device
@@ -201,8 +218,10 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
             raise ValueError(f"hidden_layer_sizes must be > 0, got {n!r} in {sizes!r}.")
     if est.activation not in HIDDEN_ACTIVATIONS:
         raise ValueError(f"activation must be one of {HIDDEN_ACTIVATIONS}, got {est.activation!r}.")
-    if est.loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {est.loss!r}.")
+    # The estimator's natural outputs name the losses it takes (the regressor's poisson).
+    losses = tuple(loss for loss in LOSSES if loss in natural_output)
+    if est.loss not in losses:
+        raise ValueError(f"loss must be one of {losses}, got {est.loss!r}.")
     output = est.output_activation
     if output is None:
         output = natural_output[est.loss]

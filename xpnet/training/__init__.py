@@ -4,5 +4,6 @@
 - ``engine``: the interface of the engines that run the blocks (``xpnet.engines``);
 - ``schedules``: the step size of each epoch and scikit-learn's stopping rules;
 - ``samples``: the samples, their order in an epoch, the early-stopping split;
+- ``sparse``: a sparse matrix as the samples X;
 - ``checkpoints``: the model as trained so far, written in the background.
 """

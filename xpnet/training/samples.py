@@ -14,6 +14,7 @@ import numpy as np  # host-side: the seeded generator, orders and splits
 
 from .._host import to_numpy
 from ..core.step import Samples
+from .sparse import stored_values, take_rows
 
 Array = Any
 
@@ -25,8 +26,10 @@ def check_finite(x: Array, xp: Any, name: str) -> None:
 
     The sum of all elements is finite exactly when every element is, unless finite
     elements overflow it: one pass over ``x`` and a 0-D result, with the elementwise
-    test only to tell an overflow apart.  One host synchronisation.
+    test only to tell an overflow apart.  One host synchronisation.  Of a sparse
+    matrix, the values it stores are checked (those it leaves out are zeros).
     """
+    x = stored_values(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an overflowing sum is handled below
         total = xp.sum(x)
@@ -80,7 +83,7 @@ def validation_split(
 
     Parameters
     ----------
-    X : array of shape (N, n_0)
+    X : array of shape (N, n_0), or a sparse matrix (CSR)
     Y : array of shape (n_L, N)
     s_host : numpy.ndarray of shape (N,), optional
         Sample weights, on the host; split alike and moved to the device.
@@ -123,5 +126,5 @@ def validation_split(
         i = xp.asarray(rows, dtype=index, device=device)
         s_part = None if s_host is None else s_host[rows]
         s = None if s_part is None else xp.asarray(s_part, dtype=X.dtype, device=device)
-        parts.append(Samples(xp.take(X, i, axis=0), xp.take(Y, i, axis=1), s, s_part))
+        parts.append(Samples(take_rows(X, i, xp=xp), xp.take(Y, i, axis=1), s, s_part))
     return parts[0], parts[1]
