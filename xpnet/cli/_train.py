@@ -220,7 +220,7 @@ def _report(args, est, data, train, test, task, score_name, run, scaling, *, xp,
         ("time per epoch", duration(wall / trained)),
         ("samples per second", f"{trained * len(train) / wall:.3g}"),
         ("backend", args.backend),
-        ("device", device_name(device)),
+        ("device", device_name(device, xp)),
         ("dtype", args.dtype),
     ]
     if scheduler is not None:
