@@ -311,7 +311,9 @@ def _estimator(args: argparse.Namespace, task: str) -> Any:
     kw = {}
     if args.loss is not None:
         kw["loss"] = args.loss
-    if args.output_activation is not None:
+    if args.output_activation is not None or args.loss is not None:
+        # None: the loss's natural output, as --help says (the regressor's own default
+        # is identity, which suits only mse).
         kw["output_activation"] = args.output_activation
     est = cls(
         hidden_layer_sizes=args.hidden,
