@@ -127,7 +127,7 @@ def _has(module: str) -> bool:
 def extras() -> list[tuple[str, str]]:
     """The optional packages the command uses, with their versions or "not installed"."""
     rows = []
-    for module, package in (("sklearn", "scikit-learn"), ("tqdm", "tqdm"),
+    for module, package in (("sklearn", "scikit-learn"), ("pandas", "pandas"), ("tqdm", "tqdm"),
                             ("matplotlib", "matplotlib")):  # fmt: skip
         version = "not installed"
         if _has(module):
