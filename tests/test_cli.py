@@ -207,7 +207,7 @@ def test_info_lists_backends(tmp_path):
 def test_import_stays_light():
     code = (
         "import sys, xpnet, xpnet.cli; "
-        "print(sorted(m for m in ('sklearn', 'tqdm', 'matplotlib', 'torch', 'jax') "
+        "print(sorted(m for m in ('sklearn', 'pandas', 'tqdm', 'matplotlib', 'torch', 'jax') "
         "if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -23,6 +23,9 @@ from typing import Any
 import array_api_compat as aac
 import numpy as np  # host-side: the data sets the command loads are NumPy arrays
 
+from ..estimators._devices import as_device
+from ..estimators._devices import device_name as _device_name
+
 BACKENDS = ("numpy", "cupy", "torch", "jax", "array_api_strict", "dask")
 _MODULES = {"jax": "jax.numpy", "dask": "dask.array"}
 _INSTALL = {
@@ -60,62 +63,29 @@ def namespace(name: str) -> Any:
 def device(name: str, xp: Any, spec: str | None) -> Any:
     """The device of backend ``name`` that ``spec`` names (None: the default one).
 
-    ``spec`` is ``"cpu"`` for NumPy; ``"cuda:1"`` or ``"1"`` for CuPy; any
-    ``torch.device`` string for PyTorch; ``"cpu"``, ``"gpu"`` or ``"gpu:1"`` for JAX;
-    ``"CPU_DEVICE"`` or ``"device1"`` for array-api-strict.
+    Read as ``xpnet.load(device=spec)`` reads it (:func:`xpnet.estimators._devices.as_device`):
+    ``"cpu"`` for NumPy; ``"cuda:1"`` or ``"1"`` for CuPy; any ``torch.device`` string
+    for PyTorch; ``"cpu"``, ``"gpu"`` or ``"gpu:1"`` for JAX; ``"cpu"`` or ``"device1"``
+    for array-api-strict.
     """
-    try:
-        dev = _device(name, xp, spec)
-        xp.zeros(1, dtype=xp.float32, device=dev)  # fails now, not halfway through training
-    except BackendError:
-        raise
-    except Exception as exc:  # each library has its own error for a missing device
-        raise BackendError(f"device {spec!r} is not usable with {name}: {exc}") from None
-    return dev
-
-
-def _device(name: str, xp: Any, spec: str | None) -> Any:
-    if spec is None:
-        return xp.__array_namespace_info__().default_device()
-    if name == "numpy":
-        if spec != "cpu":
-            raise BackendError(f"numpy has one device, 'cpu'; got {spec!r}")
-        return "cpu"
-    if name == "torch":
-        import torch
-
-        return torch.device(spec)
-    if name == "dask":
+    if name == "dask" and spec not in (None, "cpu"):
         # The command gives Dask NumPy blocks; CuPy blocks are for the library's users.
-        if spec != "cpu":
-            raise BackendError(f"dask runs on NumPy blocks here, device 'cpu'; got {spec!r}")
-        return "cpu"
-    if name == "cupy":
-        import cupy
-
-        return cupy.cuda.Device(_index(spec, name))
-    if name == "jax":
-        import jax
-
-        platform, _, index = spec.partition(":")
-        return jax.devices(platform)[int(index or 0)]
-    import array_api_strict
-
-    return array_api_strict.Device(spec)
+        raise BackendError(f"dask runs on NumPy blocks here, device 'cpu'; got {spec!r}")
+    try:
+        return as_device(xp, spec)
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
 
 
-def _index(spec: str, name: str) -> int:
-    text = spec.rpartition(":")[2]
-    if not text.isdigit():
-        raise BackendError(f"{name} devices are 'cuda:N' or 'N', got {spec!r}")
-    return int(text)
+def device_name(dev: Any, xp: Any = None) -> str:
+    """A short printable name for a device object (the one ``--device`` would take).
 
-
-def device_name(dev: Any) -> str:
-    """A short printable name for a device object."""
-    if type(dev).__module__.startswith("cupy"):
-        return f"cuda:{dev.id}"
-    return str(dev)
+    JAX's default device is None ("uncommitted": JAX places the arrays); with ``xp``
+    given, it is named by where an array actually goes.
+    """
+    if dev is None and xp is not None:
+        dev = aac.device(xp.zeros(1))
+    return _device_name(dev)
 
 
 def report() -> list[tuple[str, str, str]]:

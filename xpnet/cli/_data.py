@@ -6,8 +6,12 @@ Host-side only (NumPy): the command moves the arrays to the chosen backend after
 from __future__ import annotations
 
 import csv
+import itertools
 import os
+import re
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np  # host-side: files and data sets are read into NumPy arrays
 
@@ -72,11 +76,13 @@ def load_data(
     Parameters
     ----------
     source : str
-        One of ``DATASETS``; a CSV file with a header row; or an ``.npz`` file holding
-        the features as ``X`` (N, n_features) and the target as a 1-D array.
+        One of ``DATASETS``; a CSV file with a header row (read by pandas; a file whose
+        first row reads as data is refused); or an ``.npz`` file holding the features
+        as ``X`` (N, n_features) and the target as a 1-D array.
     target : str, optional
         The target column (CSV) or array (``.npz``); by default ``target``, else ``y``,
-        else the last CSV column.
+        else the last CSV column.  A CSV file must have the column it names, unless
+        neither ``need_target`` nor the default ``features`` needs it.
     features : list of str, optional
         The CSV columns to use as features, in this order (a model's own); by default
         every column but the target.
@@ -102,9 +108,7 @@ def load_data(
     if not os.path.isfile(source):
         raise DataError(f"--data {source!r}: no such file")
     read = _read_csv if suffix == ".csv" else _read_npz
-    data = read(source, target=target, features=features)
-    if need_target and data.y is None:
-        raise DataError(f"{source!r} has no target {data.target!r}; name it with --target")
+    data = read(source, target=target, features=features, need_target=need_target)
     if data.y is not None and data.y.shape[0] != data.X.shape[0]:
         raise DataError(f"{source!r}: {data.X.shape[0]} samples but {data.y.shape[0]} targets")
     if data.X.shape[0] == 0:
@@ -112,17 +116,54 @@ def load_data(
     return data
 
 
-def _read_csv(path: str, *, target: str | None, features: list[str] | None) -> Data:
+def _read_csv(
+    path: str, *, target: str | None, features: list[str] | None, need_target: bool
+) -> Data:
+    require("pandas")
+    import pandas as pd
+
+    header = _header(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = [row for row in csv.reader(fh) if row]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {path!r}: {exc}") from None
-    if len(rows) < 2:
+        with warnings.catch_warnings():
+            # pandas reads a large file in pieces and warns when a column's pieces got
+            # different types (a word among numbers): every column is checked below.
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            # A first row longer than the header: pandas would drop its extra fields.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # na_filter=False: an empty field or "NA" stays text, to be named as not a
+            # number; index_col=False: a row with an extra field is an error, never an index.
+            frame = pd.read_csv(path, encoding="utf-8-sig", skipinitialspace=True,
+                                index_col=False, na_filter=False)  # fmt: skip
+    except pd.errors.ParserWarning:
+        raise _bad_row(path, header) or DataError(
+            f"{path!r}: rows longer than the header"
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' ParserError is one
+        problem = " ".join(str(exc).split())
+        # A row longer than the header, in the words used for a shorter one.
+        long_row = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", problem)
+        if long_row:
+            n, line, saw = long_row.groups()
+            raise DataError(f"{path!r} line {line}: {saw} fields, the header has {n}") from None
+        raise DataError(f"cannot read {path!r}: {problem}") from None
+    if frame.shape[0] == 0:
         raise DataError(f"{path!r} needs a header row and at least one row of data")
-    header, body = [h.strip() for h in rows[0]], rows[1:]
+    _check_row_lengths(path, header, frame)
+    if _reads_as_data(header, frame, pd):
+        raise DataError(
+            f"{path!r} has no header row: its first line ({_some(header, 'fields')}) reads "
+            "as data like the lines below it, not as column names; add a first line that "
+            "names the columns"
+        )
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise DataError(f"{path!r} has more than one column named {_some(twice, 'names')}")
     if target is None:
         target = next((t for t in ("target", "y") if t in header), header[-1])
+    if target not in header and (need_target or features is None):
+        raise DataError(
+            f"no column {target!r} in {path!r}; its columns are {_some(header, 'in all')}"
+        )
     if features is None:
         features = [h for h in header if h != target]
     missing = [f for f in features if f not in header]
@@ -134,24 +175,125 @@ def _read_csv(path: str, *, target: str | None, features: list[str] | None) -> D
         )
     if not features:
         raise DataError(f"{path!r} has no feature columns besides the target {target!r}")
-    for i, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise DataError(f"{path!r} line {i}: {len(row)} fields, the header has {len(header)}")
-    X = np.empty((len(body), len(features)), dtype=np.float64)
+    X = np.empty((frame.shape[0], len(features)), dtype=np.float64)
     for j, name in enumerate(features):
-        k = header.index(name)
-        for i, row in enumerate(body):
-            try:
-                X[i, j] = float(row[k])
-            except ValueError:
-                raise DataError(
-                    f"{path!r} line {i + 2}, column {name!r}: {row[k]!r} is not a number"
-                ) from None
+        X[:, j] = _numbers(frame.iloc[:, header.index(name)], path, name, pd)
     y = None
     if target in header:
-        k = header.index(target)
-        y = _as_target(np.array([row[k].strip() for row in body]))
+        column = frame.iloc[:, header.index(target)]
+        if column.dtype.kind in "iuf":
+            y = _as_target(column.to_numpy())
+        else:  # text as written (booleans too), then numbers where every value is one
+            y = _as_target(column.astype(str).str.strip().to_numpy(dtype=str))
     return Data(X, y, list(features), target, path)
+
+
+def _header(path: str) -> list[str]:
+    """The first row of a CSV file: its column names, if it has them."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            first = next((row for row in csv.reader(fh) if row), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read {path!r}: {exc}") from None
+    if first is None:
+        raise DataError(f"{path!r} needs a header row and at least one row of data")
+    return [h.strip() for h in first]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _reads_as_data(header: list[str], frame: Any, pd: Any) -> bool:
+    """Whether the first row of a CSV file is a sample rather than the columns' names.
+
+    It is when it looks like the rows below it in every column: a number where the
+    column holds numbers, one of the column's values where it holds text (a class
+    label).  A name rarely passes both, except numbers that count the columns (0, 1,
+    2, ..., as pandas writes a table without names), which are taken for names.
+    """
+    if header in ([str(k) for k in range(len(header))], [str(k + 1) for k in range(len(header))]):
+        return False
+    for k, field in enumerate(header):
+        column = frame.iloc[:, k]
+        if column.dtype.kind in "iuf":  # booleans are compared as text, as labels are
+            if not _is_number(field):
+                return False
+        elif not (column.astype(str).str.strip() == field).any() and not (
+            _is_number(field) and pd.to_numeric(column, errors="coerce").notna().any()
+        ):
+            return False
+    return True
+
+
+def _numbers(column: Any, path: str, name: str, pd: Any) -> np.ndarray:
+    """A CSV column as float64, or an error naming the first field that is not a number."""
+    if column.dtype.kind in "biuf":
+        return column.to_numpy(dtype=np.float64)
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    for i in np.flatnonzero(np.isnan(values)):
+        text = column.iloc[i]
+        try:
+            values[i] = float(text)  # "nan" is a number to Python's float, as before
+        except (TypeError, ValueError):
+            line = _line_number(path, i)
+            raise DataError(
+                f"{path!r} line {line}, column {name!r}: {text!r} is not a number"
+            ) from None
+    return values
+
+
+def _check_row_lengths(path: str, header: list[str], frame: Any) -> None:
+    """Refuse rows with fewer or more fields than the header, naming the first one.
+
+    pandas fills a short row's missing fields with empty fields (which make a column of
+    numbers one of text), so a short row leaves an empty field in the last column.  Only
+    then, or when a number there is NaN, is the file read again to find the row.
+    """
+    last = frame.iloc[:, -1]
+    if last.dtype.kind in "biuf":
+        suspect = last.isna().any()
+    else:
+        suspect = (last.astype(str).str.len() == 0).any()
+    if frame.shape[1] == len(header) and not suspect:
+        return
+    bad = _bad_row(path, header)
+    if bad is not None:
+        raise bad
+    if frame.shape[1] != len(header):  # no row to blame: a header pandas read otherwise
+        raise DataError(f"{path!r}: {frame.shape[1]} columns, the header names {len(header)}")
+
+
+def _bad_row(path: str, header: list[str]) -> DataError | None:
+    """The error for the first row whose number of fields is not the header's, if any."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        for row in reader:
+            if row and len(row) != len(header):
+                return DataError(
+                    f"{path!r} line {reader.line_num}: {len(row)} fields, the header has "
+                    f"{len(header)}"
+                )
+    return None
+
+
+def _line_number(path: str, row: int) -> int:
+    """The line of the file where data row ``row`` (0 for the first after the header) ends.
+
+    pandas does not say; read again up to there (only for an error message).  Blank
+    lines are skipped, as pandas skips them.
+    """
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        records = (r for r in reader if r)
+        for _ in itertools.islice(records, row + 1):  # the header, and the rows before
+            pass
+        next(records, None)
+        return reader.line_num
 
 
 def _some(names: list[str], counted: str, *, shown: int = 5) -> str:
@@ -160,7 +302,9 @@ def _some(names: list[str], counted: str, *, shown: int = 5) -> str:
     return text if len(names) <= shown else f"{text}, ... ({len(names)} {counted})"
 
 
-def _read_npz(path: str, *, target: str | None, features: list[str] | None) -> Data:
+def _read_npz(
+    path: str, *, target: str | None, features: list[str] | None, need_target: bool
+) -> Data:
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -171,12 +315,19 @@ def _read_npz(path: str, *, target: str | None, features: list[str] | None) -> D
     X = arrays["X"]
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         raise DataError(f"{path!r}: 'X' must be a 2-D array of numbers, got {X.dtype} {X.shape}")
+    named = target is not None
     if target is None:
         target = next((t for t in ("y", "target") if t in arrays), "y")
     names = [f"x{j}" for j in range(X.shape[1])]
     if features is not None and len(features) != X.shape[1]:
         raise DataError(f"{path!r}: 'X' has {X.shape[1]} features, the model {len(features)}")
     y = arrays.get(target)
+    if y is None and need_target:
+        advice = "" if named else "; name the target with --target"
+        raise DataError(
+            f"no array {target!r} in {path!r}; its arrays are {_some(list(arrays), 'in all')}"
+            f"{advice}"
+        )
     if y is not None:
         if y.ndim != 1:
             raise DataError(f"{path!r}: the target {target!r} must be 1-D, got shape {y.shape}")

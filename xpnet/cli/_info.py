@@ -19,8 +19,11 @@ def _info(args: argparse.Namespace) -> int:
         f"xpnet {__version__} (Python {sys.version.split()[0]}, NumPy {np.__version__}, "
         f"array-api-compat {array_api_compat.__version__})"
     )
+    # One table, in two parts: the versions of both start in the same column.
+    backends, packages = report(), extras()
+    lines = table([*backends, *packages]).splitlines()
     print("backends:")
-    print(table([(name, f"{version:<10} {status}") for name, version, status in report()]))
+    print("\n".join(lines[: len(backends)]))
     print('optional packages of the command (pip install "xpnet[examples]"):')
-    print(table(extras()))
+    print("\n".join(lines[len(backends) :]))
     return 0

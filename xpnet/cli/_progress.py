@@ -46,10 +46,20 @@ class ProgressBar:
         self.bar.close()
 
 
-def table(rows: Sequence[tuple[str, str]]) -> str:
-    """Two aligned columns, one row per (label, value)."""
-    width = max(len(label) for label, _ in rows)
-    return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)
+def table(rows: Sequence[tuple[str, ...]]) -> str:
+    """Aligned columns, one row per tuple: (label, value), (label, version, status), ...
+
+    Each column but a row's last is as wide as its widest entry that is not a last one,
+    so rows of two and of three columns align in one table.
+    """
+    widths: dict[int, int] = {}
+    for row in rows:
+        for j, cell in enumerate(row[:-1]):
+            widths[j] = max(widths.get(j, 0), len(cell))
+    return "\n".join(
+        "  " + "  ".join([*(f"{c:<{widths[j]}}" for j, c in enumerate(row[:-1])), row[-1]])
+        for row in rows
+    )
 
 
 def duration(seconds: float) -> str:
@@ -117,7 +127,7 @@ def _has(module: str) -> bool:
 def extras() -> list[tuple[str, str]]:
     """The optional packages the command uses, with their versions or "not installed"."""
     rows = []
-    for module, package in (("sklearn", "scikit-learn"), ("tqdm", "tqdm"),
+    for module, package in (("sklearn", "scikit-learn"), ("pandas", "pandas"), ("tqdm", "tqdm"),
                             ("matplotlib", "matplotlib")):  # fmt: skip
         version = "not installed"
         if _has(module):

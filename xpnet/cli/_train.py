@@ -226,7 +226,7 @@ def _report(args, est, data, train, test, task, score_name, run, scaling, *, xp,
         ("time per epoch", duration(wall / trained)),
         ("samples per second", f"{trained * len(train) / wall:.3g}"),
         ("backend", args.backend),
-        ("device", device_name(device)),
+        ("device", device_name(device, xp)),
         ("dtype", args.dtype),
     ]
     if scheduler is not None:
@@ -327,7 +327,9 @@ def _estimator(args: argparse.Namespace, task: str) -> Any:
     kw = {}
     if args.loss is not None:
         kw["loss"] = args.loss
-    if args.output_activation is not None:
+    if args.output_activation is not None or args.loss is not None:
+        # None: the loss's natural output, as --help says (the regressor's own default
+        # is identity, which suits only mse).
         kw["output_activation"] = args.output_activation
     est = cls(
         hidden_layer_sizes=args.hidden,

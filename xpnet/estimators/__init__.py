@@ -5,7 +5,9 @@
 - ``_regressor``, ``_classifier``: the two estimators;
 - ``_validation``, ``_feature_names``: what users pass, checked at the boundary;
 - ``_format``: the model file, written and checked, knowing no estimator class;
-  ``_loading``: estimators built from it.
+  ``_loading``: estimators built from it;
+- ``_devices``: devices named by strings (``"cpu"``, ``"cuda:1"``), read alike by
+  ``load`` and the ``xpnet`` command's ``--device``.
 """
 
 from ._classifier import MLPClassifier

@@ -11,6 +11,7 @@ import numpy as np  # host-side: the file holds NumPy arrays
 from ..core.optimizers import OptimizerState
 from ..training.schedules import ScheduleState
 from ._classifier import MLPClassifier
+from ._devices import as_device
 from ._format import (
     ModelFile,
     _bad,
@@ -41,9 +42,11 @@ def load(path: str | os.PathLike, *, xp: Any = None, device: Any = None) -> Any:
     xp : array namespace or module, optional
         Where the parameters go: ``numpy`` (the default), ``cupy``, ``torch``,
         ``jax.numpy``, ``array_api_strict``, or an ``array_api_compat`` namespace.
-    device : optional
-        A device of ``xp`` (``"cuda:1"`` for PyTorch, ``cupy.cuda.Device(1)``, ...);
-        None is the namespace's default device.
+    device : str or a device of ``xp``, optional
+        A device of ``xp`` (``cupy.cuda.Device(1)``, ``jax.devices("gpu")[0]``, ...) or
+        its name, read the same way for every library and as the ``xpnet`` command's
+        ``--device``: ``"cpu"``, ``"cuda:1"`` (``"gpu:1"``), ``"gpu"`` for JAX,
+        ``"device1"`` for array-api-strict.  None is the namespace's default device.
 
     Returns
     -------
@@ -57,8 +60,9 @@ def load(path: str | os.PathLike, *, xp: Any = None, device: Any = None) -> Any:
         If there is no file at ``path``.
     ValueError
         If the file is not an xpnet model, is damaged, describes an inconsistent network,
-        or is not a regular file (a FIFO or a device is refused, never waited on).  The
-        message names the file and the problem.
+        or is not a regular file (a FIFO or a device is refused, never waited on); or if
+        ``device`` names no usable device of ``xp``.  The message names the file and the
+        problem.
     """
     return load_with_metadata(path, xp=xp, device=device)[0]
 
@@ -73,8 +77,7 @@ def load_with_metadata(
         arrays = f.arrays(meta)
     _fitted(est, meta, arrays, path, multilabel=multilabel)
     xp = _namespace(xp)
-    if device is None:
-        device = xp.__array_namespace_info__().default_device()
+    device = as_device(xp, device)  # "cuda:1", "cpu": read as the command's --device
     dtype = getattr(xp, meta["dtype"])
     L = len(meta["layer_sizes"]) - 1
     est.weights_ = [xp.asarray(arrays[f"W_{l}"], dtype=dtype, device=device) for l in range(L)]
