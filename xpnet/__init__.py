@@ -15,11 +15,12 @@ The package is layered, each layer importing only those below it:
 - ``xpnet.cli``: the ``xpnet`` command.
 """
 
-from ._errors import DataConversionWarning, NotFittedError
+from ._errors import ConvergenceWarning, DataConversionWarning, NotFittedError
 from ._version import __version__
 from .estimators import MLPClassifier, MLPRegressor, load
 
 __all__ = [
+    "ConvergenceWarning",
     "DataConversionWarning",
     "MLPClassifier",
     "MLPRegressor",

@@ -20,6 +20,10 @@ class DataConversionWarning(UserWarning):
     """Warns that input data was converted to the form the estimator expects."""
 
 
+class ConvergenceWarning(UserWarning):
+    """Warns that training stopped at a limit (``max_iter``, ``max_fun``) before it converged."""
+
+
 @cache
 def _with_sklearn_base(cls: type, sklearn_cls: type) -> type:
     return type(cls.__name__, (cls, sklearn_cls), {"__module__": cls.__module__})
@@ -44,3 +48,8 @@ def not_fitted_error(estimator: object) -> NotFittedError:
 def data_conversion_warning() -> type[DataConversionWarning]:
     """The warning class to use for a data conversion."""
     return _compatible(DataConversionWarning)
+
+
+def convergence_warning() -> type[ConvergenceWarning]:
+    """The warning class to use when training stops before it converged."""
+    return _compatible(ConvergenceWarning)
