@@ -28,6 +28,7 @@ from ..training.loop import EarlyStopping, History, Interrupted, run_epochs
 from ..training.samples import Samples, check_finite, validation_split
 from ..training.schedules import Schedule, ScheduleState
 from ._feature_names import check_feature_names, feature_names
+from ._lbfgs import fit_lbfgs
 from ._params import EstimatorProtocol, _generator
 from ._validation import (
     check_hyperparameters,
@@ -95,6 +96,7 @@ class _BaseMLP(EstimatorProtocol):
         power_t: float = 0.5,
         verbose: bool = False,
         engine: str = "auto",
+        max_fun: int = 15000,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -122,6 +124,7 @@ class _BaseMLP(EstimatorProtocol):
         self.power_t = power_t
         self.verbose = verbose
         self.engine = engine
+        self.max_fun = max_fun
 
     # -- fitting ----------------------------------------------------------------------
 
@@ -237,6 +240,12 @@ class _BaseMLP(EstimatorProtocol):
             )
         layer_sizes = [X.shape[1], *hidden, Y.shape[0]]
         f = [ACTIVATIONS[self.activation]] * len(hidden) + [ACTIVATIONS[output]]
+        if self.solver == "lbfgs":  # a quasi-Newton fit: no epochs, optimizer or schedule
+            return fit_lbfgs(
+                self, Samples(X, Y, s, s_host), layer_sizes=layer_sizes, f=f, output=output,
+                targets=fitted_targets, continuing=continuing, fitted=fitted, X_in=X_in,
+                callback=callback, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+            )  # fmt: skip
 
         if not (continuing and hasattr(self, "_rng")):
             self._rng = _generator(self.random_state)
@@ -404,6 +413,11 @@ class _BaseMLP(EstimatorProtocol):
                 "resume=True carries on a fit that was interrupted or checkpointed, but this "
                 f"{type(self).__name__} has not been fitted."
             )
+        if self.solver == "lbfgs":
+            raise ValueError(
+                "resume=True cannot carry on a fit with solver='lbfgs': its history of "
+                "steps is not kept. Fit again with warm_start=True to go on from the weights."
+            )
         if self.early_stopping:
             raise ValueError(
                 "resume=True cannot carry on a fit with early_stopping=True: its validation "
@@ -472,7 +486,7 @@ class _BaseMLP(EstimatorProtocol):
             if not (fitted and getattr(self, "validation_scores_", None) is not None):
                 self.validation_scores_ = self.validation_loss_curve_ = None
                 self.best_validation_score_ = None
-            self.best_loss_ = min(self.loss_curve_)
+            self.best_loss_ = min(self.loss_curve_, default=None)  # lbfgs may take 0
             return
         previous = fitted and getattr(self, "validation_scores_", None) is not None
         self.validation_scores_ = (self.validation_scores_ if previous else []) + val_scores

@@ -9,6 +9,7 @@ import numpy as np  # host-side: the score's sample weights
 
 from ..core.scores import r2_score
 from ._base import Array, _BaseMLP
+from ._lbfgs import stochastic_only
 from ._validation import check_sample_weight, check_targets
 
 
@@ -37,7 +38,8 @@ class MLPRegressor(_BaseMLP):
         The step size μ (scikit-learn's ``learning_rate_init``).  None takes 0.1 for
         ``solver="sgd"`` and 0.01 for ``solver="adam"``.
     max_iter : int, default=200
-        The number of epochs ``fit`` trains for.
+        The number of epochs ``fit`` trains for; with ``solver="lbfgs"``, the most
+        L-BFGS iterations it takes.
     batch_size : int or None, default=None
         None trains on all N samples at once (batch gradient descent, one step per
         epoch); an int gives mini-batches of that size, one step each.
@@ -69,11 +71,18 @@ class MLPRegressor(_BaseMLP):
         Epochs without improvement before stopping.
     tol : float, default=1e-4
         The improvement of the validation score (or, for the adaptive schedule without
-        early stopping, of the training loss) that counts.
-    solver : {"sgd", "adam"}, default="sgd"
+        early stopping, of the training loss) that counts.  With ``solver="lbfgs"``:
+        the fit has converged once no component of ∇E_total exceeds ``tol`` in size.
+    solver : {"sgd", "adam", "lbfgs"}, default="sgd"
         The update rule.  "sgd" is gradient descent, with ``momentum`` if it is > 0;
-        "adam" is Adam in scikit-learn's form (see ``xpnet._optimizers``).  Their state
-        starts at zero in every ``fit`` and carries on through ``partial_fit``.
+        "adam" is Adam in scikit-learn's form (see ``xpnet.core.optimizers``).  Their
+        state starts at zero in every ``fit`` and carries on through ``partial_fit``.
+        "lbfgs" is L-BFGS (``xpnet.training.lbfgs``), a quasi-Newton method on E_total
+        of all the samples, as scikit-learn's "lbfgs": it stops once the gradient is
+        within ``tol``, E_total stalls, or at ``max_iter`` iterations or ``max_fun``
+        evaluations (the last two with a ``ConvergenceWarning``).  It ignores the
+        other solvers' settings (``learning_rate``, ``batch_size``, ``momentum``, the
+        schedule, ``early_stopping``), has no ``partial_fit`` and cannot ``resume``.
     momentum : float in [0, 1], default=0
         β of gradient descent with momentum: V ← β V − μ ∇E_total.  0 is the seed's
         plain step (scikit-learn's default is 0.9).
@@ -114,6 +123,11 @@ class MLPRegressor(_BaseMLP):
         more time compiling than it saves), else "eager"; on Dask, mini-batch epochs
         run as one task graph per block of 16 (per epoch with early stopping).  CUDA
         graphs and fused kernels are for "jit" alone until measured on a GPU.
+        ``solver="lbfgs"`` computes each evaluation one operation at a time (on Dask,
+        a task graph each).
+    max_fun : int, default=15000
+        With ``solver="lbfgs"``: no iteration starts once E_total has been evaluated
+        more than ``max_fun`` times (scikit-learn's ``max_fun``).
 
     Attributes
     ----------
@@ -122,9 +136,10 @@ class MLPRegressor(_BaseMLP):
         ``partial_fit`` (and ``fit`` with ``warm_start=True``) continues from them.
     biases_ : list of L arrays, ``biases_[l]`` of shape (n_{l+1},)
     loss_curve_ : list of float
-        E_total for each epoch trained.
+        E_total for each epoch trained (at the parameters the epoch started from); with
+        ``solver="lbfgs"``, after each iteration.
     n_iter_ : int
-        The number of epochs trained.
+        The number of epochs trained, or of L-BFGS iterations.
     best_loss_ : float or None
         The smallest value in ``loss_curve_``; None after ``fit`` with early stopping
         (as in scikit-learn, whose early stopping judges by the validation score).
@@ -182,6 +197,7 @@ class MLPRegressor(_BaseMLP):
         power_t: float = 0.5,
         verbose: bool = False,
         engine: str = "auto",
+        max_fun: int = 15000,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -210,6 +226,7 @@ class MLPRegressor(_BaseMLP):
             power_t=power_t,
             verbose=verbose,
             engine=engine,
+            max_fun=max_fun,
         )
 
     def __sklearn_tags__(self) -> Any:
@@ -222,6 +239,7 @@ class MLPRegressor(_BaseMLP):
         tags.target_tags.single_output = True
         return tags
 
+    @stochastic_only
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """Train for exactly one epoch, continuing from the current parameters if fitted.
 
