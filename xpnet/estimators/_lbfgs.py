@@ -125,18 +125,18 @@ def _warn_unless_converged(est: Any, result: Any) -> None:
     """scikit-learn's ``ConvergenceWarning`` when ``max_iter`` or ``max_fun`` ended the fit."""
     if result.status not in ("max_iter", "max_fun"):
         return
-    n_iter = len(result.losses)
     if result.status == "max_iter":
-        limit = f"max_iter={est.max_iter} iterations"
-        advice = "Increase max_iter"
+        limit, advice = f"max_iter={est.max_iter} iterations", "Increase max_iter"
     else:
-        limit = f"{result.n_fun} evaluations of the loss, more than max_fun={est.max_fun}"
+        limit = (
+            f"{len(result.losses)} iteration(s) and {result.n_fun} evaluations of the loss, "
+            f"more than max_fun={est.max_fun}"
+        )
         advice = "Increase max_fun"
-    g_max = "nan" if math.isnan(result.g_max) else f"{result.g_max:.3g}"
     warnings.warn(
-        f"lbfgs failed to converge: it stopped after {limit} ({n_iter} iteration(s)), with "
-        f"the gradient's largest component at {g_max} > tol={est.tol}. {advice}, or "
-        "scale the data (for example with sklearn.preprocessing.StandardScaler).",
+        f"lbfgs failed to converge: it stopped after {limit}, with the gradient's largest "
+        f"component at {result.g_max:.3g} > tol={est.tol}. {advice}, or scale the data "
+        "(for example with sklearn.preprocessing.StandardScaler).",
         convergence_warning(),
         stacklevel=6,  # past fit_lbfgs, _fit, its wrapper and fit: the call to fit
     )
