@@ -13,8 +13,9 @@ and L2 penalty, exactly as the engine computes it for a full-batch step
 blocks.
 
 P, ∇E, d, s and y are flat lists of arrays (``[*W, *b]``), kept where the engine computes
-them; only scalars come to the host, one read per evaluation (E, the slope ∇E·d and the
-gradient's largest component).  The scalars of the two-loop recursion stay on the device.
+them; only scalars come to the host: one read per evaluation (E, the slope ∇E·d and the
+gradient's largest component) and one per iteration (the new direction's slope).  The
+scalars of the two-loop recursion stay on the device.
 
 The stopping rules are those of scipy's ``L-BFGS-B`` (scikit-learn's ``solver="lbfgs"``
 calls it with ``gtol=tol``, ``maxiter=max_iter``, ``maxfun=max_fun``), checked after each
