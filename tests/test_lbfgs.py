@@ -129,6 +129,17 @@ def test_rosenbrock_takes_as_many_evaluations_as_scipy():
     assert len(ours.losses) <= 1.3 * theirs.nit + 5, (len(ours.losses), theirs.nit)
 
 
+def test_a_gradient_that_points_the_wrong_way_ends_the_fit():
+    # −∇E points uphill: the line search finds no lower E along it, and with no pairs to
+    # drop there is nothing to restart from.  (E is 0 at the start, so that the values
+    # decide: no difference counts as rounding.)
+    fun = _Function(lambda x: float(x @ x) - 3.0, lambda x: -2.0 * x)
+    ours = minimize([np.ones(3)], [], None, engine=fun, max_iter=100, max_fun=15000, tol=1e-5)
+    assert ours.status == "no_descent" and ours.losses == []
+    assert ours.n_fun == fun.calls <= 1 + lbfgs.MAX_LINE_SEARCH
+    np.testing.assert_array_equal(ours.W[0], np.ones(3))
+
+
 # -- the same objective as scipy's L-BFGS-B ------------------------------------------------
 
 

@@ -326,7 +326,7 @@ def strong_wolfe(
     def rise(p: Point, q: Point) -> float:
         """φ at p less φ at q: from the values, or within ``noise``, from the slopes."""
         difference = p.E - q.E
-        if abs(difference) > noise:  # NaN falls through to the slopes, which are NaN too
+        if abs(difference) > noise or noise == 0.0:  # NaN goes on to NaN slopes
             return difference
         return (p.alpha - q.alpha) * (p.slope + q.slope) / 2.0
 
