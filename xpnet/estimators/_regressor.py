@@ -123,8 +123,9 @@ class MLPRegressor(_BaseMLP):
         more time compiling than it saves), else "eager"; on Dask, mini-batch epochs
         run as one task graph per block of 16 (per epoch with early stopping).  CUDA
         graphs and fused kernels are for "jit" alone until measured on a GPU.
-        ``solver="lbfgs"`` computes each evaluation one operation at a time (on Dask,
-        a task graph each).
+        ``solver="lbfgs"`` computes each evaluation one operation at a time, not
+        compiled (with "jit" on CuPy, through the fused kernels; on Dask, a task graph
+        each).
     max_fun : int, default=15000
         With ``solver="lbfgs"``: no iteration starts once E_total has been evaluated
         more than ``max_fun`` times (scikit-learn's ``max_fun``).
