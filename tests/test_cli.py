@@ -240,6 +240,17 @@ def test_readme_and_help_list_the_bundled_data_sets(capsys):
     assert f"a bundled data set ({', '.join(DATASETS)})" in help_text
 
 
+def test_lbfgs_trains_until_it_converges(capsys, tmp_path):
+    model = str(tmp_path / "m.npz")
+    args = ["train", "--data", "wine", "--solver", "lbfgs", "--epochs", "500", "--save", model]
+    assert main(args) == 0
+    out, _ = capsys.readouterr()
+    rows = _rows(out)
+    assert rows["network"].strip().endswith("lbfgs") and int(rows["epochs"]) < 500
+    assert main(["evaluate", "--model", model]) == 0
+    assert _rows(capsys.readouterr().out)["accuracy"] == rows["accuracy (held out)"]
+
+
 @pytest.mark.parametrize("name", DATASETS)
 def test_every_bundled_data_set_trains(capsys, name):
     # breast_cancer's feature_names is a NumPy array, the others' a list.
@@ -318,7 +329,7 @@ def test_no_command_prints_the_help_with_status_2(capsys):
         (["train", "--epochs", "-3"], "argument --epochs: expected a number >= 1, got '-3'"),
         (["train", "--hidden", "a"], "argument --hidden: expected layer sizes like 64,32"),
         (["train", "--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
-        (["train", "--solver", "lbfgs"], "argument --solver: invalid choice: 'lbfgs'"),
+        (["train", "--solver", "newton"], "argument --solver: invalid choice: 'newton'"),
         (["train", "--momentum", "2"], "argument --momentum: expected a number from 0 to 1"),
         (["train", "--alpha", "-1"], "argument --alpha: expected a number >= 0, got '-1'"),
         (["train", "--alpha", "nan"], "argument --alpha: expected a number >= 0, got 'nan'"),

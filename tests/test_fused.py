@@ -235,6 +235,25 @@ def test_fused_fits_equal_generic_fits_for_every_optimizer(fused_on_the_host, op
     _assert_equal_fits(*fits)
 
 
+@pytest.mark.parametrize("dask", [False, True], ids=["numpy", "dask"])
+def test_lbfgs_evaluates_through_the_fused_kernels(fused_on_the_host, dask):
+    # L-BFGS steps by itself (no update kernel), its evaluations through the fused step.
+    X, y, _ = _data()
+    if dask:
+        X = pytest.importorskip("dask.array", reason="Dask is not installed").from_array(X, 40)
+    before = fused_on_the_host()["tanh_of_sum"]
+    # 25 iterations: L-BFGS's steps amplify rounding, which near the end of a fit grows
+    # to 1e-10 (both fits converge to the same E all the same).
+    with pytest.warns(xpnet.ConvergenceWarning):
+        fits = [
+            xpnet.MLPRegressor(hidden_layer_sizes=(6,), activation="tanh", solver="lbfgs",
+                               max_iter=25, alpha=0.1, random_state=0, engine=engine).fit(X, y)
+            for engine in ("eager", "jit")
+        ]  # fmt: skip
+    _assert_equal_fits(*fits)
+    assert fused_on_the_host()["tanh_of_sum"] > before
+
+
 def test_fused_kernels_run_inside_dask_tasks(request):
     # With Dask arrays (of CuPy blocks, on a GPU cluster), the blocks' namespace is the
     # parameters': the fused kernels then run inside the tasks.  Here, NumPy blocks.

@@ -563,7 +563,11 @@ def test_optimizers_agree_on_every_backend(backend, case):
 # -- hyperparameters ----------------------------------------------------------------------
 
 BAD_HYPERPARAMETERS = [
-    (dict(solver="lbfgs"), ValueError, r"solver must be one of \('sgd', 'adam'\), got 'lbfgs'"),
+    (
+        dict(solver="newton"),
+        ValueError,
+        r"solver must be one of \('sgd', 'adam', 'lbfgs'\), got 'newton'",
+    ),
     (dict(momentum=1.5), ValueError, r"momentum must be a number in \[0\.0, 1\.0\], got 1\.5"),
     (dict(beta_1=1.0), ValueError, r"beta_1 must be a number in \[0\.0, 1\.0\), got 1\.0"),
     (dict(beta_2=-0.1), ValueError, r"beta_2 must be a number in \[0\.0, 1\.0\), got -0\.1"),

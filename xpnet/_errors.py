@@ -21,7 +21,7 @@ class DataConversionWarning(UserWarning):
 
 
 class ConvergenceWarning(UserWarning):
-    """Warns that a fit ended at ``max_iter`` before its stopping rule was met."""
+    """Warns that training stopped at a limit (``max_iter``, ``max_fun``) before it converged."""
 
 
 @cache
@@ -51,5 +51,5 @@ def data_conversion_warning() -> type[DataConversionWarning]:
 
 
 def convergence_warning() -> type[ConvergenceWarning]:
-    """The warning class for a fit that did not converge."""
+    """The warning class to use when training stops before it converged."""
     return _compatible(ConvergenceWarning)

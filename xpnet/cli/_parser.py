@@ -207,7 +207,8 @@ def _add_optimizer_options(p: argparse.ArgumentParser) -> None:
         "--solver",
         choices=SOLVERS,
         default="sgd",
-        help="the update rule: gradient descent (sgd) or Adam (default: sgd)",
+        help="the update rule: gradient descent (sgd), Adam, or L-BFGS (lbfgs: full-batch, "
+        "--epochs counts its iterations) (default: sgd)",
     )
     add(
         "--lr",

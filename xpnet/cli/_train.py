@@ -364,6 +364,8 @@ def _sizes(blocks: Sequence[int]) -> str:
 
 def _update_rule(est: Any) -> str:
     """The solver and its effective settings: "sgd, μ = 2.0", "adam, μ = 0.01, α = 0.0001"."""
+    if est.solver == "lbfgs":  # no step size: the line search finds each step
+        return "lbfgs" + (f", α = {est.alpha}" if est.alpha > 0 else "")
     text = f"{est.solver}, μ = {est._learning_rate()}"  # learning_rate may be None
     if est.solver == "sgd" and est.momentum > 0:
         text += f", {'Nesterov ' * est.nesterovs_momentum}momentum {est.momentum}"

@@ -195,7 +195,8 @@ def fused(how: Step, make_kernel: MakeKernel = cupy_kernel) -> Step:
         how,
         f=tuple(_activation(f, make_kernel) for f in how.f),
         objective=_objective(how.objective, make_kernel),
-        optimizer=_optimizer(how.optimizer, make_kernel),
+        # None for L-BFGS, which takes its own steps: its gradients are fused all the same.
+        optimizer=None if how.optimizer is None else _optimizer(how.optimizer, make_kernel),
     )
 
 

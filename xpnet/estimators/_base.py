@@ -28,8 +28,9 @@ from ..training.engine import Engine
 from ..training.loop import EarlyStopping, History, Interrupted, run_epochs
 from ..training.samples import Samples, check_finite, validation_split
 from ..training.schedules import Schedule, ScheduleState
-from ..training.sparse import is_sparse
+from ..training.sparse import widest
 from ._feature_names import check_feature_names, feature_names
+from ._lbfgs import fit_lbfgs
 from ._params import EstimatorProtocol, _generator
 from ._validation import (
     check_hyperparameters,
@@ -102,6 +103,7 @@ class _BaseMLP(EstimatorProtocol):
         power_t: float = 0.5,
         verbose: bool = False,
         engine: str = "auto",
+        max_fun: int = 15000,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -129,6 +131,7 @@ class _BaseMLP(EstimatorProtocol):
         self.power_t = power_t
         self.verbose = verbose
         self.engine = engine
+        self.max_fun = max_fun
 
     # -- fitting ----------------------------------------------------------------------
 
@@ -249,6 +252,12 @@ class _BaseMLP(EstimatorProtocol):
             )
         layer_sizes = [X.shape[1], *hidden, Y.shape[0]]
         f = [ACTIVATIONS[self.activation]] * len(hidden) + [ACTIVATIONS[output]]
+        if self.solver == "lbfgs":  # a quasi-Newton fit: no epochs, optimizer or schedule
+            return fit_lbfgs(
+                self, Samples(X, Y, s, s_host), layer_sizes=layer_sizes, f=f, output=output,
+                targets=fitted_targets, continuing=continuing, fitted=fitted, X_in=X_in,
+                callback=callback, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+            )  # fmt: skip
 
         if not (continuing and hasattr(self, "_rng")):
             self._rng = _generator(self.random_state)
@@ -259,12 +268,9 @@ class _BaseMLP(EstimatorProtocol):
             data, stopping = self._hold_out(data, fitted_targets, xp=xp, device=device)
         n_epochs = self.max_iter if epochs is None else epochs
         batch_size = self._batch_size(data.X.shape[0])
-        # The chunks' temporaries are (n_l, chunk) for l ≥ 1; a sparse X's many columns
-        # are no temporary of theirs, and would make its chunks needlessly small.
-        widest = max(layer_sizes[1:] if is_sparse(X) else layer_sizes)
         engine = engines.choose(
             self.engine, data.X, f=f, objective=OBJECTIVES[(self.loss, output)],
-            optimizer=optimizer, alpha=float(self.alpha), widest=widest,
+            optimizer=optimizer, alpha=float(self.alpha), widest=widest(layer_sizes, X),
             batch_size=batch_size, chunk_size=self.chunk_size, n_epochs=n_epochs,
         )  # fmt: skip
         W, b = self._as_parameters(engine, W, b, layer_sizes, dtype=X.dtype)
@@ -437,6 +443,11 @@ class _BaseMLP(EstimatorProtocol):
                 "resume=True carries on a fit that was interrupted or checkpointed, but this "
                 f"{type(self).__name__} has not been fitted."
             )
+        if self.solver == "lbfgs":
+            raise ValueError(
+                "resume=True cannot carry on a fit with solver='lbfgs': its history of "
+                "steps is not kept. Fit again with warm_start=True to go on from the weights."
+            )
         if self.early_stopping:
             raise ValueError(
                 "resume=True cannot carry on a fit with early_stopping=True: its validation "
@@ -514,7 +525,7 @@ class _BaseMLP(EstimatorProtocol):
             if not (fitted and getattr(self, "validation_scores_", None) is not None):
                 self.validation_scores_ = self.validation_loss_curve_ = None
                 self.best_validation_score_ = None
-            self.best_loss_ = min(self.loss_curve_)
+            self.best_loss_ = min(self.loss_curve_, default=None)  # lbfgs may take 0
             return
         previous = fitted and getattr(self, "validation_scores_", None) is not None
         self.validation_scores_ = (self.validation_scores_ if previous else []) + val_scores

@@ -12,6 +12,7 @@ from .._errors import data_conversion_warning
 from .._host import to_numpy
 from ..core.scores import accuracy
 from ._base import Array, _BaseMLP
+from ._lbfgs import stochastic_only
 from ._regressor import _host_weights
 from ._validation import as_array, check_finite, host_or_namespace
 
@@ -27,7 +28,8 @@ class MLPClassifier(_BaseMLP):
     ----------
     hidden_layer_sizes, activation, learning_rate, max_iter, batch_size, shuffle,
     random_state, warm_start, chunk_size, early_stopping, validation_fraction,
-    n_iter_no_change, tol
+    n_iter_no_change, tol, solver, momentum, nesterovs_momentum, beta_1, beta_2,
+    epsilon, alpha, learning_rate_schedule, power_t, verbose, engine, max_fun
         As for :class:`MLPRegressor`; the early-stopping score is the accuracy.
     output_activation : {"softmax", "sigmoid", ...} or None, default=None
         None is the loss's natural output: softmax with "cross_entropy", sigmoid with "mse".
@@ -78,6 +80,7 @@ class MLPClassifier(_BaseMLP):
         power_t: float = 0.5,
         verbose: bool = False,
         engine: str = "auto",
+        max_fun: int = 15000,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -106,6 +109,7 @@ class MLPClassifier(_BaseMLP):
             power_t=power_t,
             verbose=verbose,
             engine=engine,
+            max_fun=max_fun,
         )
 
     def __sklearn_tags__(self) -> Any:
@@ -116,6 +120,7 @@ class MLPClassifier(_BaseMLP):
         tags.classifier_tags = ClassifierTags(multi_label=True)
         return tags
 
+    @stochastic_only
     def partial_fit(
         self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None
     ) -> MLPClassifier:

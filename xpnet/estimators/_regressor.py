@@ -9,6 +9,7 @@ import numpy as np  # host-side: the score's sample weights
 
 from ..core.scores import r2_score
 from ._base import Array, _BaseMLP
+from ._lbfgs import stochastic_only
 from ._validation import check_sample_weight, check_targets
 
 
@@ -43,7 +44,8 @@ default=None
         and 0.01 with ``batch_size=None`` (one full-batch step per epoch moves the
         weights ten times less often).
     max_iter : int, default=200
-        The number of epochs ``fit`` trains for.
+        The number of epochs ``fit`` trains for; with ``solver="lbfgs"``, the most
+        L-BFGS iterations it takes.
     batch_size : int, "auto" or None, default="auto"
         Samples per step.  None trains on all N samples at once (batch gradient
         descent, one step per epoch: the seed's method); an int gives mini-batches of
@@ -81,12 +83,19 @@ default=None
         that ``max_iter`` ends first warns with a ``ConvergenceWarning``.
     tol : float, default=1e-4
         The improvement of the validation score (without early stopping, of the
-        training loss) that counts.
-    solver : {"adam", "sgd"}, default="adam"
+        training loss) that counts.  With ``solver="lbfgs"``: the fit has converged once
+        no component of ∇E_total exceeds ``tol`` in size.
+    solver : {"adam", "sgd", "lbfgs"}, default="adam"
         The update rule.  "adam" is Adam in scikit-learn's form, scikit-learn's default
         (see ``xpnet.core.optimizers``); "sgd" is gradient descent, with ``momentum`` if
         it is > 0, full-batch unless ``batch_size`` says otherwise.  Their state
         starts at zero in every ``fit`` and carries on through ``partial_fit``.
+        "lbfgs" is L-BFGS (``xpnet.training.lbfgs``), a quasi-Newton method on E_total
+        of all the samples, as scikit-learn's "lbfgs": it stops once the gradient is
+        within ``tol``, E_total stalls, or at ``max_iter`` iterations or ``max_fun``
+        evaluations (the last two with a ``ConvergenceWarning``).  It ignores the
+        other solvers' settings (``learning_rate``, ``batch_size``, ``momentum``, the
+        schedule, ``early_stopping``), has no ``partial_fit`` and cannot ``resume``.
     momentum : float in [0, 1], default=0
         β of gradient descent with momentum: V ← β V − μ ∇E_total.  0 is the seed's
         plain step (scikit-learn's default is 0.9).
@@ -127,6 +136,12 @@ default=None
         more time compiling than it saves), else "eager"; on Dask, mini-batch epochs
         run as one task graph per block of 16 (per epoch with early stopping).  CUDA
         graphs and fused kernels are for "jit" alone until measured on a GPU.
+        ``solver="lbfgs"`` computes each evaluation one operation at a time, not
+        compiled (with "jit" on CuPy, through the fused kernels; on Dask, a task graph
+        each).
+    max_fun : int, default=15000
+        With ``solver="lbfgs"``: no iteration starts once E_total has been evaluated
+        more than ``max_fun`` times (scikit-learn's ``max_fun``).
 
     Attributes
     ----------
@@ -135,9 +150,10 @@ default=None
         ``partial_fit`` (and ``fit`` with ``warm_start=True``) continues from them.
     biases_ : list of L arrays, ``biases_[l]`` of shape (n_{l+1},)
     loss_curve_ : list of float
-        E_total for each epoch trained.
+        E_total for each epoch trained (at the parameters the epoch started from); with
+        ``solver="lbfgs"``, after each iteration.
     n_iter_ : int
-        The number of epochs trained.
+        The number of epochs trained, or of L-BFGS iterations.
     best_loss_ : float or None
         The smallest value in ``loss_curve_``; None after ``fit`` with early stopping
         (as in scikit-learn, whose early stopping judges by the validation score).
@@ -199,6 +215,7 @@ default=None
         power_t: float = 0.5,
         verbose: bool = False,
         engine: str = "auto",
+        max_fun: int = 15000,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -227,6 +244,7 @@ default=None
             power_t=power_t,
             verbose=verbose,
             engine=engine,
+            max_fun=max_fun,
         )
 
     def __sklearn_tags__(self) -> Any:
@@ -239,6 +257,7 @@ default=None
         tags.target_tags.single_output = True
         return tags
 
+    @stochastic_only
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """Train for exactly one epoch, continuing from the current parameters if fitted.
 

@@ -282,7 +282,7 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
     return [int(n) for n in sizes], output
 
 
-SOLVERS = ("sgd", "adam")
+SOLVERS = ("sgd", "adam", "lbfgs")
 SCHEDULES = ("constant", "invscaling", "adaptive")
 
 
@@ -320,6 +320,8 @@ def _check_optimizer(est: Any) -> None:
             f"learning_rate_schedule={est.learning_rate_schedule!r} applies to solver='sgd' "
             "only: Adam adapts its own step sizes. Use learning_rate_schedule='constant'."
         )
+    if not _is_int(est.max_fun) or est.max_fun < 1:
+        raise ValueError(f"max_fun must be an int >= 1, got {est.max_fun!r}.")
     if est.engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {est.engine!r}.")
     if not (isinstance(est.verbose, bool) or (_is_int(est.verbose) and est.verbose >= 0)):

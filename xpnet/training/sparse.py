@@ -46,3 +46,10 @@ def take_rows(X: Any, i: Array, *, xp: Any) -> Any:
     (``xpnet.core.step.Step``).
     """
     return X[i] if is_sparse(X) else xp.take(X, i, axis=0)
+
+
+def widest(layer_sizes: list[int], X: Any) -> int:
+    """The largest height of a chunk's temporaries, (n_l, chunk) for l ≥ 1, and of X's
+    own n_0 rows when X is dense (a sparse X's many columns are no temporary of the
+    chunk's, and would make its chunks needlessly small)."""
+    return max(layer_sizes[1:] if is_sparse(X) else layer_sizes)
