@@ -19,7 +19,7 @@ from typing import Any
 
 from ..core.backprop import means
 from ..core.optimizers import OptimizerState, advance
-from ..core.step import Samples, Step, keep_the_best
+from ..core.step import Samples, Step
 from ..training.engine import BlockPlan, BlockResult, Kept, Validation
 from . import _dask_graph as graphs
 from .eager import Eager
@@ -97,16 +97,9 @@ class Dask(Eager):
         """A⁽ᴸ⁾ of shape (n_L, N) as a lazy Dask array, a task per block of X's rows."""
         return graphs.output(W, b, X, f=self.how.f)
 
-    def validate(
-        self, W: list[Array], b: list[Array], kept: Kept, validation: Validation
-    ) -> tuple[Kept, Array]:
-        """The validation pass after an epoch, its output (small) computed."""
-        O = graphs.concrete(self.output(W, b, validation.samples.X))
-        *best, values = keep_the_best(
-            O, W, b, kept.W, kept.b, kept.score, validation.samples, validation.S,
-            validation.score, how=self.how,
-        )  # fmt: skip
-        return Kept(*best), values
+    def validation_output(self, W: list[Array], b: list[Array], X: Array) -> Array:
+        """The output on the validation samples, computed (it is small)."""
+        return graphs.concrete(self.output(W, b, X))
 
     def run_block(
         self, W: list[Array], b: list[Array], state: OptimizerState, plan: BlockPlan,

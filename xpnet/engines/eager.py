@@ -123,9 +123,13 @@ class Eager:
         self, W: list[Array], b: list[Array], kept: Kept, validation: Validation
     ) -> tuple[Kept, Array]:
         """The validation pass after an epoch: the best so far, and the epoch's (2,) values."""
-        O = self.output(W, b, validation.samples.X)
+        O = self.validation_output(W, b, validation.samples.X)
         *best, values = keep_the_best(
             O, W, b, kept.W, kept.b, kept.score, validation.samples, validation.S,
             validation.score, how=self.how,
         )  # fmt: skip
         return Kept(*best), values
+
+    def validation_output(self, W: list[Array], b: list[Array], X: Array) -> Array:
+        """The output on the validation samples, as the validation pass compares it."""
+        return self.output(W, b, X)
