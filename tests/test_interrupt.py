@@ -181,11 +181,45 @@ def test_bad_checkpoint_and_resume_arguments(kwargs, error, match):
         _estimator(5).fit(X, y, **kwargs)
 
 
-def test_resume_refuses_early_stopping():
+#: Early stopping that does not stop before the interrupt at epoch 48, and does stop
+#: after it: the resumed fit must carry on the split, the count and the best epoch.
+STOPPING = dict(early_stopping=True, n_iter_no_change=20, tol=0.0, learning_rate=1.0,
+                batch_size=40)  # fmt: skip
+
+
+@pytest.mark.parametrize("through_a_file", [False, True])
+def test_early_stopping_resumes_exactly(through_a_file, tmp_path):
     X, y = _data()
-    est = _estimator(20, early_stopping=True).fit(X, y)
-    with pytest.raises(ValueError, match="cannot carry on a fit with early_stopping=True"):
-        est.fit(X, y, resume=True)
+    reference = _estimator(400, **STOPPING).fit(X, y)
+    assert 48 < reference.n_iter_ < 400  # stopped by the rule, after the interrupt
+    est = _estimator(400, **STOPPING)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X, y, callback=_InterruptAtBlock(3))
+    assert est.n_iter_ == 48
+    if through_a_file:
+        est.save(tmp_path / "at48.npz")
+        est = xpnet.load(tmp_path / "at48.npz")
+    est.fit(X, y, resume=True)
+    _assert_same_fit(est, reference)
+    assert est.validation_scores_ == reference.validation_scores_
+    assert est.best_validation_score_ == reference.best_validation_score_
+    est.fit(X, y, resume=True)  # stopped by its rule: nothing left to do
+    _assert_same_fit(est, reference)
+
+
+def test_resume_of_early_stopping_wants_its_state():
+    X, y = _data()
+    plain = _estimator(20).fit(X, y).set_params(early_stopping=True)
+    with pytest.raises(ValueError, match="cannot carry on this fit with early_stopping=True"):
+        plain.fit(X, y, resume=True)
+    stopping = _estimator(400, **STOPPING)
+    with pytest.raises(KeyboardInterrupt):
+        stopping.fit(X, y, callback=_InterruptAtBlock(1))
+    with pytest.raises(ValueError, match="resume it with early_stopping=True"):
+        stopping.set_params(early_stopping=False).fit(X, y, resume=True)
+    with pytest.raises(ValueError, match=r"held out validation_fraction=0\.1 of 200 samples; "
+                                         r"it got 150 samples"):  # fmt: skip
+        stopping.set_params(early_stopping=True).fit(X[:150], y[:150], resume=True)
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):

@@ -8,6 +8,7 @@ input's namespace, on its device and in its floating dtype.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import numpy as np  # host-side: random state, and class labels that are not num
 
 from .. import engines
 from .._errors import not_fitted_error
+from .._host import to_numpy
 from ..core.activations import ACTIVATIONS
 from ..core.init import glorot_uniform
 from ..core.losses import OBJECTIVES
@@ -24,7 +26,7 @@ from ..core.optimizers import Optimizer, OptimizerState, make_optimizer
 from ..core.scores import accuracy, subset_accuracy
 from ..training.checkpoints import CheckpointWriter, check_checkpoint
 from ..training.engine import Engine
-from ..training.loop import EarlyStopping, History, Interrupted, run_epochs
+from ..training.loop import EarlyStopping, History, Interrupted, StoppingState, run_epochs
 from ..training.samples import Samples, check_finite, validation_split
 from ..training.schedules import Schedule, ScheduleState
 from ._feature_names import check_feature_names, feature_names
@@ -172,7 +174,9 @@ class _BaseMLP(EstimatorProtocol):
             Carry on a fit that was interrupted or checkpointed (also one loaded with
             :func:`xpnet.load`) up to ``max_iter`` epochs in all, with its parameters,
             optimizer and schedule state and mini-batch order as they were: the result
-            equals that of the fit never stopped.  Not with ``early_stopping``.
+            equals that of the fit never stopped.  With ``early_stopping``, also the
+            validation split, the stopping rule's count and best score, and the latest
+            parameters beside the best epoch's (``X`` must then be the same samples).
 
         Returns
         -------
@@ -181,9 +185,15 @@ class _BaseMLP(EstimatorProtocol):
         Raises
         ------
         KeyboardInterrupt
-            Re-raised after an interrupt, with the estimator fitted as of the last
-            read-back block (every 16 epochs): parameters, optimizer state, loss record
-            and mini-batch order consistent with each other, ready for ``resume``.
+            Re-raised after an interrupt (Ctrl-C, or SIGTERM inside
+            :class:`xpnet.sigterm_as_interrupt`), with the estimator fitted as of the
+            last read-back block (every 16 epochs): parameters, optimizer state, loss
+            record and mini-batch order consistent with each other, ready for
+            ``resume``; the checkpoint is written as well.
+        ValueError
+            If training diverges (a loss that is not finite, or grows past 10¹⁰ times
+            the first epoch's, or parameters that overflow): the estimator is left as
+            it was.
         """
         return self._fit(
             X, y, sample_weight, epochs=None, incremental=False, callback=callback,
@@ -242,9 +252,13 @@ class _BaseMLP(EstimatorProtocol):
             self._rng = _generator(self.random_state)
         optimizer, schedule = self._optimizer(), self._schedule()
         W, b = self._starting_weights(layer_sizes, f, continuing=continuing)
-        data, stopping = Samples(X, Y, s, s_host), None
+        data, stopping, split = Samples(X, Y, s, s_host), None, None
         if self.early_stopping and not incremental:  # partial_fit never stops early
-            data, stopping = self._hold_out(data, fitted_targets, xp=xp, device=device)
+            data, stopping, split = self._hold_out(
+                data, fitted_targets, xp=xp, device=device, resume=resume
+            )
+        if stopping is not None and resume:  # from the latest parameters, the best kept
+            W, b = list(self._stopping_state.W), list(self._stopping_state.b)
         n_epochs = self.max_iter if epochs is None else epochs
         engine = engines.choose(
             self.engine, data.X, f=f, objective=OBJECTIVES[(self.loss, output)],
@@ -252,12 +266,16 @@ class _BaseMLP(EstimatorProtocol):
             batch_size=self.batch_size, chunk_size=self.chunk_size, n_epochs=n_epochs,
         )  # fmt: skip
         W, b = self._as_parameters(engine, W, b, layer_sizes, dtype=X.dtype)
+        if stopping is not None and resume:
+            best = self._as_parameters(engine, self.weights_, self.biases_, layer_sizes,
+                                       dtype=X.dtype)  # fmt: skip
+            stopping = dataclasses.replace(stopping, kept=best)
         state, sched = self._starting_state(
             engine, W, b, optimizer, schedule, continuing=continuing, carry_on=carry_on,
             dtype=X.dtype,
         )  # fmt: skip
         keep = functools.partial(
-            self._keep, targets=fitted_targets, fitted=fitted, stopping=stopping,
+            self._keep, targets=fitted_targets, fitted=fitted, stopping=stopping, split=split,
             layer_sizes=layer_sizes, output=output, X_in=X_in, like=X, engine=engine,
         )  # fmt: skip
         writer = CheckpointWriter(
@@ -275,6 +293,7 @@ class _BaseMLP(EstimatorProtocol):
                     shuffle=self.shuffle, rng=self._rng, early_stopping=stopping,
                     callback=self._reporter(callback, fitted=fitted),
                     on_block=writer.on_block if checkpoint is not None else None,
+                    losses_before=self.loss_curve_ if fitted else (),
                 )  # fmt: skip
             except Interrupted as interrupt:
                 # Training so far is kept, as of the last block read back, and written
@@ -347,13 +366,31 @@ class _BaseMLP(EstimatorProtocol):
             sched = schedule.start(getattr(self, "t_", 0) if continuing else 0)
         return state, sched
 
-    def _hold_out(self, data: Samples, targets: dict[str, Any], *, xp, device):
-        """The training samples left, and the early-stopping rule on those held out."""
+    def _hold_out(self, data: Samples, targets: dict[str, Any], *, xp, device, resume: bool):
+        """The training samples left, the early-stopping rule on those held out, and
+        where the split was drawn from (a resumed fit's split is drawn again from there).
+        """
         multilabel = targets.get("_multilabel", False)
+        N, fraction = data.X.shape[0], float(self.validation_fraction)
+        if resume:
+            resumed = self._stopping_state
+            if (resumed.n_samples, resumed.validation_fraction) != (N, fraction):
+                raise ValueError(
+                    f"resume=True carries on a fit that held out validation_fraction="
+                    f"{resumed.validation_fraction!r} of {resumed.n_samples} samples; it got "
+                    f"{N} samples and validation_fraction={fraction!r}. Resume with the "
+                    "same data and settings."
+                )
+            # The fit's own kind of bit generator (PCG64 unless random_state was another).
+            rng = np.random.Generator(getattr(np.random, resumed.split_rng["bit_generator"])())
+            rng.bit_generator.state = resumed.split_rng
+            split = (resumed.split_rng, N, fraction)
+        else:
+            rng = self._rng
+            split = (copy.deepcopy(rng.bit_generator.state), N, fraction)
         data, validation = validation_split(
-            data.X, data.Y, data.s_host, fraction=float(self.validation_fraction),
-            rng=self._rng, stratify=self._validation_score is accuracy and not multilabel,
-            xp=xp, device=device,
+            data.X, data.Y, data.s_host, fraction=fraction, rng=rng,
+            stratify=self._validation_score is accuracy and not multilabel, xp=xp, device=device,
         )  # fmt: skip
         if data.s_host is not None and not np.any(data.s_host > 0):
             raise ValueError(
@@ -361,15 +398,21 @@ class _BaseMLP(EstimatorProtocol):
                 "zero; give more samples a positive sample_weight."
             )
         # Each fit holds out its own split and is judged on it alone: a best score
-        # carried over from another split would not be comparable.
-        return data, EarlyStopping(
+        # carried over from another split would not be comparable.  A resumed fit is
+        # the same fit, on the same split, and carries on its rule's count.
+        resumed = {}
+        if resume:
+            state = self._stopping_state
+            resumed = dict(best_score=state.best, no_change=state.no_change)
+        stopping = EarlyStopping(
             validation, score=subset_accuracy if multilabel else self._validation_score,
-            n_iter_no_change=int(self.n_iter_no_change), tol=float(self.tol),
+            n_iter_no_change=int(self.n_iter_no_change), tol=float(self.tol), **resumed,
         )  # fmt: skip
+        return data, stopping, split
 
     def _keep(
-        self, est: _BaseMLP, history: History, *, targets, fitted, stopping, layer_sizes,
-        output, X_in, like, engine,
+        self, est: _BaseMLP, history: History, *, targets, fitted, stopping, split,
+        layer_sizes, output, X_in, like, engine,
     ) -> None:  # fmt: skip
         """Set ``est``'s fitted attributes from a training run's ``history``.
 
@@ -385,6 +428,15 @@ class _BaseMLP(EstimatorProtocol):
         est._optimizer_state, est._schedule_state = history.optimizer_state, history.schedule_state
         est.t_ = history.schedule_state.t
         est._stopped = history.stopped  # by a stopping rule: resume has nothing left to do
+        # What resuming early stopping needs; any other fit leaves none (a partial_fit
+        # moves on from the best epoch, and the latest parameters no longer apply).
+        est._stopping_state = None
+        if stopping is not None and history.latest is not None:
+            (W_latest, b_latest), (no_change, best) = history.latest, history.patience
+            est._stopping_state = StoppingState(
+                *split, no_change, best, [to_numpy(W_l) for W_l in W_latest],
+                [to_numpy(b_l) for b_l in b_latest],
+            )  # fmt: skip
         losses = history.losses
         est.loss_curve_ = (getattr(self, "loss_curve_", []) if fitted else []) + losses
         est.n_iter_ = (getattr(self, "n_iter_", 0) if fitted else 0) + len(losses)
@@ -404,13 +456,21 @@ class _BaseMLP(EstimatorProtocol):
                 "resume=True carries on a fit that was interrupted or checkpointed, but this "
                 f"{type(self).__name__} has not been fitted."
             )
-        if self.early_stopping:
-            raise ValueError(
-                "resume=True cannot carry on a fit with early_stopping=True: its validation "
-                "split and stopping count are not kept. Fit again, or resume without it."
-            )
         if getattr(self, "_stopped", False):
             return 0
+        kept = getattr(self, "_stopping_state", None) is not None
+        if self.early_stopping and not kept:
+            raise ValueError(
+                "resume=True cannot carry on this fit with early_stopping=True: its "
+                "validation split, stopping count and latest parameters were not kept (it "
+                "was made without early stopping, continued by partial_fit, or saved by an "
+                "older xpnet). Fit again."
+            )
+        if kept and not self.early_stopping:
+            raise ValueError(
+                "resume=True carries on a fit made with early_stopping=True: resume it with "
+                "early_stopping=True, or fit again."
+            )
         return max(int(self.max_iter) - int(self.n_iter_), 0)
 
     def _optimizer(self) -> Optimizer:

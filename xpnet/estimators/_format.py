@@ -11,7 +11,11 @@ The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
   V, or momentum's V) of parameter i, the parameters counted as ``[*W, *b]``; its step
   count, the learning-rate schedule's state, ``t_`` and the state of the generator that
   orders mini-batches are in the metadata, so that ``partial_fit`` or
-  ``fit(resume=True)`` after :func:`load` carries on exactly where training stopped.
+  ``fit(resume=True)`` after :func:`load` carries on exactly where training stopped;
+- ``latest_W_{l}``, ``latest_b_{l}`` (format version 3, only in files of a fit with
+  early stopping): the parameters after the last step, from which a resumed fit goes
+  on (``W_{l}``, ``b_{l}`` are the best epoch's); the validation split's generator
+  state and the stopping rule's count are in the metadata.
 
 Nothing is pickled and it is read with ``allow_pickle=False``: loading a file runs no
 code from it.  The class comes from a fixed allow-list and every shape, dtype and name
@@ -42,8 +46,9 @@ from .._version import __version__
 FORMAT = "xpnet-model"
 #: Bumped when a file written now could not be read by the code that reads the previous
 #: version.  Version 2 added the optimizer's and the schedule's state; version 1 files
-#: still load, with a fresh state (as after ``fit``).
-FORMAT_VERSION = 2
+#: still load, with a fresh state (as after ``fit``).  Version 3 added early stopping's
+#: state; a file without one is written as version 2, which older xpnet reads.
+FORMAT_VERSION = 3
 #: The only classes a file can name: nothing else is ever constructed from a file.
 ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 DTYPES = ("float32", "float64")
@@ -116,6 +121,21 @@ def save(est: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
             "no_change": int(schedule.no_change),
             "best": None if math.isinf(schedule.best) else float(schedule.best),
         }
+    stopping = getattr(est, "_stopping_state", None)
+    if stopping is not None and stopping.split_rng.get("bit_generator") == "PCG64":
+        meta["format_version"] = 3
+        meta["early_stopping_state"] = {
+            "split_rng": stopping.split_rng,
+            "n_samples": int(stopping.n_samples),
+            "validation_fraction": float(stopping.validation_fraction),
+            "no_change": int(stopping.no_change),
+            "best": _float_or_none(None if math.isinf(stopping.best) else stopping.best),
+        }
+        for l in range(len(W)):
+            arrays[f"latest_W_{l}"] = np.asarray(_host(stopping.W[l]), dtype=dtype)
+            arrays[f"latest_b_{l}"] = np.asarray(_host(stopping.b[l]), dtype=dtype)
+    else:
+        meta["format_version"] = 2
     if name == "MLPClassifier":
         classes = _host(est.classes_)
         if classes.dtype.kind == "O":  # labels from pandas or lists of str: keep them as text

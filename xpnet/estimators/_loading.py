@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np  # host-side: the file holds NumPy arrays
 
 from ..core.optimizers import OptimizerState
+from ..training.loop import StoppingState
 from ..training.schedules import ScheduleState
 from ._classifier import MLPClassifier
 from ._format import (
@@ -16,6 +17,8 @@ from ._format import (
     _float_or_none,
     _floats_or_none,
     _generator,
+    _json_int,
+    _json_number,
     _metadata,
     _namespace,
     _read_archive,
@@ -126,6 +129,10 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
     n_moments = meta["optimizer"]["n_moments"] if "optimizer" in meta else 0
     moments = {f"moment_{k}_{i}": i for k in range(n_moments) for i in range(2 * L)}
     expected |= set(moments)
+    latest = {}
+    if "early_stopping_state" in meta:
+        latest = {f"latest_{key}": key for key in expected if key[:2] in ("W_", "b_")}
+    expected |= set(latest)
     if set(arrays) != expected:
         missing, unknown = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
         problems = [f"arrays missing: {missing}"] * bool(missing)
@@ -148,6 +155,12 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
         a, like = arrays[key], arrays[f"W_{i}" if i < L else f"b_{i - L}"]
         if a.dtype != like.dtype or a.shape != like.shape or not np.all(np.isfinite(a)):
             raise _bad(path, f"{key} must be finite {like.dtype} of shape {like.shape}")
+    for key, of in latest.items():
+        a, like = arrays[key], arrays[of]
+        if a.dtype != like.dtype or a.shape != like.shape or not np.all(np.isfinite(a)):
+            raise _bad(path, f"{key} must be finite {like.dtype} of shape {like.shape}")
+    if latest:
+        est._stopping_state = _stopping_state(meta["early_stopping_state"], arrays, L, path)
 
     n_out = sizes[-1]
     if cls is MLPClassifier:
@@ -182,3 +195,30 @@ def _estimator(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Any) -
     est.t_ = meta.get("t", 0)
     est._stopped = meta.get("stopped", False)
     return est
+
+
+def _stopping_state(state: Any, arrays: dict[str, np.ndarray], L: int, path: Any) -> StoppingState:
+    """Early stopping's state, for resuming: the metadata's part checked, the arrays
+    (checked already) gathered."""
+    if not (
+        isinstance(state, dict)
+        and _json_int(state.get("n_samples"))
+        and state["n_samples"] >= 2
+        and _json_number(state.get("validation_fraction"))
+        and 0 < state["validation_fraction"] < 1
+        and _json_int(state.get("no_change"))
+        and state["no_change"] >= 0
+        and (state.get("best") is None or _json_number(state["best"]))
+    ):
+        raise _bad(
+            path,
+            "early_stopping_state must hold split_rng, n_samples, validation_fraction, "
+            f"no_change and best, got {state!r}",
+        )
+    split_rng = _generator(state.get("split_rng"), path).bit_generator.state
+    best = -math.inf if state["best"] is None else float(state["best"])
+    return StoppingState(
+        split_rng, state["n_samples"], float(state["validation_fraction"]), state["no_change"],
+        best, [arrays[f"latest_W_{l}"] for l in range(L)],
+        [arrays[f"latest_b_{l}"] for l in range(L)],
+    )  # fmt: skip
