@@ -265,3 +265,78 @@ def test_the_batch_order_generator_is_saved(tmp_path):
     loaded = xpnet.load(tmp_path / "m.npz")
     assert loaded._rng.bit_generator.state == est._rng.bit_generator.state
     np.testing.assert_array_equal(loaded._rng.permutation(50), est._rng.permutation(50))
+
+
+def test_sigterm_as_interrupt_keeps_the_training_and_writes_the_checkpoint(tmp_path):
+    """SIGTERM, as batch schedulers, Kubernetes and ``timeout`` send before they kill."""
+    path, ready = tmp_path / "run.npz", tmp_path / "training"
+    script = textwrap.dedent(
+        f"""
+        import pathlib, sys, time, numpy as np, xpnet
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(200, 5)); y = np.tanh(X @ rng.normal(size=5))
+        est = xpnet.MLPRegressor(hidden_layer_sizes=(7,), max_iter=10**6, random_state=0,
+                                 solver="adam", batch_size=32)
+
+        def each_block(losses, scores):
+            pathlib.Path({str(ready)!r}).touch()  # the signal may come now
+            time.sleep(0.01)
+
+        with xpnet.sigterm_as_interrupt() as term:
+            try:
+                est.fit(X, y, callback=each_block, checkpoint={str(path)!r},
+                        checkpoint_every=10**6)
+            except KeyboardInterrupt:
+                est.save({str(tmp_path / "model.npz")!r})
+                sys.exit(143 if term.received else 130)
+        """
+    )
+    run = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 143, err
+    # The checkpoint (due only at the end) was written on the way out, as on Ctrl-C.
+    model, checkpoint = xpnet.load(tmp_path / "model.npz"), xpnet.load(path)
+    assert model.n_iter_ >= READBACK_EVERY and model.n_iter_ % READBACK_EVERY == 0
+    _assert_same_fit(model, checkpoint)
+
+
+def test_sigterm_as_interrupt_puts_the_previous_handler_back():
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with xpnet.sigterm_as_interrupt() as term:
+            assert signal.getsignal(signal.SIGTERM) not in (mine, signal.SIG_DFL)
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGTERM)
+        assert term.received and signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_as_interrupt_wants_the_main_thread():
+    import threading
+
+    errors = []
+
+    def enter():
+        try:
+            with xpnet.sigterm_as_interrupt():
+                pass
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=enter)
+    thread.start()
+    thread.join()
+    assert errors and "main thread" in errors[0]

@@ -18,6 +18,7 @@ The package is layered, each layer importing only those below it:
 from ._errors import DataConversionWarning, NotFittedError
 from ._version import __version__
 from .estimators import MLPClassifier, MLPRegressor, load
+from .training.interrupts import sigterm_as_interrupt
 
 __all__ = [
     "DataConversionWarning",
@@ -26,4 +27,5 @@ __all__ = [
     "NotFittedError",
     "__version__",
     "load",
+    "sigterm_as_interrupt",
 ]
