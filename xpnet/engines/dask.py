@@ -101,7 +101,7 @@ class Dask(Eager):
         self, W: list[Array], b: list[Array], kept: Kept, validation: Validation
     ) -> tuple[Kept, Array]:
         """The validation pass after an epoch, its output (small) computed."""
-        O = graphs.concrete(self.output(W, b, validation.samples.X))
+        O = graphs.output_computed(W, b, validation.samples.X, f=self.how.f)
         *best, values = keep_the_best(
             O, W, b, kept.W, kept.b, kept.score, validation.samples, validation.S,
             validation.score, how=self.how,
