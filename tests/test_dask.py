@@ -297,30 +297,39 @@ def _own_cluster():
 
 
 def test_a_worker_killed_as_the_parameters_are_scattered_is_survived(monkeypatch):
-    # Once a worker died during a scatter to every worker (broadcast=True), distributed
-    # never completed one again on that client: each step then timed out, and the fit
-    # failed after minutes.  The parameters now go to one worker, the step made anew.
+    # A worker that died while the parameters were broadcast (scatter(broadcast=True))
+    # left the scheduler replicating to it forever, under a lock that every later
+    # broadcast waits for: each step then timed out, and so did every later fit on the
+    # cluster.  The parameters now go to one worker; the step is made anew if it dies.
+    import distributed.scheduler
+
     X, y = _data(N=400)
     monkeypatch.setattr(_dask, "SCATTER_TIMEOUT_S", 5)
     with _own_cluster() as cluster, distributed.Client(cluster) as client:
         kw = dict(KW, max_iter=6)
         undisturbed = xpnet.MLPRegressor(**kw).fit(_blocks(X, 100), _blocks(y, 100))
-        pid = next(iter(client.run(os.getpid).values()))
-        real, kills = client._scatter, []
+        real, fits = distributed.scheduler.scatter_to_workers, []
+        for victim in ("another worker", "the worker that got them"):
+            client.wait_for_workers(2, timeout=30)
+            pids, kills = client.run(os.getpid), []
 
-        async def kill_a_worker_first(data, *args, **kwargs):
-            if not kills and any("parameters" in str(key) for key in data):
-                os.kill(pid, signal.SIGKILL)
-                kills.append(pid)
-            return await real(data, *args, **kwargs)
+            async def then_kill(workers, data, *args, pids=pids, victim=victim, kills=kills,
+                                **kwargs):  # fmt: skip
+                # In the scheduler, once the parameters reached a worker.
+                sent = await real(workers, data, *args, **kwargs)
+                if not kills and any("parameters" in str(key) for key in data):
+                    holder = next(iter(sent[1].values()))[0]
+                    others = [w for w in pids if w != holder]
+                    kills.append(holder if victim.startswith("the") else others[0])
+                    os.kill(pids[kills[0]], signal.SIGKILL)
+                return sent
 
-        monkeypatch.setattr(client, "_scatter", kill_a_worker_first)
-        start = time.perf_counter()
-        disturbed = xpnet.MLPRegressor(**kw).fit(_blocks(X, 100), _blocks(y, 100))
-        assert kills and time.perf_counter() - start < 60
-        client.wait_for_workers(2, timeout=30)
-        again = xpnet.MLPRegressor(**kw).fit(_blocks(X, 100), _blocks(y, 100))
-    for est in (disturbed, again):  # and the cluster serves the next fit as well
+            monkeypatch.setattr(distributed.scheduler, "scatter_to_workers", then_kill)
+            start = time.perf_counter()
+            fits.append(xpnet.MLPRegressor(**kw).fit(_blocks(X, 100), _blocks(y, 100)))
+            assert kills and time.perf_counter() - start < 60, victim
+            monkeypatch.setattr(distributed.scheduler, "scatter_to_workers", real)
+    for est in fits:
         for got, want in zip(est.weights_, undisturbed.weights_, strict=True):
             np.testing.assert_array_equal(got.compute(), want.compute())
 
