@@ -378,10 +378,12 @@ class Record:
             if self.first is None:
                 self.first = v
             elif self.first > 0 and v > EXPLODED * self.first and v > self.previous:
+                # No values in the message: where the loss explodes, its digits depend on
+                # the order of summation, and every engine tells the same epoch alike.
                 raise ValueError(
-                    f"Training diverged: the loss grew to {v:.3g} at epoch {first_epoch + k} "
-                    f"with learning_rate={mu[k]}, more than {EXPLODED:.0e} times the first "
-                    f"epoch's {self.first:.3g}. {_ADVICE}"
+                    f"Training diverged: the loss of epoch {first_epoch + k} with "
+                    f"learning_rate={mu[k]} grew past {EXPLODED:.0e} times the first "
+                    f"epoch's. {_ADVICE}"
                 )
             self.previous = v
         return values
