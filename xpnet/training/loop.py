@@ -335,7 +335,7 @@ class Record:
           and a descent that converges, overshoots and all, stays within a few orders of
           magnitude of it.  A loss 10¹⁰ times larger has outputs 10⁵ times further from
           the targets than a random network's: every step now amplifies the error, until
-          it overflows (which in float64 can take hundreds of epochs);
+          it overflows (which in float64 can take tens of epochs);
         - if the squared norm ‖p‖² of any of ``parameters`` (the parameters after the
           block's last step) overflows: an epoch's loss is taken before its step, so the
           last step of a fit would otherwise go unchecked, and could leave infinite
