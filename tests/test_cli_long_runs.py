@@ -131,3 +131,99 @@ def test_resume_wants_a_checkpoint(tmp_path, capsys, monkeypatch):
     assert "is a trained model, not a checkpoint" in capsys.readouterr().err
     assert main(["train", "--resume", "nothing.npz"]) == 2
     assert "--resume 'nothing.npz': no such file" in capsys.readouterr().err
+
+
+def test_sigterm_finishes_the_block_saves_the_model_and_exits_143(tmp_path):
+    # What batch schedulers, Kubernetes and `timeout` send before they kill.
+    run = _start([*LONG, "--save", "m.npz", "--checkpoint", "ck.npz",
+                  "--checkpoint-every", "16"], cwd=tmp_path)  # fmt: skip
+    try:
+        _wait_for(tmp_path / "ck.npz", run)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:
+        _stop(run)
+    assert run.returncode == 143, err
+    assert "SIGTERM: stopping after this block of epochs" in err
+    k = int(re.search(r"xpnet: interrupted at epoch (\d+)", err).group(1))
+    assert k % READBACK_EVERY == 0
+    model, checkpoint = xpnet.load(tmp_path / "m.npz"), xpnet.load(tmp_path / "ck.npz")
+    assert model.n_iter_ == checkpoint.n_iter_ == k
+
+
+def test_a_resumed_run_checkpoints_where_and_as_often_as_the_first(tmp_path, monkeypatch):
+    import xpnet.cli._train as train
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--epochs", "32", "--quiet", "--checkpoint", "ck.npz",
+                 "--checkpoint-every", "16"]) == 0  # fmt: skip
+    written, save = [], train.save
+
+    def spy(est, path, **kwargs):
+        written.append((os.path.basename(path), est.n_iter_))
+        save(est, path, **kwargs)
+
+    monkeypatch.setattr(train, "save", spy)
+    # Killed again after this, the job would lose at most 16 epochs, as the first time.
+    assert main(["train", "--resume", "ck.npz", "--epochs", "80", "--quiet"]) == 0
+    assert written == [("ck.npz", n) for n in (48, 64, 80, 80)]
+    assert xpnet.load(tmp_path / "ck.npz").n_iter_ == 80
+
+
+def test_resume_refuses_the_options_that_define_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--epochs", "16", "--quiet", "--checkpoint", "ck.npz"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "ck.npz", "--data", "iris", "--lr", "0.5",
+                 "--hidden", "8"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--data, --hidden, --lr cannot be given with it" in err, err
+    assert xpnet.load(tmp_path / "ck.npz").n_iter_ == 16  # nothing ran
+    # What only says how or where the run goes on is taken.
+    assert main(["train", "--resume", "ck.npz", "--epochs", "32", "--engine", "eager",
+                 "--quiet", "--checkpoint-every", "16", "--save", "m.npz"]) == 0  # fmt: skip
+
+
+def test_an_early_stopping_run_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    settings = ["--early-stopping", "--n-iter-no-change", "20", "--hidden", "16", "--quiet"]
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *settings, "--epochs", "48", "--checkpoint", "ck.npz"]) == 0
+    assert main(["train", "--resume", "ck.npz", "--epochs", "1000", "--save", "resumed.npz",
+                 "--quiet"]) == 0  # fmt: skip
+    assert main(["train", *settings, "--epochs", "1000", "--save", "whole.npz"]) == 0
+    resumed, whole = xpnet.load(tmp_path / "resumed.npz"), xpnet.load(tmp_path / "whole.npz")
+    assert 48 < whole.n_iter_ < 1000  # the rule stopped it after the resume
+    _same_parameters(resumed, whole)
+    assert resumed.validation_scores_ == whole.validation_scores_
+
+
+def test_evaluate_finds_the_training_data_from_any_folder_and_refuses_a_changed_file(
+    tmp_path, capsys, monkeypatch
+):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    data = tmp_path / "data" / "points.csv"
+    data.parent.mkdir()
+    body = [",".join([*(repr(float(v)) for v in x), str(t)]) for x, t in zip(X, y, strict=True)]
+    rows = ["a,b,c,target", *body]
+    data.write_text("\n".join(rows) + "\n")
+    monkeypatch.chdir(data.parent)
+    assert main(["train", "--data", "points.csv", "--epochs", "20", "--quiet",
+                 "--save", str(tmp_path / "m.npz")]) == 0  # fmt: skip
+    trained = capsys.readouterr().out
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the saved path was relative to the other folder
+    assert main(["evaluate", "--model", str(tmp_path / "m.npz")]) == 0
+    accuracy = trained.split()[-1]
+    assert f"accuracy  {accuracy}" in capsys.readouterr().out
+    # The file edited since: its held-out rows would be other rows; refused.
+    data.write_text("\n".join(rows[:1] + rows[:0:-1]) + "\n")  # the same rows, reversed
+    assert main(["evaluate", "--model", str(tmp_path / "m.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "needs the data trained on" in err and "its contents differ" in err, err
+    assert main(["predict", "--model", str(tmp_path / "m.npz")]) == 2
+    capsys.readouterr()
+    # Every row of it may still be scored, named with --data.
+    assert main(["evaluate", "--model", str(tmp_path / "m.npz"), "--data", str(data)]) == 0

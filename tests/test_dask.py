@@ -245,12 +245,12 @@ def test_a_scatter_that_never_ends_is_given_up_and_the_step_made_anew(on_cluster
     want = xpnet.MLPRegressor(**KW, max_iter=3).fit(_blocks(X, 100), _blocks(y, 100))
     real, calls = on_cluster._scatter, []
 
-    async def first_never_ends(*args, **kwargs):
-        if kwargs.get("broadcast"):  # the parameters', not the fit's anchor
+    async def first_never_ends(data, *args, **kwargs):
+        if any("parameters" in str(key) for key in data):  # not the fit's anchor
             calls.append(1)
             if len(calls) == 1:
                 await asyncio.Event().wait()
-        return await real(*args, **kwargs)
+        return await real(data, *args, **kwargs)
 
     monkeypatch.setattr(on_cluster, "_scatter", first_never_ends)
     monkeypatch.setattr(_dask, "SCATTER_TIMEOUT_S", 0.5)
@@ -291,3 +291,86 @@ def test_a_lost_worker_is_survived():
         client.wait_for_workers(2, timeout=30)  # and its nanny started it again
     for got, want in zip(disturbed.weights_, undisturbed.weights_, strict=True):
         np.testing.assert_array_equal(got.compute(), want.compute())
+
+
+def _own_cluster():
+    # A cluster of its own: the one the other tests share keeps both its workers.
+    return distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+        worker_dashboard_address=":0",
+    )  # fmt: skip
+
+
+def test_a_worker_killed_as_the_parameters_are_scattered_is_survived(monkeypatch):
+    # A worker that died while the parameters were broadcast (scatter(broadcast=True))
+    # left the scheduler replicating to it forever, under a lock that every later
+    # broadcast waits for: each step then timed out, and so did every later fit on the
+    # cluster.  The parameters now go to one worker; the step is made anew if it dies.
+    import distributed.scheduler
+
+    X, y = _data(N=400)
+    monkeypatch.setattr(_dask, "SCATTER_TIMEOUT_S", 5)
+    with _own_cluster() as cluster, distributed.Client(cluster) as client:
+        kw = dict(KW, max_iter=6)
+        undisturbed = xpnet.MLPRegressor(**kw).fit(_blocks(X, 100), _blocks(y, 100))
+        real, fits = distributed.scheduler.scatter_to_workers, []
+        for victim in ("another worker", "the worker that got them"):
+            client.wait_for_workers(2, timeout=30)
+            pids, kills = client.run(os.getpid), []
+
+            async def then_kill(workers, data, *args, pids=pids, victim=victim, kills=kills,
+                                **kwargs):  # fmt: skip
+                # In the scheduler, once the parameters reached a worker.
+                sent = await real(workers, data, *args, **kwargs)
+                if not kills and any("parameters" in str(key) for key in data):
+                    holder = next(iter(sent[1].values()))[0]
+                    others = [w for w in pids if w != holder]
+                    kills.append(holder if victim.startswith("the") else others[0])
+                    os.kill(pids[kills[0]], signal.SIGKILL)
+                return sent
+
+            monkeypatch.setattr(distributed.scheduler, "scatter_to_workers", then_kill)
+            start = time.perf_counter()
+            fits.append(xpnet.MLPRegressor(**kw).fit(_blocks(X, 100), _blocks(y, 100)))
+            assert kills and time.perf_counter() - start < 60, victim
+            monkeypatch.setattr(distributed.scheduler, "scatter_to_workers", real)
+    for est in fits:
+        for got, want in zip(est.weights_, undisturbed.weights_, strict=True):
+            np.testing.assert_array_equal(got.compute(), want.compute())
+
+
+def test_a_client_closed_mid_fit_is_a_clear_error():
+    # It was "Missing dependency" or FutureCancelledError, by when the close came.
+    import dask
+
+    X, y = _data(N=400)
+    with _own_cluster() as cluster:
+        client = distributed.Client(cluster, set_as_default=False)
+        closer = threading.Timer(0.1, client.close)  # while a step computes, most likely
+
+        def close_soon(losses, scores):
+            if not closer.is_alive() and not closer.finished.is_set():
+                closer.start()
+
+        est = xpnet.MLPRegressor(**KW, max_iter=10**4)
+        with dask.config.set(scheduler=client):
+            with pytest.raises(ValueError, match="Dask client the fit computes with was closed"):
+                est.fit(_blocks(X, 100), _blocks(y, 100), callback=close_soon)
+        closer.join()
+        assert not hasattr(est, "weights_")
+
+
+def test_unknown_chunk_sizes_are_a_clear_error():
+    X, y = _data(N=200)
+    X_d, y_d = _blocks(X, 50), _blocks(y, 50)
+    keep = X_d[:, 0] > -10  # every row, but Dask cannot know how many
+    with pytest.raises(ValueError, match=r"X has unknown dimensions, shape \(nan, 12\)"):
+        xpnet.MLPRegressor(**KW, max_iter=2).fit(X_d[keep], y_d[keep])
+    with pytest.raises(ValueError, match=r"y has unknown dimensions"):
+        xpnet.MLPRegressor(**KW, max_iter=2).fit(X_d, y_d[keep])
+    est = xpnet.MLPRegressor(**KW, max_iter=2).fit(X_d, y_d)
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        est.predict(X_d[keep])
+    X_known = X_d[keep]
+    X_known.compute_chunk_sizes()
+    assert est.predict(X_known).shape == (200,)

@@ -186,11 +186,45 @@ def test_bad_checkpoint_and_resume_arguments(kwargs, error, match):
         _estimator(5).fit(X, y, **kwargs)
 
 
-def test_resume_refuses_early_stopping():
+#: Early stopping that does not stop before the interrupt at epoch 48, and does stop
+#: after it: the resumed fit must carry on the split, the count and the best epoch.
+STOPPING = dict(early_stopping=True, n_iter_no_change=20, tol=0.0, learning_rate=1.0,
+                batch_size=40, **SEED)  # fmt: skip
+
+
+@pytest.mark.parametrize("through_a_file", [False, True])
+def test_early_stopping_resumes_exactly(through_a_file, tmp_path):
     X, y = _data()
-    est = _estimator(20, early_stopping=True).fit(X, y)
-    with pytest.raises(ValueError, match="cannot carry on a fit with early_stopping=True"):
-        est.fit(X, y, resume=True)
+    reference = _estimator(400, **STOPPING).fit(X, y)
+    assert 48 < reference.n_iter_ < 400  # stopped by the rule, after the interrupt
+    est = _estimator(400, **STOPPING)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X, y, callback=_InterruptAtBlock(3))
+    assert est.n_iter_ == 48
+    if through_a_file:
+        est.save(tmp_path / "at48.npz")
+        est = xpnet.load(tmp_path / "at48.npz")
+    est.fit(X, y, resume=True)
+    _assert_same_fit(est, reference)
+    assert est.validation_scores_ == reference.validation_scores_
+    assert est.best_validation_score_ == reference.best_validation_score_
+    est.fit(X, y, resume=True)  # stopped by its rule: nothing left to do
+    _assert_same_fit(est, reference)
+
+
+def test_resume_of_early_stopping_wants_its_state():
+    X, y = _data()
+    plain = _estimator(20).fit(X, y).set_params(early_stopping=True)
+    with pytest.raises(ValueError, match="cannot carry on this fit with early_stopping=True"):
+        plain.fit(X, y, resume=True)
+    stopping = _estimator(400, **STOPPING)
+    with pytest.raises(KeyboardInterrupt):
+        stopping.fit(X, y, callback=_InterruptAtBlock(1))
+    with pytest.raises(ValueError, match="resume it with early_stopping=True"):
+        stopping.set_params(early_stopping=False).fit(X, y, resume=True)
+    with pytest.raises(ValueError, match=r"held out validation_fraction=0\.1 of 200 samples; "
+                                         r"it got 150 samples"):  # fmt: skip
+        stopping.set_params(early_stopping=True).fit(X[:150], y[:150], resume=True)
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):
@@ -236,3 +270,78 @@ def test_the_batch_order_generator_is_saved(tmp_path):
     loaded = xpnet.load(tmp_path / "m.npz")
     assert loaded._rng.bit_generator.state == est._rng.bit_generator.state
     np.testing.assert_array_equal(loaded._rng.permutation(50), est._rng.permutation(50))
+
+
+def test_sigterm_as_interrupt_keeps_the_training_and_writes_the_checkpoint(tmp_path):
+    """SIGTERM, as batch schedulers, Kubernetes and ``timeout`` send before they kill."""
+    path, ready = tmp_path / "run.npz", tmp_path / "training"
+    script = textwrap.dedent(
+        f"""
+        import pathlib, sys, time, numpy as np, xpnet
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(200, 5)); y = np.tanh(X @ rng.normal(size=5))
+        est = xpnet.MLPRegressor(hidden_layer_sizes=(7,), max_iter=10**6, random_state=0,
+                                 solver="adam", batch_size=32)
+
+        def each_block(losses, scores):
+            pathlib.Path({str(ready)!r}).touch()  # the signal may come now
+            time.sleep(0.01)
+
+        with xpnet.sigterm_as_interrupt() as term:
+            try:
+                est.fit(X, y, callback=each_block, checkpoint={str(path)!r},
+                        checkpoint_every=10**6)
+            except KeyboardInterrupt:
+                est.save({str(tmp_path / "model.npz")!r})
+                sys.exit(143 if term.received else 130)
+        """
+    )
+    run = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 143, err
+    # The checkpoint (due only at the end) was written on the way out, as on Ctrl-C.
+    model, checkpoint = xpnet.load(tmp_path / "model.npz"), xpnet.load(path)
+    assert model.n_iter_ >= READBACK_EVERY and model.n_iter_ % READBACK_EVERY == 0
+    _assert_same_fit(model, checkpoint)
+
+
+def test_sigterm_as_interrupt_puts_the_previous_handler_back():
+    def mine(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        with xpnet.sigterm_as_interrupt() as term:
+            assert signal.getsignal(signal.SIGTERM) not in (mine, signal.SIG_DFL)
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGTERM)
+        assert term.received and signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_as_interrupt_wants_the_main_thread():
+    import threading
+
+    errors = []
+
+    def enter():
+        try:
+            with xpnet.sigterm_as_interrupt():
+                pass
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=enter)
+    thread.start()
+    thread.join()
+    assert errors and "main thread" in errors[0]

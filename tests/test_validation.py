@@ -216,3 +216,74 @@ def test_gradients_after_the_loss_was_changed():
     est = xpnet.MLPRegressor(hidden_layer_sizes=(2,), max_iter=1).fit(X, y)
     with pytest.raises(ValueError, match=r"loss='cross_entropy' does not go with the fitted"):
         est.set_params(loss="cross_entropy").gradients(X, y)
+
+
+def _swapped(a):
+    """``a`` in the other byte order than the machine's, with the same values."""
+    return a.astype(a.dtype.newbyteorder("S"))
+
+
+def test_non_native_byte_order_keeps_its_precision():
+    # Data read from files written on another machine: ">f8" is float64 all the same.
+    Xs, ys, w = _swapped(X), _swapped(y), _swapped(np.linspace(0.5, 2.0, 12))
+    assert not Xs.dtype.isnative and Xs.dtype.itemsize == 8
+    ref = xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    ref.fit(X, y, sample_weight=_swapped(w).astype(np.float64))
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    est.fit(Xs, ys, sample_weight=w)
+    assert est.weights_[0].dtype == np.float64 and est.predict(Xs).dtype == np.float64
+    for got, want in zip(est.weights_ + est.biases_, ref.weights_ + ref.biases_, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert est.score(Xs, ys) == ref.score(X, y)
+    single = xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=2)
+    single.fit(_swapped(X.astype(np.float32)), y)
+    assert single.weights_[0].dtype == np.float32  # float32 stays float32
+    clf = xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0)
+    clf.fit(Xs, _swapped(labels.astype(np.int64)))
+    assert clf.weights_[0].dtype == np.float64 and clf.classes_.dtype.isnative
+
+
+def test_divergence_at_the_last_step_fails_the_fit():
+    # An epoch's loss is taken before its step: the last step was never checked, and
+    # the fit returned weights whose outputs overflow.
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=1, learning_rate=1e308)
+    message = r"diverged: the step of epoch 1 with learning_rate=1e\+308 made the parameters"
+    with pytest.raises(ValueError, match=message):
+        est.fit(X, y)
+    assert not hasattr(est, "weights_")
+    # Nor does the next fit blame its own learning rate for what the last one did.
+    fitted = xpnet.MLPRegressor(hidden_layer_sizes=(3,), max_iter=3, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="made the parameters overflow"):
+        fitted.set_params(learning_rate=1e308).partial_fit(X, y)
+    fitted.set_params(learning_rate=0.1).partial_fit(X, y)
+    assert all(np.all(np.isfinite(W)) for W in fitted.weights_)
+
+
+def test_a_loss_that_explodes_is_divergence_before_it_overflows():
+    # With μ = 1e6 the loss grows by orders of magnitude each epoch, and overflows
+    # float64 after 24 epochs: a fit of 20 returned, with a loss of 2.7e253.
+    Xl, yl = np.random.default_rng(1).normal(size=(50, 4)), np.random.default_rng(2).normal(size=50)
+    est = xpnet.MLPRegressor(hidden_layer_sizes=(8,), learning_rate=1e6, max_iter=20,
+                             random_state=0)  # fmt: skip
+    message = r"diverged: the loss of epoch \d+ with learning_rate=1000000.0 grew past 1e\+10"
+    with pytest.raises(ValueError, match=message + r" times the first epoch's"):
+        est.fit(Xl, yl)
+
+
+def test_the_explosion_rule_judges_against_the_first_epoch_and_wants_growth():
+    from xpnet.training.loop import EXPLODED, Record
+
+    def read(losses, before=()):
+        record = Record(False, xp=np, before=before)
+        record.add([np.asarray(losses)], [], [0.1] * len(losses))
+        return record.read_back(last_epoch=len(losses))[0]
+
+    # A spike of 1e9 and a loss above the threshold that is coming down are not it.
+    assert read([1.0, 1e9, 3.0]) == [1.0, 1e9, 3.0]
+    assert read([5e10, 2e10], before=[1.0, 6e10])[-1] == 2e10
+    with pytest.raises(ValueError, match=r"the loss of epoch 3 with learning_rate=0\.1 grew"):
+        read([1.0, 0.5, 2.0 * EXPLODED])
+    # Continued training is judged against the record's first epoch, not its own.
+    with pytest.raises(ValueError, match=r"the loss of epoch 2 .* grew past"):
+        read([1e-3, 2e10], before=[1.0])
+    assert read([2e10, 3e10], before=[1e3]) == [2e10, 3e10]

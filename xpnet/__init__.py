@@ -22,6 +22,7 @@ saves and reads: regular files only, written atomically).
 from ._errors import ConvergenceWarning, DataConversionWarning, NotFittedError
 from ._version import __version__
 from .estimators import MLPClassifier, MLPRegressor, load
+from .training.interrupts import sigterm_as_interrupt
 
 __all__ = [
     "ConvergenceWarning",
@@ -31,4 +32,5 @@ __all__ = [
     "NotFittedError",
     "__version__",
     "load",
+    "sigterm_as_interrupt",
 ]

@@ -23,8 +23,8 @@ The modules of this package, one job each (imports go down this list, never back
 - ``_argtypes``: argparse types, each option's values checked as they are parsed.
 - ``_info``: ``xpnet info``.
 - ``_serve``: ``xpnet predict`` and ``xpnet evaluate``: a saved model loaded and served.
-- ``_train``: ``xpnet train``: training, Ctrl-C finishing the block, ``--resume``, the
-  report.
+- ``_train``: ``xpnet train``: training, Ctrl-C or SIGTERM finishing the block,
+  ``--resume``, the report.
 - ``_engine``: ``--engine jit`` where nothing compiles, asked of the library early.
 - ``_common``: what the subcommands share: ``CommandError``, the backend and device, the
   Dask scheduler, the scaling folded into a network, the metrics.
@@ -71,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"xpnet: error: {message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # 130 for Ctrl-C; a run stopped by SIGTERM says so with 143 (128 + the signal).
         print("xpnet: interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "status", 130)

@@ -6,6 +6,7 @@ Host-side only (NumPy): the command moves the arrays to the chosen backend after
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import os
 import re
@@ -114,6 +115,55 @@ def load_data(
     if data.X.shape[0] == 0:
         raise DataError(f"{source!r} holds no samples")
     return data
+
+
+def data_identity(source: str) -> dict[str, Any] | None:
+    """What identifies a data file: its absolute path, size in bytes and SHA-256.
+
+    None for a bundled data set, which its name identifies.  A model records it at
+    training, so that its held-out split is rebuilt only from the very same data: the
+    split is drawn by row, and from a file edited since, "held-out" rows would include
+    training rows.
+    """
+    if source in DATASETS:
+        return None
+    path = os.path.abspath(source)
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return {"path": path, "size": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+def check_same_data(recorded: Any, trained_on: str, source: str, *, purpose: str) -> None:
+    """Raise :class:`DataError` unless ``source`` holds the data the run was trained on.
+
+    ``recorded`` is :func:`data_identity` of ``trained_on`` as training recorded it
+    (None for a bundled data set, or in files written before it was recorded: those
+    are taken on trust).  ``purpose`` says what needs the same data, for the message.
+    """
+    if recorded is None:
+        if trained_on in DATASETS and source != trained_on:
+            raise DataError(f"{purpose} needs the data trained on, {trained_on!r}, not {source!r}")
+        return
+    if not isinstance(recorded, dict) or not {"path", "size", "sha256"} <= recorded.keys():
+        raise DataError(f"the record of the data trained on is damaged: {recorded!r}")
+    if source in DATASETS:
+        trained_on = recorded["path"]
+        raise DataError(f"{purpose} needs the data trained on, {trained_on!r}, not {source!r}")
+    if not os.path.isfile(source):
+        raise DataError(
+            f"{purpose} needs the data trained on, {recorded['path']!r}, which is no longer "
+            "there; name the data with --data"
+        )
+    now = data_identity(source)
+    if (now["size"], now["sha256"]) != (recorded["size"], recorded["sha256"]):
+        changed = "its size" if now["size"] != recorded["size"] else "its contents"
+        raise DataError(
+            f"{purpose} needs the data trained on, but {source!r} is not it: {changed} "
+            f"differ from {recorded['path']!r} as trained on ({recorded['size']} bytes, "
+            f"SHA-256 {recorded['sha256'][:12]}...); the file has changed since"
+        )
 
 
 def _read_csv(

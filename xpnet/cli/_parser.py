@@ -148,7 +148,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 def _add_data_options(p: argparse.ArgumentParser) -> None:
     """What to learn: the data, its target and the task."""
     add = p.add_argument
-    add("--data", default="digits", help=_DATA_HELP + " (default: digits)")
+    add("--data", help=_DATA_HELP + " (default: digits)")
     add(
         "--target",
         metavar="NAME",
@@ -168,7 +168,6 @@ def _add_compute_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dtype",
         choices=("float32", "float64"),
-        default="float32",
         help="the floating dtype to train in (default: float32)",
     )
 
@@ -179,13 +178,11 @@ def _add_network_options(p: argparse.ArgumentParser) -> None:
     add(
         "--hidden",
         type=_hidden,
-        default=(64,),
         metavar="SIZES",
         help="hidden layer sizes, comma-separated (default: 64)",
     )
     add(
         "--activation",
-        default="sigmoid",
         help="hidden layers' f: sigmoid, tanh, relu, identity (default: sigmoid)",
     )
     add(
@@ -206,7 +203,6 @@ def _add_optimizer_options(p: argparse.ArgumentParser) -> None:
     add(
         "--solver",
         choices=SOLVERS,
-        default="sgd",
         help="the update rule: gradient descent (sgd), Adam, or L-BFGS (lbfgs: full-batch, "
         "--epochs counts its iterations) (default: sgd)",
     )
@@ -219,14 +215,12 @@ def _add_optimizer_options(p: argparse.ArgumentParser) -> None:
     add(
         "--momentum",
         type=_unit_interval,
-        default=0.0,
         metavar="BETA",
         help="β of gradient descent with Nesterov's momentum, from 0 to 1 (default: 0: none)",
     )
     add(
         "--alpha",
         type=_non_negative,
-        default=0.0,
         help="the L2 penalty on the weights, α/2N Σ‖W‖² in the loss (default: 0)",
     )
 
@@ -260,13 +254,11 @@ def _add_split_options(p: argparse.ArgumentParser) -> None:
     add(
         "--seed",
         type=int,
-        default=0,
         help="seeds the split, the initial weights and the batches (default: 0)",
     )
     add(
         "--test-fraction",
         type=_fraction,
-        default=0.25,
         metavar="F",
         help="share of the samples held out for the score (default: 0.25)",
     )
@@ -278,27 +270,25 @@ def _add_stopping_options(p: argparse.ArgumentParser) -> None:
     add(
         "--early-stopping",
         action="store_true",
+        default=None,
         help="hold out part of the training split and stop when its score "
         "stops improving; keeps the best epoch's parameters",
     )
     add(
         "--validation-fraction",
         type=_fraction,
-        default=0.1,
         metavar="F",
         help="share of the training split held out by --early-stopping (default: 0.1)",
     )
     add(
         "--n-iter-no-change",
         type=_positive_int,
-        default=30,
         metavar="N",
         help="epochs without improvement before --early-stopping stops (default: 30)",
     )
     add(
         "--tol",
         type=float,
-        default=1e-4,
         help="the improvement that counts for --early-stopping (default: 1e-4)",
     )
 
@@ -311,20 +301,21 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
         "--checkpoint",
         metavar="PATH",
         help="write the training state to PATH every --checkpoint-every epochs, at the end "
-        "and on Ctrl-C; a run killed meanwhile carries on with --resume PATH",
+        "and on Ctrl-C or SIGTERM; a run killed meanwhile carries on with --resume PATH "
+        "(default with --resume: the checkpoint resumed)",
     )
     add(
         "--checkpoint-every",
         type=_positive_int,
-        default=100,
         metavar="N",
-        help="epochs between checkpoints (default: 100)",
+        help="epochs between checkpoints (default: 100, or the resumed run's)",
     )
     add(
         "--resume",
         metavar="PATH",
         help="carry on the run that wrote the checkpoint PATH, with its data, split and "
-        "settings, up to its --epochs in all (or the --epochs given here)",
+        "settings (which cannot be given again), up to its --epochs in all (or the "
+        "--epochs given here), checkpointing to PATH as it did",
     )
     add("--plot", metavar="PATH.png", help="draw the loss per epoch to PATH (.png, .svg or .pdf)")
     add("--quiet", action="store_true", help="print only the result (and any warning)")

@@ -25,7 +25,7 @@ from ._common import (
     _scheduler,
     _to_backend,
 )
-from ._data import load_data, split
+from ._data import check_same_data, load_data, split
 from ._progress import table
 
 
@@ -54,6 +54,15 @@ def _serve(args: argparse.Namespace, *, need_target: bool):
     if source is None:
         raise CommandError(f"{args.model!r} does not record its data: name it with --data")
     target = args.target or cli.get("target")
+    which = args.split or ("test" if args.data is None else "all")
+    if which != "all":
+        if "seed" not in cli:
+            raise CommandError(f"{args.model!r} does not record its split: use --split all")
+        # The split is drawn by row: rebuilt from other data, its "held-out" rows would
+        # be any rows, training rows among them.
+        part = "held-out" if which == "test" else "training"
+        check_same_data(cli.get("data_identity"), cli.get("data"), source,
+                        purpose=f"the {part} split of {args.model!r}")  # fmt: skip
     # A file's columns are matched to the model's features by name (CSV) or count (.npz).
     features = cli.get("features") if source.lower().endswith((".csv", ".npz")) else None
     data = load_data(source, target=target, features=features, need_target=need_target)
@@ -61,11 +70,8 @@ def _serve(args: argparse.Namespace, *, need_target: bool):
         raise CommandError(
             f"{source!r} has {data.X.shape[1]} features but the model takes {est.n_features_in_}"
         )
-    which = args.split or ("test" if args.data is None else "all")
     rows = np.arange(data.X.shape[0])
     if which != "all":
-        if "seed" not in cli:
-            raise CommandError(f"{args.model!r} does not record its split: use --split all")
         task = cli.get("task", "classify")
         train, test = split(
             data.y, data.X.shape[0], task=task, test_fraction=cli["test_fraction"], seed=cli["seed"]

@@ -2,8 +2,8 @@
 
 The data are loaded and split, the features (and regression targets) standardised with
 the training split's statistics, and the network trained on the chosen backend: the first
-Ctrl-C finishes the block of epochs under way (:class:`_FinishTheBlockOnCtrlC`), and
-``--resume`` carries on the run of a checkpoint.  Then the scaling is folded into the
+Ctrl-C or SIGTERM finishes the block of epochs under way (:class:`_FinishTheBlockOnSignal`),
+and ``--resume`` carries on the run of a checkpoint.  Then the scaling is folded into the
 network, and the held-out score, ``--save``, ``--plot`` and the summary follow.
 """
 
@@ -36,14 +36,48 @@ from ._common import (
     _scheduler,
     _to_backend,
 )
-from ._data import classification_warning, infer_task, load_data, require, split
+from ._data import (
+    check_same_data,
+    classification_warning,
+    data_identity,
+    infer_task,
+    load_data,
+    require,
+    split,
+)
 from ._engine import _check_engine
 from ._progress import ProgressBar, duration, plot_losses, table
 
 #: Defaults of ``xpnet train``: the README's digits job reaches ~97% held-out accuracy.
 DEFAULT_EPOCHS = 300
 DEFAULT_LEARNING_RATE = {"classify": 2.0, "regress": 0.1}
+DEFAULT_CHECKPOINT_EVERY = 100
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+#: The options that say what a run computes, with their defaults (None: decided later,
+#: from the data or the solver).  The parser leaves them None when they are not given,
+#: so that ``--resume``, which carries on a run with its own, can refuse them.
+RUN_OPTIONS = {
+    "data": "digits",
+    "target": None,
+    "task": None,
+    "dtype": "float32",
+    "hidden": (64,),
+    "activation": "sigmoid",
+    "output_activation": None,
+    "loss": None,
+    "solver": "sgd",
+    "lr": None,
+    "momentum": 0.0,
+    "alpha": 0.0,
+    "batch_size": None,
+    "seed": 0,
+    "test_fraction": 0.25,
+    "early_stopping": False,
+    "validation_fraction": 0.1,
+    "n_iter_no_change": 30,
+    "tol": 1e-4,
+}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -61,17 +95,40 @@ def _train(args: argparse.Namespace) -> int:
                          ("--checkpoint", args.checkpoint)):  # fmt: skip
         if path is not None:
             _check_writable(option, path)
+    if args.resume is not None:
+        given = [name for name in RUN_OPTIONS if getattr(args, name) is not None]
+        if given:
+            options = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise CommandError(
+                f"--resume carries on the checkpoint's run with its own data, split and "
+                f"settings; {options} cannot be given with it (start a new run to change them)"
+            )
     resumed = _resumed(args) if args.resume is not None else None
+    for name, default in RUN_OPTIONS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if resumed is not None:  # the run's data, split and settings are the checkpoint's
         est, run = resumed
         args.data, args.target, args.task = run["data"], run["target"], run["task"]
         args.seed, args.test_fraction, args.dtype = run["seed"], run["test_fraction"], run["dtype"]
+        args.early_stopping = est.early_stopping
         if args.epochs is not None:
             est.set_params(max_iter=args.epochs)
         if args.engine is not None:  # how the epochs run, not what they compute
             est.set_params(engine=args.engine)
+        # Checkpoints go on where the resumed run wrote them, as often: a job killed
+        # again loses no more than the first time.
+        if args.checkpoint is None:
+            args.checkpoint = args.resume
+        if args.checkpoint_every is None:
+            args.checkpoint_every = run.get("checkpoint_every")
+    if args.checkpoint_every is None:
+        args.checkpoint_every = DEFAULT_CHECKPOINT_EVERY
     _check_engine(args, est.batch_size if resumed is not None else args.batch_size)
 
+    if resumed is not None:
+        check_same_data(resumed[1].get("data_identity"), args.data, args.data,
+                        purpose=f"--resume {args.resume!r}")  # fmt: skip
     data = load_data(args.data, target=args.target)
     task = args.task or infer_task(data.y)
     if task == "regress" and data.y.dtype.kind not in "biuf":
@@ -97,13 +154,18 @@ def _train(args: argparse.Namespace) -> int:
 
     xp, device, dtype = _backend(args.backend, args.device, args.dtype)
     score_name = "accuracy" if task == "classify" else "R²"
+    identity = data_identity(data.source)
     run = {
-        "data": data.source,
+        # A file by its absolute path, which evaluate and predict find from any folder.
+        "data": data.source if identity is None else identity["path"],
         "target": data.target,
         "features": data.features,
         "task": task,
         "test_fraction": args.test_fraction,
         "seed": args.seed,
+        # What tells the data trained on from a file changed since: evaluate and predict
+        # rebuild the held-out split only from the very same data.
+        "data_identity": identity,
     }
     # A checkpoint holds the network as trained, on standardised features, with the
     # scaling beside it: resuming needs the exact parameters, which folding would round.
@@ -112,7 +174,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         as_json = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in scaling.items()}
         path = args.checkpoint
-        extra = {"cli": {**run, "dtype": args.dtype, "scaling": as_json}}
+        extra = {
+            "cli": {**run, "dtype": args.dtype, "scaling": as_json,
+                    "checkpoint_every": args.checkpoint_every}
+        }  # fmt: skip
 
         def checkpoint(snapshot: Any) -> None:
             save(snapshot, path, extra=extra)
@@ -140,7 +205,7 @@ def _train(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         # The report says how many epochs ran: a ConvergenceWarning's traceback would
         # only repeat it, in Python's terms.
-        with _FinishTheBlockOnCtrlC() as interrupts, warnings.catch_warnings():
+        with _FinishTheBlockOnSignal() as interrupts, warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             try:
                 est.fit(
@@ -151,20 +216,22 @@ def _train(args: argparse.Namespace) -> int:
             except KeyboardInterrupt:
                 trained = getattr(est, "n_iter_", 0) > epochs_before
                 if interrupts.aborted or not trained:
-                    raise  # a second Ctrl-C, or nothing trained yet: stop at once
+                    # A second signal, or nothing trained yet: stop at once.
+                    raise _Stopped(interrupts.status) from None
             finally:
                 if bar is not None:
                     bar.close()
             wall = time.perf_counter() - start
-            return _report(args, est, data, train, test, task, score_name, run, scaling,
-                           xp=xp, device=device, dtype=dtype, wall=wall,
-                           epochs_before=epochs_before, interrupted=interrupts.requested,
-                           scheduler=scheduler,
-                           blocks=X_dev.chunks[0] if scheduler else None)  # fmt: skip
+            _report(args, est, data, train, test, task, score_name, run, scaling,
+                    xp=xp, device=device, dtype=dtype, wall=wall, epochs_before=epochs_before,
+                    interrupted=interrupts.requested, scheduler=scheduler,
+                    blocks=X_dev.chunks[0] if scheduler else None)  # fmt: skip
+            # A signal that came while the report was written still sets the status.
+            return interrupts.status if interrupts.requested else 0
 
 
 def _report(args, est, data, train, test, task, score_name, run, scaling, *, xp, device, dtype,
-            wall, epochs_before, interrupted, scheduler=None, blocks=None) -> int:  # fmt: skip
+            wall, epochs_before, interrupted, scheduler=None, blocks=None) -> None:  # fmt: skip
     """After training: the held-out score, --save, --plot and the summary.
 
     ``scheduler`` and ``blocks`` (the training data's rows per block) describe a run on
@@ -188,12 +255,11 @@ def _report(args, est, data, train, test, task, score_name, run, scaling, *, xp,
             f"{args.backend} {args.dtype}, {_update_rule(est)}",
         )
 
-    status = 130 if interrupted else 0  # the shell's status for a run ended by Ctrl-C
     if args.quiet:
         print(f"{name}: {value:.4f}")
         if interrupted:
             print(f"xpnet: interrupted at epoch {est.n_iter_}", file=sys.stderr)
-        return status
+        return
 
     epochs = est.n_iter_
     trained = max(epochs - epochs_before, 1)
@@ -239,48 +305,63 @@ def _report(args, est, data, train, test, task, score_name, run, scaling, *, xp,
     if args.plot is not None:
         rows.append(("plot", args.plot))
     print(table(rows))
-    return status
 
 
-class _FinishTheBlockOnCtrlC:
-    """Ctrl-C during training: the first finishes the block of epochs under way, the
-    second aborts at once.
+class _Stopped(KeyboardInterrupt):
+    """The run stopped by a signal at once: ``status`` is the command's exit status."""
 
-    The first SIGINT only sets a flag, which the progress callback reads at the next
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+
+class _FinishTheBlockOnSignal:
+    """Ctrl-C (SIGINT) or SIGTERM during training: the first finishes the block of epochs
+    under way, the second, either of them, aborts at once.
+
+    The first signal only sets a flag, which the progress callback reads at the next
     read-back (every 16 epochs) and turns into a KeyboardInterrupt there: the fit then
-    keeps every epoch read back, and the command goes on to save, plot and report them.
-    From then on, and until the command ends, SIGINT raises KeyboardInterrupt at once
+    keeps every epoch read back, writes its checkpoint, and the command goes on to save,
+    plot and report them, and exits with 128 + the signal's number (130 for Ctrl-C, 143
+    for SIGTERM, as the shell reports a process that signal ended).  SIGTERM is what
+    batch schedulers, Kubernetes and ``timeout`` send before they kill a job.  From then
+    on, and until the command ends, either signal raises :class:`_Stopped` at once
     (``aborted``): saving is atomic, so an abort leaves no partial file.
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self) -> None:
         self.requested = self.aborted = False
-        self.previous: Any = None
+        self.status = 130
+        self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> _FinishTheBlockOnCtrlC:
+    def __enter__(self) -> _FinishTheBlockOnSignal:
         # Signal handlers belong to the main thread (main() may run in another one).
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._first)
+            self.previous = {s: signal.signal(s, self._first) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for s, previous in self.previous.items():
+            signal.signal(s, signal.SIG_DFL if previous is None else previous)
 
     def _first(self, signum: int, frame: Any) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, self._second)
-        print(
-            "\nxpnet: stopping after this block of epochs (Ctrl-C again to abort)",
-            file=sys.stderr,
-        )
+        self.requested, self.status = True, 128 + signum
+        for s in self.SIGNALS:
+            signal.signal(s, self._second)
+        if signum == signal.SIGINT:
+            message = "stopping after this block of epochs (Ctrl-C again to abort)"
+        else:
+            message = "SIGTERM: stopping after this block of epochs (a second signal aborts)"
+        print(f"\nxpnet: {message}", file=sys.stderr)
 
     def _second(self, signum: int, frame: Any) -> None:
         self.aborted = True
-        raise KeyboardInterrupt
+        raise _Stopped(self.status)
 
     def after(self, callback: Callable[..., Any] | None) -> Callable[..., None]:
-        """``callback``, then a KeyboardInterrupt if Ctrl-C was pressed meanwhile."""
+        """``callback``, then a KeyboardInterrupt if a signal came meanwhile."""
 
         def each_block(losses: list[float], scores: list[float] | None) -> None:
             if callback is not None:

@@ -12,11 +12,17 @@ full-batch step is then one small graph (:func:`sample_sums`):
   parameters, whatever the number of samples.
 
 The client takes the optimizer's step on those totals, and the next step's graph starts
-from the new parameters as data (a single key holding them), not from the tasks that
-computed them.  Nothing is carried from one step's graph to the next, so neither the
-scheduler's task table nor the client's memory grows with the number of epochs, and the
-client never runs ahead of the workers.  Each step costs one reduction of the gradients
-and one broadcast of the parameters.
+from the new parameters as data (a single key holding them, scattered to one worker and
+fetched from there by the others), not from the tasks that computed them.  Nothing is
+carried from one step's graph to the next, so neither the scheduler's task table nor the
+client's memory grows with the number of epochs, and the client never runs ahead of the
+workers.  Each step costs one reduction of the gradients and one scatter of the
+parameters.
+
+A worker lost mid-fit is survived: the scheduler computes its tasks again elsewhere, and
+a step whose scattered parameters went with it is made anew from the client's copy
+(:func:`_computed`), to the same bits.  A client closed mid-fit ends the fit with a
+``ValueError`` that says so.
 
 Mini-batches (:func:`epochs_in_blocks`) are drawn within blocks, in a chain of one task
 per block: each task runs the ordinary mini-batch epoch over its block's samples,
@@ -59,13 +65,19 @@ Array = Any
 SPLIT_EVERY = 8
 
 #: How many times a graph is built and submitted again when a worker was lost with data
-#: scattered to it (see :func:`_computed`), waiting 0.1 s, then twice as long each time.
-RESUBMIT = 5
+#: scattered to it (see :func:`_computed`), waiting 0.1 s, then twice as long each time,
+#: up to ``RESUBMIT_WAIT_S``: together more than a minute, for the cluster to replace
+#: the worker if it was the only one.
+RESUBMIT = 12
+RESUBMIT_WAIT_S = 10.0
 
 #: What ``distributed`` raises when a worker it sends to, or that held a step's
-#: scattered inputs, is gone (a scatter to a worker that dies meanwhile may never end:
-#: it is given ``SCATTER_TIMEOUT_S``).
-_LOST = ("FutureCancelledError", "CommClosedError", "TimeoutError")
+#: scattered inputs, is gone: a task cancelled for its lost dependency, a connection
+#: closed or refused, a scatter given up (``SCATTER_TIMEOUT_S``).
+_LOST = (
+    "FutureCancelledError", "CancelledError", "CommClosedError", "TimeoutError",
+    "ConnectionRefusedError", "ConnectionResetError", "OSError",
+)  # fmt: skip
 
 #: Seconds a scatter of the parameters may take before the step is made anew.
 SCATTER_TIMEOUT_S = 30
@@ -106,31 +118,29 @@ def _literal(value: Any, what: str) -> Any:
     so that it travels to each worker once, and nothing links it to the graph that made
     it.
 
-    On a ``distributed`` cluster the value is scattered to every worker rather than
+    On a ``distributed`` cluster the value is scattered to one worker rather than
     written into the graph: the client keeps a log of the last messages it sent to the
-    scheduler (``distributed.admin.low-level-log-length``, 1000 of them), and a graph
-    holding the parameters would keep hundreds of copies of them alive on the client.
-    Scattered data has no task to compute it again, so every worker gets its own copy:
-    a worker lost takes none of them away.
-
-    A scatter to a worker that dies meanwhile can wait forever, and ``scatter``'s own
-    ``timeout`` only bounds the wait for a first worker: the whole call is bounded by
-    ``SCATTER_TIMEOUT_S`` here, after which it raises ``TimeoutError`` (and the step
-    is made anew, see :func:`_computed`).
+    scheduler (``distributed.admin.low-level-log-length``, 1000 of them, each under
+    1 MB), and graphs holding the parameters would keep hundreds of copies of them alive
+    on the client.  The other workers fetch it from that one, as they fetch any task's
+    result.  It is not broadcast to every worker: once a worker dies during a
+    broadcast, ``distributed`` may never complete one again on that client.  Scattered
+    data has no task to compute it again, so losing its worker cancels the step, which
+    :func:`_computed` makes anew; the whole scatter is bounded by ``SCATTER_TIMEOUT_S``.
     """
     client, key = _distributed_client(), _key(what)
     if client is not None:
-        return _scattered(client, {key: value}, broadcast=True)[key]
+        return _scattered(client, {key: value})[key]
     from dask import delayed
 
     return delayed(value, name=key, traverse=False)
 
 
-def _scattered(client: Any, data: dict[Any, Any], *, broadcast: bool = False) -> Any:
-    """``client.scatter(data)``, given up with ``TimeoutError`` after ``SCATTER_TIMEOUT_S``."""
+def _scattered(client: Any, data: dict[Any, Any]) -> Any:
+    """``client.scatter(data)`` to one worker, given up with ``TimeoutError`` after
+    ``SCATTER_TIMEOUT_S``."""
     return client.sync(
-        client._scatter, data, hash=False, broadcast=broadcast,
-        callback_timeout=SCATTER_TIMEOUT_S,
+        client._scatter, data, hash=False, callback_timeout=SCATTER_TIMEOUT_S,
     )  # fmt: skip
 
 
@@ -142,18 +152,39 @@ def _computed(build: Any) -> Any:
     scattered to a worker has no task to compute it again, and the computation is
     cancelled (or the scatter itself fails, if the worker dies as it is sent).  The
     client still holds everything the graph was built from, so the step is made anew,
-    once the scheduler has had a moment to notice the worker gone.
+    once the scheduler has had a moment to notice the worker gone.  A client closed
+    meanwhile (:func:`fit_context` knows the fit's) ends the fit with a ``ValueError``.
     """
     import dask
 
+    return _retried(lambda: dask.compute(build())[0])
+
+
+def _retried(run: Any) -> Any:
+    """``run()``, run again (up to ``RESUBMIT`` times, waiting longer each time) while it
+    fails for a lost worker (``_LOST``); a ``ValueError`` if the fit's client is closed."""
     for attempt in itertools.count():
+        _check_open()
         try:
-            return dask.compute(build())[0]
+            return run()
         except Exception as exc:
+            _check_open(exc)
             if attempt >= RESUBMIT or type(exc).__name__ not in _LOST:
                 raise
-            time.sleep(0.1 * 2**attempt)
+            time.sleep(min(0.1 * 2**attempt, RESUBMIT_WAIT_S))
     raise AssertionError("unreachable")
+
+
+def _check_open(error: BaseException | None = None) -> None:
+    """Raise ``ValueError`` if the fit's ``distributed`` client was closed (``error``:
+    what the computation raised, if it failed)."""
+    client = _fit_client.get()
+    if client is None or client.status in ("running", "connecting", "newly-created"):
+        return
+    raise ValueError(
+        f"The Dask client the fit computes with was closed while the fit ran (its status "
+        f"is {client.status!r}): keep the client open until fit returns."
+    ) from error
 
 
 def _task(fn: Any, *args: Any, what: str) -> Any:
@@ -164,8 +195,9 @@ def _task(fn: Any, *args: Any, what: str) -> Any:
 
 
 #: The name of the current fit's group of tasks on a ``distributed`` scheduler (see
-#: :func:`fit_context`), or None.
+#: :func:`fit_context`), or None; and the client the fit computes with.
 _fit_group: ContextVar[str | None] = ContextVar("xpnet_dask_fit_group", default=None)
+_fit_client: ContextVar[Any] = ContextVar("xpnet_dask_fit_client", default=None)
 _serial = itertools.count()
 
 
@@ -199,13 +231,14 @@ def fit_context(X: Any) -> Iterator[None]:
     import distributed
 
     group = f"xpnet-fit-{uuid.uuid4().hex}"
-    token = _fit_group.set(group)
+    token, client_token = _fit_group.set(group), _fit_client.set(client)
     try:
-        anchor = _scattered(client, {(group, "anchor", 0): 0})  # noqa: F841
+        anchor = _retried(lambda: _scattered(client, {(group, "anchor", 0): 0}))  # noqa: F841
         with distributed.span("xpnet-fit"):
             yield
     finally:
         _fit_group.reset(token)
+        _fit_client.reset(client_token)
 
 
 def _distributed_client() -> Any:
@@ -381,13 +414,33 @@ def sample_sums(
 def output(W: Sequence[Array], b: Sequence[Array], X: Array, *, f: Sequence[Activation]) -> Array:
     """The network output A⁽ᴸ⁾ of shape (n_L, N) as a lazy Dask array, in X's row chunks.
 
-    ``W`` and ``b`` are concrete arrays; each block of the result is one task.
+    ``W`` and ``b`` are concrete arrays; each block of the result is one task.  They are
+    written into the graph itself, which goes to the scheduler once, whenever the
+    result is computed: no worker lost or client closed meanwhile takes them away.
     """
+    from dask import delayed
+
+    P = delayed((list(W), list(b)), name=_key("parameters"), traverse=False)
+    return _output_graph(P, W[-1].shape[0], X, f=f)
+
+
+def output_computed(
+    W: Sequence[Array], b: Sequence[Array], X: Array, *, f: Sequence[Activation]
+) -> Array:
+    """The network output A⁽ᴸ⁾ of shape (n_L, N), computed (a small one: a fit's
+    validation pass after each epoch), from the parameters scattered as a step's are."""
+
+    def graph() -> Any:
+        return _output_graph(_literal((list(W), list(b)), "parameters"), W[-1].shape[0], X, f=f)
+
+    return _computed(graph)
+
+
+def _output_graph(P: Any, n_L: int, X: Array, *, f: Sequence[Activation]) -> Array:
+    """The output's graph: a task per block of X's rows, from the parameters ``P``."""
     import dask.array as da
 
     X = X.rechunk({1: -1})
-    n_L = W[-1].shape[0]
-    P = _literal((list(W), list(b)), "parameters")
     tasks = [_task(_block_output, P, x, f, what="output") for x in _blocks(X, len(X.chunks[0]))]
     blocks = [
         da.from_delayed(task, shape=(n_L, n), dtype=X.dtype, meta=X._meta)

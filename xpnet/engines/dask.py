@@ -98,8 +98,9 @@ class Dask(Eager):
         return graphs.output(W, b, X, f=self.how.f)
 
     def validation_output(self, W: list[Array], b: list[Array], X: Array) -> Array:
-        """The output on the validation samples, computed (it is small)."""
-        return graphs.concrete(self.output(W, b, X))
+        """The output on the validation samples, computed (it is small), through the
+        resubmission that survives a lost worker."""
+        return graphs.output_computed(W, b, X, f=self.how.f)
 
     def run_block(
         self, W: list[Array], b: list[Array], state: OptimizerState, plan: BlockPlan,

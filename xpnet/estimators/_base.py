@@ -8,6 +8,7 @@ input's namespace, on its device and in its floating dtype.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import warnings
@@ -18,21 +19,22 @@ import numpy as np  # host-side: random state, and class labels that are not num
 
 from .. import engines
 from .._errors import convergence_warning
+from .._host import to_numpy
 from ..core.activations import ACTIVATIONS
 from ..core.init import glorot_uniform
 from ..core.losses import OBJECTIVES
-from ..core.optimizers import Optimizer, OptimizerState, make_optimizer
+from ..core.optimizers import OptimizerState
 from ..core.scores import accuracy, subset_accuracy
 from ..training.checkpoints import CheckpointWriter, check_checkpoint
 from ..training.engine import Engine
-from ..training.loop import EarlyStopping, History, Interrupted, run_epochs
+from ..training.loop import EarlyStopping, History, Interrupted, StoppingState, run_epochs
 from ..training.samples import Samples, check_finite, validation_split
-from ..training.schedules import Schedule, ScheduleState
+from ..training.schedules import ScheduleState
 from ..training.sparse import widest
 from ._feature_names import check_feature_names, feature_names
 from ._lbfgs import fit_lbfgs
 from ._network import FittedNetwork, _saturation_is_expected
-from ._params import EstimatorProtocol, _generator
+from ._params import EstimatorProtocol, Settings, _generator, _patience
 from ._validation import (
     check_hyperparameters,
     check_sample_weight,
@@ -42,17 +44,8 @@ from ._validation import (
 
 Array = Any
 
-#: μ for ``learning_rate=None``: the seed's gradient descent takes 0.1, and Adam with
-#: mini-batches scikit-learn's 0.001.  Adam's steps are about μ in size whatever the
-#: gradient's scale; with one full-batch step per epoch, 0.001 moves a weight at most 0.2
-#: in 200 epochs, so full-batch Adam takes 0.01.
-DEFAULT_LEARNING_RATE = {"sgd": 0.1, "adam": 0.001, "adam, full batch": 0.01}
 
-#: scikit-learn's mini-batch size for ``batch_size="auto"`` (with Adam).
-AUTO_BATCH_SIZE = 200
-
-
-class _BaseMLP(EstimatorProtocol, FittedNetwork):
+class _BaseMLP(EstimatorProtocol, Settings, FittedNetwork):
     """What the regressor and the classifier share: parameters, training and the forward pass."""
 
     #: The output activation each loss implies when ``output_activation`` is None.
@@ -169,7 +162,9 @@ class _BaseMLP(EstimatorProtocol, FittedNetwork):
             Carry on a fit that was interrupted or checkpointed (also one loaded with
             :func:`xpnet.load`) up to ``max_iter`` epochs in all, with its parameters,
             optimizer and schedule state and mini-batch order as they were: the result
-            equals that of the fit never stopped.  Not with ``early_stopping``.
+            equals that of the fit never stopped.  With ``early_stopping``, also the
+            validation split, the stopping rule's count and best score, and the latest
+            parameters beside the best epoch's (``X`` must then be the same samples).
 
         Returns
         -------
@@ -178,9 +173,15 @@ class _BaseMLP(EstimatorProtocol, FittedNetwork):
         Raises
         ------
         KeyboardInterrupt
-            Re-raised after an interrupt, with the estimator fitted as of the last
-            read-back block (every 16 epochs): parameters, optimizer state, loss record
-            and mini-batch order consistent with each other, ready for ``resume``.
+            Re-raised after an interrupt (Ctrl-C, or SIGTERM inside
+            :class:`xpnet.sigterm_as_interrupt`), with the estimator fitted as of the
+            last read-back block (every 16 epochs): parameters, optimizer state, loss
+            record and mini-batch order consistent with each other, ready for
+            ``resume``; the checkpoint is written as well.
+        ValueError
+            If training diverges (a loss that is not finite, or grows past 10¹⁰ times
+            the first epoch's, or parameters that overflow): the estimator is left as
+            it was.
         """
         return self._fit(
             X, y, sample_weight, epochs=None, incremental=False, callback=callback,
@@ -246,9 +247,13 @@ class _BaseMLP(EstimatorProtocol, FittedNetwork):
             self._rng = _generator(self.random_state)
         optimizer, schedule = self._optimizer(), self._schedule()
         W, b = self._starting_weights(layer_sizes, f, continuing=continuing)
-        data, stopping = Samples(X, Y, s, s_host), None
+        data, stopping, split = Samples(X, Y, s, s_host), None, None
         if self.early_stopping and not incremental:  # partial_fit never stops early
-            data, stopping = self._hold_out(data, fitted_targets, xp=xp, device=device)
+            data, stopping, split = self._hold_out(
+                data, fitted_targets, xp=xp, device=device, resume=resume
+            )
+        if stopping is not None and resume:  # from the latest parameters, the best kept
+            W, b = list(self._stopping_state.W), list(self._stopping_state.b)
         n_epochs = self.max_iter if epochs is None else epochs
         batch_size = self._batch_size(data.X.shape[0])
         engine = engines.choose(
@@ -257,13 +262,17 @@ class _BaseMLP(EstimatorProtocol, FittedNetwork):
             batch_size=batch_size, chunk_size=self.chunk_size, n_epochs=n_epochs,
         )  # fmt: skip
         W, b = self._as_parameters(engine, W, b, layer_sizes, dtype=X.dtype)
+        if stopping is not None and resume:
+            best = self._as_parameters(engine, self.weights_, self.biases_, layer_sizes,
+                                       dtype=X.dtype)  # fmt: skip
+            stopping = dataclasses.replace(stopping, kept=best)
         state, sched = self._starting_state(
             engine, W, b, optimizer, schedule, continuing=continuing, carry_on=carry_on,
             dtype=X.dtype,
         )  # fmt: skip
         keep = functools.partial(
             self._keep, targets=fitted_targets, fitted=fitted, counted=fitted and carry_on,
-            stopping=stopping,
+            stopping=stopping, split=split,
             layer_sizes=layer_sizes, output=output, X_in=X_in, like=X, engine=engine,
         )  # fmt: skip
         writer = CheckpointWriter(
@@ -281,6 +290,7 @@ class _BaseMLP(EstimatorProtocol, FittedNetwork):
                     shuffle=self.shuffle, rng=self._rng, early_stopping=stopping,
                     callback=self._reporter(callback, counted=fitted and carry_on),
                     on_block=writer.on_block if checkpoint is not None else None,
+                    losses_before=self.loss_curve_ if fitted else (),
                 )  # fmt: skip
             except Interrupted as interrupt:
                 # Training so far is kept, as of the last block read back, and written
@@ -367,13 +377,31 @@ class _BaseMLP(EstimatorProtocol, FittedNetwork):
             sched = schedule.start(getattr(self, "t_", 0) if continuing else 0)
         return state, sched
 
-    def _hold_out(self, data: Samples, targets: dict[str, Any], *, xp, device):
-        """The training samples left, and the early-stopping rule on those held out."""
+    def _hold_out(self, data: Samples, targets: dict[str, Any], *, xp, device, resume: bool):
+        """The training samples left, the early-stopping rule on those held out, and
+        where the split was drawn from (a resumed fit's split is drawn again from there).
+        """
         multilabel = targets.get("_multilabel", False)
+        N, fraction = data.X.shape[0], float(self.validation_fraction)
+        if resume:
+            resumed = self._stopping_state
+            if (resumed.n_samples, resumed.validation_fraction) != (N, fraction):
+                raise ValueError(
+                    f"resume=True carries on a fit that held out validation_fraction="
+                    f"{resumed.validation_fraction!r} of {resumed.n_samples} samples; it got "
+                    f"{N} samples and validation_fraction={fraction!r}. Resume with the "
+                    "same data and settings."
+                )
+            # The fit's own kind of bit generator (PCG64 unless random_state was another).
+            rng = np.random.Generator(getattr(np.random, resumed.split_rng["bit_generator"])())
+            rng.bit_generator.state = resumed.split_rng
+            split = (resumed.split_rng, N, fraction)
+        else:
+            rng = self._rng
+            split = (copy.deepcopy(rng.bit_generator.state), N, fraction)
         data, validation = validation_split(
-            data.X, data.Y, data.s_host, fraction=float(self.validation_fraction),
-            rng=self._rng, stratify=self._validation_score is accuracy and not multilabel,
-            xp=xp, device=device,
+            data.X, data.Y, data.s_host, fraction=fraction, rng=rng,
+            stratify=self._validation_score is accuracy and not multilabel, xp=xp, device=device,
         )  # fmt: skip
         if data.s_host is not None and not np.any(data.s_host > 0):
             raise ValueError(
@@ -381,15 +409,21 @@ class _BaseMLP(EstimatorProtocol, FittedNetwork):
                 "zero; give more samples a positive sample_weight."
             )
         # Each fit holds out its own split and is judged on it alone: a best score
-        # carried over from another split would not be comparable.
-        return data, EarlyStopping(
+        # carried over from another split would not be comparable.  A resumed fit is
+        # the same fit, on the same split, and carries on its rule's count.
+        resumed = {}
+        if resume:
+            state = self._stopping_state
+            resumed = dict(best_score=state.best, no_change=state.no_change)
+        stopping = EarlyStopping(
             validation, score=subset_accuracy if multilabel else self._validation_score,
-            n_iter_no_change=_patience(self.n_iter_no_change), tol=float(self.tol),
+            n_iter_no_change=_patience(self.n_iter_no_change), tol=float(self.tol), **resumed,
         )  # fmt: skip
+        return data, stopping, split
 
     def _keep(
-        self, est: _BaseMLP, history: History, *, targets, fitted, counted, stopping, layer_sizes,
-        output, X_in, like, engine,
+        self, est: _BaseMLP, history: History, *, targets, fitted, counted, stopping, split,
+        layer_sizes, output, X_in, like, engine,
     ) -> None:  # fmt: skip
         """Set ``est``'s fitted attributes from a training run's ``history``.
 
@@ -405,6 +439,15 @@ class _BaseMLP(EstimatorProtocol, FittedNetwork):
         est._optimizer_state, est._schedule_state = history.optimizer_state, history.schedule_state
         est.t_ = history.schedule_state.t
         est._stopped = history.stopped  # by a stopping rule: resume has nothing left to do
+        # What resuming early stopping needs; any other fit leaves none (a partial_fit
+        # moves on from the best epoch, and the latest parameters no longer apply).
+        est._stopping_state = None
+        if stopping is not None and history.latest is not None:
+            (W_latest, b_latest), (no_change, best) = history.latest, history.patience
+            est._stopping_state = StoppingState(
+                *split, no_change, best, [to_numpy(W_l) for W_l in W_latest],
+                [to_numpy(b_l) for b_l in b_latest],
+            )  # fmt: skip
         losses = history.losses
         est.loss_curve_ = (getattr(self, "loss_curve_", []) if fitted else []) + losses
         # As scikit-learn, the epochs of this fit: a warm-started fit counts its own, a
@@ -431,43 +474,22 @@ class _BaseMLP(EstimatorProtocol, FittedNetwork):
                 "resume=True cannot carry on a fit with solver='lbfgs': its history of "
                 "steps is not kept. Fit again with warm_start=True to go on from the weights."
             )
-        if self.early_stopping:
-            raise ValueError(
-                "resume=True cannot carry on a fit with early_stopping=True: its validation "
-                "split and stopping count are not kept. Fit again, or resume without it."
-            )
         if getattr(self, "_stopped", False):
             return 0
+        kept = getattr(self, "_stopping_state", None) is not None
+        if self.early_stopping and not kept:
+            raise ValueError(
+                "resume=True cannot carry on this fit with early_stopping=True: its "
+                "validation split, stopping count and latest parameters were not kept (it "
+                "was made without early stopping, continued by partial_fit, or saved by an "
+                "older xpnet). Fit again."
+            )
+        if kept and not self.early_stopping:
+            raise ValueError(
+                "resume=True carries on a fit made with early_stopping=True: resume it with "
+                "early_stopping=True, or fit again."
+            )
         return max(int(self.max_iter) - int(self.n_iter_), 0)
-
-    def _optimizer(self) -> Optimizer:
-        """The update rule the hyperparameters name (validated already)."""
-        return make_optimizer(
-            self.solver, momentum_=float(self.momentum), nesterovs_momentum=self.nesterovs_momentum,
-            beta_1=float(self.beta_1), beta_2=float(self.beta_2), epsilon=float(self.epsilon),
-        )  # fmt: skip
-
-    def _schedule(self) -> Schedule:
-        """The learning-rate schedule the hyperparameters name."""
-        return Schedule(
-            self.learning_rate_schedule, self._learning_rate(), power_t=float(self.power_t),
-            tol=float(self.tol), n_iter_no_change=_patience(self.n_iter_no_change),
-        )  # fmt: skip
-
-    def _learning_rate(self) -> float:
-        """μ: ``learning_rate``, or with None the solver's default."""
-        if self.learning_rate is not None:
-            return float(self.learning_rate)
-        if self.solver == "adam" and self.batch_size is None:
-            return DEFAULT_LEARNING_RATE["adam, full batch"]
-        return DEFAULT_LEARNING_RATE[self.solver]
-
-    def _batch_size(self, N: int) -> int | None:
-        """Samples per step for N training samples: ``batch_size``, or for "auto"
-        scikit-learn's min(200, N) with Adam and all N (the seed's method) with "sgd"."""
-        if self.batch_size != "auto":
-            return self.batch_size
-        return min(AUTO_BATCH_SIZE, N) if self.solver == "adam" else None
 
     def _output_activation(self, output: str, fitted_targets: dict[str, Any]) -> str:
         """The output activation, once the targets are known (the classifier's multi-label
@@ -542,8 +564,3 @@ def _state_as(state: OptimizerState, *, xp: Any, device: Any, dtype: Any) -> Opt
         return xp.asarray(m, dtype=dtype, device=device)
 
     return OptimizerState(state.t, tuple([moved(m) for m in group] for group in state.moments))
-
-
-def _patience(n_iter_no_change: Any) -> float:
-    """``n_iter_no_change`` as the stopping rules count it: an int, or ``inf`` (never stop)."""
-    return float(n_iter_no_change) if float(n_iter_no_change) == np.inf else int(n_iter_no_change)

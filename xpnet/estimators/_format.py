@@ -11,7 +11,11 @@ The file is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) holding
   V, or momentum's V) of parameter i, the parameters counted as ``[*W, *b]``; its step
   count, the learning-rate schedule's state, ``t_`` and the state of the generator that
   orders mini-batches are in the metadata, so that ``partial_fit`` or
-  ``fit(resume=True)`` after :func:`load` carries on exactly where training stopped.
+  ``fit(resume=True)`` after :func:`load` carries on exactly where training stopped;
+- ``latest_W_{l}``, ``latest_b_{l}`` (format version 3, only in files of a fit with
+  early stopping): the parameters after the last step, from which a resumed fit goes
+  on (``W_{l}``, ``b_{l}`` are the best epoch's); the validation split's generator
+  state and the stopping rule's count are in the metadata.
 
 Nothing is pickled and nothing is unpickled: loading a file runs no code from it.  The
 file is written atomically (:func:`xpnet._files.write_atomic`: a regular file only, a
@@ -48,8 +52,9 @@ from .._version import __version__
 FORMAT = "xpnet-model"
 #: Bumped when a file written now could not be read by the code that reads the previous
 #: version.  Version 2 added the optimizer's and the schedule's state; version 1 files
-#: still load, with a fresh state (as after ``fit``).
-FORMAT_VERSION = 2
+#: still load, with a fresh state (as after ``fit``).  Version 3 added early stopping's
+#: state; a file without one is written as version 2, which older xpnet reads.
+FORMAT_VERSION = 3
 #: The only classes a file can name: nothing else is ever constructed from a file.
 ESTIMATORS = ("MLPClassifier", "MLPRegressor")
 DTYPES = ("float32", "float64")
@@ -124,6 +129,21 @@ def save(est: Any, path: str | os.PathLike, *, extra: dict[str, Any] | None = No
             "no_change": int(schedule.no_change),
             "best": None if math.isinf(schedule.best) else float(schedule.best),
         }
+    stopping = getattr(est, "_stopping_state", None)
+    if stopping is not None and stopping.split_rng.get("bit_generator") == "PCG64":
+        meta["format_version"] = 3
+        meta["early_stopping_state"] = {
+            "split_rng": stopping.split_rng,
+            "n_samples": int(stopping.n_samples),
+            "validation_fraction": float(stopping.validation_fraction),
+            "no_change": int(stopping.no_change),
+            "best": _float_or_none(None if math.isinf(stopping.best) else stopping.best),
+        }
+        for l in range(len(W)):
+            arrays[f"latest_W_{l}"] = np.asarray(_host(stopping.W[l]), dtype=dtype)
+            arrays[f"latest_b_{l}"] = np.asarray(_host(stopping.b[l]), dtype=dtype)
+    else:
+        meta["format_version"] = 2
     if name == "MLPClassifier":
         classes = _host(est.classes_)
         if classes.dtype.kind == "O":  # labels from pandas or lists of str: keep them as text
@@ -456,6 +476,9 @@ def _expected_arrays(meta: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ..
     n_moments = meta["optimizer"]["n_moments"] if "optimizer" in meta else 0
     for k in range(n_moments):
         expected |= {f"moment_{k}_{i}": (dtype, shapes[i]) for i in range(2 * L)}
+    if "early_stopping_state" in meta:  # the latest parameters, beside the best ones
+        expected |= {f"latest_W_{l}": (dtype, shapes[l]) for l in range(L)}
+        expected |= {f"latest_b_{l}": (dtype, shapes[L + l]) for l in range(L)}
     if meta["estimator"] == "MLPClassifier":
         expected["classes"] = (meta["classes_kind"], (sizes[-1],))
     return expected
@@ -558,19 +581,6 @@ def _generator(state: Any, path: Any) -> np.random.Generator:
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise _bad(path, f"rng must be a PCG64 generator state ({exc})") from None
     return rng
-
-
-def _namespace(xp: Any) -> Any:
-    """The Array API namespace of a library module: ``numpy``, ``torch``, ``cupy``, ..."""
-    if xp is None:
-        return aac.array_namespace(np.empty(0))
-    asarray = getattr(xp, "asarray", None)
-    if not callable(asarray):
-        raise TypeError(
-            "xp must be an array library module such as numpy, cupy, torch, jax.numpy or "
-            f"array_api_strict, got {xp!r}."
-        )
-    return aac.array_namespace(asarray(0))
 
 
 def _json_int(v: Any) -> bool:

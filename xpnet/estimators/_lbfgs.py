@@ -99,6 +99,7 @@ def _keeper(est, targets, fitted, layer_sizes, output, X_in, like, engine) -> Ca
     def keep(target: Any, history: History) -> None:
         est._keep(
             target, history, targets=targets, fitted=fitted, counted=False, stopping=None,
+            split=None,
             layer_sizes=layer_sizes, output=output, X_in=X_in, like=like, engine=engine,
         )  # fmt: skip
         target._schedule_state = None

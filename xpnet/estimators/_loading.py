@@ -6,9 +6,11 @@ import math
 import os
 from typing import Any
 
+import array_api_compat as aac
 import numpy as np  # host-side: the file holds NumPy arrays
 
 from ..core.optimizers import OptimizerState
+from ..training.loop import StoppingState
 from ..training.schedules import ScheduleState
 from ._classifier import MLPClassifier
 from ._devices import as_device
@@ -18,7 +20,8 @@ from ._format import (
     _float_or_none,
     _floats_or_none,
     _generator,
-    _namespace,
+    _json_int,
+    _json_number,
     _short,
 )
 from ._regressor import MLPRegressor
@@ -165,3 +168,46 @@ def _fitted(
     est.best_validation_score_ = _float_or_none(meta.get("best_validation_score"))
     est.t_ = meta.get("t", 0)
     est._stopped = meta.get("stopped", False)
+    if "early_stopping_state" in meta:
+        L = len(sizes) - 1
+        est._stopping_state = _stopping_state(meta["early_stopping_state"], arrays, L, path)
+
+
+def _stopping_state(state: Any, arrays: dict[str, np.ndarray], L: int, path: Any) -> StoppingState:
+    """Early stopping's state, for resuming: the metadata's part checked, the arrays
+    (checked already) gathered."""
+    if not (
+        isinstance(state, dict)
+        and _json_int(state.get("n_samples"))
+        and state["n_samples"] >= 2
+        and _json_number(state.get("validation_fraction"))
+        and 0 < state["validation_fraction"] < 1
+        and _json_int(state.get("no_change"))
+        and state["no_change"] >= 0
+        and (state.get("best") is None or _json_number(state["best"]))
+    ):
+        raise _bad(
+            path,
+            "early_stopping_state must hold split_rng, n_samples, validation_fraction, "
+            f"no_change and best, got {_short(state)}",
+        )
+    split_rng = _generator(state.get("split_rng"), path).bit_generator.state
+    best = -math.inf if state["best"] is None else float(state["best"])
+    return StoppingState(
+        split_rng, state["n_samples"], float(state["validation_fraction"]), state["no_change"],
+        best, [arrays[f"latest_W_{l}"] for l in range(L)],
+        [arrays[f"latest_b_{l}"] for l in range(L)],
+    )  # fmt: skip
+
+
+def _namespace(xp: Any) -> Any:
+    """The Array API namespace of a library module: ``numpy``, ``torch``, ``cupy``, ..."""
+    if xp is None:
+        return aac.array_namespace(np.empty(0))
+    asarray = getattr(xp, "asarray", None)
+    if not callable(asarray):
+        raise TypeError(
+            "xp must be an array library module such as numpy, cupy, torch, jax.numpy or "
+            f"array_api_strict, got {xp!r}."
+        )
+    return aac.array_namespace(asarray(0))

@@ -1,4 +1,5 @@
-"""scikit-learn's estimator protocol: parameters by name, a short repr, tags, and random_state."""
+"""scikit-learn's estimator protocol (parameters by name, a short repr, tags, random_state),
+and what the hyperparameters name: the update rule, the schedule, μ and the batch size."""
 
 from __future__ import annotations
 
@@ -7,6 +8,18 @@ import numbers
 from typing import Any
 
 import numpy as np  # host-side: the random generator
+
+from ..core.optimizers import Optimizer, make_optimizer
+from ..training.schedules import Schedule
+
+#: μ for ``learning_rate=None``: the seed's gradient descent takes 0.1, and Adam with
+#: mini-batches scikit-learn's 0.001.  Adam's steps are about μ in size whatever the
+#: gradient's scale; with one full-batch step per epoch, 0.001 moves a weight at most 0.2
+#: in 200 epochs, so full-batch Adam takes 0.01.
+DEFAULT_LEARNING_RATE = {"sgd": 0.1, "adam": 0.001, "adam, full batch": 0.01}
+
+#: scikit-learn's mini-batch size for ``batch_size="auto"`` (with Adam).
+AUTO_BATCH_SIZE = 200
 
 
 class EstimatorProtocol:
@@ -74,3 +87,41 @@ def _equal(a: Any, b: Any) -> bool:
         return bool(a == b)
     except (TypeError, ValueError):
         return False
+
+
+class Settings:
+    """What an estimator's hyperparameters name, worked out once they are checked."""
+
+    def _optimizer(self) -> Optimizer:
+        """The update rule the hyperparameters name (validated already)."""
+        return make_optimizer(
+            self.solver, momentum_=float(self.momentum), nesterovs_momentum=self.nesterovs_momentum,
+            beta_1=float(self.beta_1), beta_2=float(self.beta_2), epsilon=float(self.epsilon),
+        )  # fmt: skip
+
+    def _schedule(self) -> Schedule:
+        """The learning-rate schedule the hyperparameters name."""
+        return Schedule(
+            self.learning_rate_schedule, self._learning_rate(), power_t=float(self.power_t),
+            tol=float(self.tol), n_iter_no_change=_patience(self.n_iter_no_change),
+        )  # fmt: skip
+
+    def _learning_rate(self) -> float:
+        """μ: ``learning_rate``, or with None the solver's default."""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        if self.solver == "adam" and self.batch_size is None:
+            return DEFAULT_LEARNING_RATE["adam, full batch"]
+        return DEFAULT_LEARNING_RATE[self.solver]
+
+    def _batch_size(self, N: int) -> int | None:
+        """Samples per step for N training samples: ``batch_size``, or for "auto"
+        scikit-learn's min(200, N) with Adam and all N (the seed's method) with "sgd"."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        return min(AUTO_BATCH_SIZE, N) if self.solver == "adam" else None
+
+
+def _patience(n_iter_no_change: Any) -> float:
+    """``n_iter_no_change`` as the stopping rules count it: an int, or ``inf`` (never stop)."""
+    return float(n_iter_no_change) if float(n_iter_no_change) == np.inf else int(n_iter_no_change)

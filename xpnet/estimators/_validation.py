@@ -52,11 +52,22 @@ def as_array(x: Any, name: str, *, numeric: bool = True) -> tuple[Array, Any]:
         raise TypeError(f"{name} must be an array, got None.")
     if not is_array(x):
         x = np.asarray(x)
+    if not getattr(x.dtype, "isnative", True):
+        # Big-endian data on a little-endian machine (or the reverse), as files written
+        # elsewhere give: NumPy's dtype ">f8" is no float64 to the namespace, and would
+        # be trained in float32.  Converted to the same type in the machine's order.
+        x = x.astype(x.dtype.newbyteorder("="))
     if numeric and aac.is_numpy_array(x) and x.dtype.kind in "OUS":
         try:
             x = x.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{name} must hold numbers: {exc}") from None
+    if any(n is None or n != n for n in x.shape):  # None or NaN (n != n): not known
+        raise ValueError(
+            f"{name} has unknown dimensions, shape {tuple(x.shape)}: a lazy array whose "
+            "size depends on its values, such as a Dask array after boolean indexing. "
+            f"Compute its sizes first (for Dask: {name}.compute_chunk_sizes())."
+        )
     return x, aac.array_namespace(x)
 
 

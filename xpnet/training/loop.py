@@ -51,6 +51,11 @@ class EarlyStopping:
     tol : float
     best_score : float
         The score to beat; the starting parameters are "best" until one epoch beats it.
+    no_change : int
+        Epochs without improvement counted already (a resumed fit's).
+    kept : (list of arrays, list of arrays) or None
+        The best parameters so far, (W, b), where a resumed fit takes them up; None: the
+        starting parameters.
     """
 
     validation: Samples
@@ -58,6 +63,40 @@ class EarlyStopping:
     n_iter_no_change: int
     tol: float
     best_score: float = -math.inf
+    no_change: int = 0
+    kept: tuple[list[Array], list[Array]] | None = None
+
+
+class StoppingState(NamedTuple):
+    """What carrying on a fit with early stopping needs besides the model itself.
+
+    The model's parameters are the best epoch's; training goes on from the latest ones,
+    on the same validation samples, with the rule's count where it was.
+
+    Attributes
+    ----------
+    split_rng : dict
+        The state of the fit's generator (``bit_generator.state``) from which the
+        validation split was drawn: the same samples are held out again.
+    n_samples : int
+        The number of samples the split was drawn from.
+    validation_fraction : float
+        The share held out.
+    no_change : int
+        The rule's count of epochs without improvement.
+    best : float
+        The best validation score (the model's epoch).
+    W, b : lists of NumPy arrays
+        The parameters after the last step, on the host.
+    """
+
+    split_rng: dict[str, Any]
+    n_samples: int
+    validation_fraction: float
+    no_change: int
+    best: float
+    W: list[Any]
+    b: list[Any]
 
 
 class History(NamedTuple):
@@ -73,6 +112,12 @@ class History(NamedTuple):
     validation_scores: list[float] | None = None
     #: Whether a stopping rule ended training before ``n_epochs``.
     stopped: bool = False
+    #: With early stopping, where W and b are the best epoch's: the parameters after the
+    #: last step, (W, b), from which training would go on.
+    latest: tuple[list[Array], list[Array]] | None = None
+    #: With early stopping: the rule's count of epochs without improvement, and the best
+    #: validation score, as of the last epoch.
+    patience: tuple[int, float] | None = None
 
 
 #: ``callback(losses, validation_scores)``: the values of the epochs of one read-back
@@ -96,6 +141,7 @@ def run_epochs(
     early_stopping: EarlyStopping | None = None,
     callback: Callback | None = None,
     on_block: Callable[[History], None] | None = None,
+    losses_before: Sequence[float] = (),
 ) -> History:
     """Train for up to ``n_epochs`` epochs; return the new parameters and the record.
 
@@ -131,6 +177,10 @@ def run_epochs(
         Called after each read-back, and the stopping rules, with the :class:`History`
         so far: a consistent state to write a checkpoint from.  Its lists are the
         record itself, to be read at once and never kept.
+    losses_before : sequence of float
+        The losses of the epochs trained before this run, when it continues a record
+        (``warm_start``, ``partial_fit``, resuming): divergence is judged against the
+        record's first epoch (see :class:`Record`).
 
     Returns
     -------
@@ -143,7 +193,8 @@ def run_epochs(
     Raises
     ------
     ValueError
-        If the loss becomes NaN or infinite: the step size is too large for the data.
+        If training diverges (see :meth:`Record.read_back`): the step size is too large
+        for the data.
     Interrupted
         On a ``KeyboardInterrupt``, with the :class:`History` of the last block read
         back (and ``rng`` put back to where that block left it).
@@ -158,14 +209,26 @@ def run_epochs(
         # The best score lives on the device so that the best parameters can be chosen
         # there; a Python float in xp.where/comparisons would not fix the dtype.
         best = engine.xp.asarray(es.best_score, dtype=val.X.dtype, device=engine.device)
-        kept = Kept(W, b, best)
-    record = Record(validation is not None, xp=engine.xp)
-    # Early stopping's count of epochs without improvement lasts one fit.
-    patience = None if es is None else NoImprovement(es.tol, es.n_iter_no_change, es.best_score)
+        W_best, b_best = (W, b) if es.kept is None else (list(es.kept[0]), list(es.kept[1]))
+        kept = Kept(W_best, b_best, best)
+    record = Record(validation is not None, xp=engine.xp, before=losses_before)
+    # Early stopping's count of epochs without improvement lasts one fit (or is resumed).
+    patience = None
+    if es is not None:
+        patience = NoImprovement(es.tol, es.n_iter_no_change, es.best_score, es.no_change)
     mini = shuffle and batch_size is not None and batch_size < N
     blocks = engine.blocks(data) if mini else None
+
+    def state_after_block(done: int) -> tuple[Any, ...]:
+        """What the run has reached, consistent: the kept parameters and the states (and
+        with early stopping, the latest parameters and the rule's count)."""
+        if kept is None:
+            return (W, b, state, sched), {}, done, rng.bit_generator.state
+        resume = {"latest": (W, b), "patience": (patience.count, patience.best)}
+        return (kept.W, kept.b, state, sched), resume, done, rng.bit_generator.state
+
     # What an interrupt falls back to: the state after the last block read back.
-    last, stop, done = (W, b, state, sched, 0, rng.bit_generator.state), False, 0
+    last, stop, done = state_after_block(0), False, 0
     try:
         while done < n_epochs and not stop:
             k = min(READBACK_EVERY, n_epochs - done)
@@ -178,18 +241,18 @@ def run_epochs(
             W, b, state, E, kept, V = engine.run_block(W, b, state, plan, data, validation, kept)
             record.add(E, V, mus)
             done += k
-            losses, scores = record.read_back(last_epoch=done)
+            losses, scores = record.read_back(last_epoch=done, parameters=[*W, *b])
             sched, stop = apply_stopping_rules(schedule, sched, patience, losses, scores)
-            W_kept, b_kept = (W, b) if kept is None else (kept.W, kept.b)
-            last = (W_kept, b_kept, state, sched, done, rng.bit_generator.state)
+            last = state_after_block(done)
             if callback is not None:
                 callback(losses, scores)
             if on_block is not None:
-                on_block(record.history(*last[:4]))
+                on_block(record.history(*last[0], **last[1]))
     except KeyboardInterrupt:
-        *kept_, n_done, rng.bit_generator.state = last
-        raise Interrupted(record.history(*kept_, n_epochs=n_done) if n_done else None) from None
-    return record.history(*last[:4])._replace(stopped=stop)
+        kept_, resume, n_done, rng.bit_generator.state = last
+        at = record.history(*kept_, n_epochs=n_done, **resume) if n_done else None
+        raise Interrupted(at) from None
+    return record.history(*last[0], **last[1])._replace(stopped=stop)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -207,6 +270,11 @@ class Interrupted(KeyboardInterrupt):
         self.history = history
 
 
+#: A loss this many times the first epoch's, and growing, is taken for divergence (see
+#: :meth:`Record.read_back`).
+EXPLODED = 1e10
+
+
 class Record:
     """The per-epoch record: values wait on the device and are read back a block at a time.
 
@@ -219,9 +287,12 @@ class Record:
     pending, pending_V : lists of arrays
         The losses (0-D or 1-D), and validation values ((2,) or (k, 2)), of the epochs
         not yet read back.
+    first, previous : float or None
+        The loss of the first epoch of the whole record (``before`` included) and of
+        the last epoch read back: what divergence is judged against.
     """
 
-    def __init__(self, validating: bool, *, xp: Any) -> None:
+    def __init__(self, validating: bool, *, xp: Any, before: Sequence[float] = ()) -> None:
         self.validating, self.xp = validating, xp
         self.losses: list[float] = []
         self.validation_losses = [] if validating else None
@@ -229,10 +300,12 @@ class Record:
         self.pending: list[Array] = []
         self.pending_V: list[Array] = []
         self.pending_mu: list[float] = []
+        self.first = float(before[0]) if len(before) else None
+        self.previous = float(before[-1]) if len(before) else None
 
     def history(
         self, W: list[Array], b: list[Array], state: OptimizerState, sched: ScheduleState,
-        *, n_epochs: int | None = None,
+        *, n_epochs: int | None = None, latest: Any = None, patience: Any = None,
     ) -> History:  # fmt: skip
         """A :class:`History` of these parameters and states with the record's values: of
         the first ``n_epochs`` epochs (copies), or of all read back (the lists themselves,
@@ -240,7 +313,7 @@ class Record:
         values = [self.losses, self.validation_losses, self.scores]
         if n_epochs is not None:
             values = [None if v is None else v[:n_epochs] for v in values]
-        return History(W, b, state, sched, *values)
+        return History(W, b, state, sched, *values, latest=latest, patience=patience)
 
     def add(self, E: list[Array], V: Sequence[Array], mu: list[float]) -> None:
         """Keep a block's losses, validation values and the μ of each epoch."""
@@ -248,34 +321,72 @@ class Record:
         self.pending_V += V
         self.pending_mu += mu
 
-    def read_back(self, *, last_epoch: int) -> tuple[list[float], list[float] | None]:
+    def read_back(
+        self, *, last_epoch: int, parameters: Sequence[Array] = ()
+    ) -> tuple[list[float], list[float] | None]:
         """The pending epochs' losses (and validation scores) on the host, in one transfer.
 
-        Raises ValueError at the first loss that is not finite.
+        Raises ValueError where training diverged:
+
+        - at the first loss that is not finite;
+        - at the first loss more than ``EXPLODED`` (10¹⁰) times the record's first and
+          higher than the epoch's before: at the random start the network's outputs are
+          of the order of the targets, so the first loss is of the order of their spread,
+          and a descent that converges, overshoots and all, stays within a few orders of
+          magnitude of it.  A loss 10¹⁰ times larger has outputs 10⁵ times further from
+          the targets than a random network's: every step now amplifies the error, until
+          it overflows (which in float64 can take tens of epochs);
+        - if the squared norm ‖p‖² of any of ``parameters`` (the parameters after the
+          block's last step) overflows: an epoch's loss is taken before its step, so the
+          last step of a fit would otherwise go unchecked, and could leave infinite
+          weights, or finite ones whose outputs overflow.  ‖p‖² overflows for weights
+          beyond 1e19 in float32 and 1e154 in float64, about where the squared errors of
+          the outputs they make would: no network that trains has them.  Read back with
+          the losses, one number per array.
         """
         xp, n = self.xp, len(self.pending_mu)
         values = [xp.reshape(E, (-1,)) for E in self.pending]
         if self.validating:
             V = xp.concat([xp.reshape(v, (-1, 2)) for v in self.pending_V], axis=0)
             values += [V[:, 0], V[:, 1]]
+        values += [xp.reshape(xp.sum(p * p), (1,)) for p in parameters]
         values = [float(v) for v in to_numpy(xp.concat(values, axis=0))]
-        losses = _check_losses(values[:n], first_epoch=last_epoch - n + 1, mu=self.pending_mu)
+        mu = self.pending_mu
+        losses = self._checked(values[:n], first_epoch=last_epoch - n + 1, mu=mu)
+        if not all(math.isfinite(v) for v in values[len(values) - len(parameters) :]):
+            raise ValueError(
+                f"Training diverged: the step of epoch {last_epoch} with "
+                f"learning_rate={mu[-1]} made the parameters overflow (the squares of "
+                f"some are infinite or NaN). {_ADVICE}"
+            )
         self.losses += losses
         self.pending, self.pending_V, self.pending_mu = [], [], []
         if not self.validating:
             return losses, None
         self.validation_losses += values[n : 2 * n]
-        self.scores += values[2 * n :]
-        return losses, values[2 * n :]
+        self.scores += values[2 * n : 3 * n]
+        return losses, values[2 * n : 3 * n]
+
+    def _checked(self, values: list[float], *, first_epoch: int, mu: list[float]) -> list[float]:
+        """The epoch losses ``values``, or a ValueError at the first that diverged."""
+        for k, v in enumerate(values):
+            if not math.isfinite(v):
+                raise ValueError(
+                    f"Training diverged: the loss became {v} at epoch {first_epoch + k} "
+                    f"with learning_rate={mu[k]}. {_ADVICE}"
+                )
+            if self.first is None:
+                self.first = v
+            elif self.first > 0 and v > EXPLODED * self.first and v > self.previous:
+                # No values in the message: where the loss explodes, its digits depend on
+                # the order of summation, and every engine tells the same epoch alike.
+                raise ValueError(
+                    f"Training diverged: the loss of epoch {first_epoch + k} with "
+                    f"learning_rate={mu[k]} grew past {EXPLODED:.0e} times the first "
+                    f"epoch's. {_ADVICE}"
+                )
+            self.previous = v
+        return values
 
 
-def _check_losses(values: list[float], *, first_epoch: int, mu: list[float]) -> list[float]:
-    """The epoch losses ``values``, or a ValueError at the first that is not finite."""
-    for k, v in enumerate(values):
-        if not math.isfinite(v):
-            raise ValueError(
-                f"Training diverged: the loss became {v} at epoch {first_epoch + k} "
-                f"with learning_rate={mu[k]}. Lower the learning rate or scale X and y "
-                "(for example to zero mean and unit variance)."
-            )
-    return values
+_ADVICE = "Lower the learning rate or scale X and y (for example to zero mean and unit variance)."
