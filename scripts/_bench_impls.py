@@ -505,9 +505,14 @@ class Sklearn(Impl):
                 early_stopping=False,
                 random_state=0,
             )
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("ignore", ConvergenceWarning)
+                warnings.simplefilter("always", UserWarning)
                 est.fit(X, Y)
+            # scikit-learn catches a Ctrl-C inside its epochs and only warns about it: the
+            # interrupt goes on from here, or the benchmark would carry on as if none came.
+            if any("interrupted by user" in str(w.message) for w in caught):
+                raise KeyboardInterrupt
 
         return run
 
