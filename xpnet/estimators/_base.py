@@ -301,7 +301,7 @@ class _BaseMLP(EstimatorProtocol, Settings, FittedNetwork):
                 raise
             writer.last(history)
         keep(self, history)
-        if epochs is None and not history.stopped:
+        if not incremental and not history.stopped:  # a fit (or a resumed one) at max_iter
             self._warn_not_converged(history)
         return self
 
