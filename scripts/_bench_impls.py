@@ -456,7 +456,9 @@ class Xpnet(Impl):
                 random_state=0,
                 engine=self.engine,
             )
-            est.fit(X, Y)
+            with warnings.catch_warnings():  # k epochs by design: no ConvergenceWarning
+                warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
+                est.fit(X, Y)
             synchronize(self.lib)
             if self.lib == "jax":
                 _jax().block_until_ready(est.weights_)

@@ -244,6 +244,7 @@ def test_ctrl_c_kills_the_busy_processes() -> None:
     finally:
         proc.kill()
         proc.wait()
+        proc.stderr.close()
     assert proc.returncode != 0
     for pid in pids:
         assert not _busy_process_alive(pid), f"busy process {pid} outlived Ctrl-C"

@@ -236,11 +236,12 @@ def test_fused_fits_equal_generic_fits_for_every_optimizer(fused_on_the_host, op
 
 
 @pytest.mark.parametrize("dask", [False, True], ids=["numpy", "dask"])
-def test_lbfgs_evaluates_through_the_fused_kernels(fused_on_the_host, dask):
+def test_lbfgs_evaluates_through_the_fused_kernels(request, dask):
     # L-BFGS steps by itself (no update kernel), its evaluations through the fused step.
     X, y, _ = _data()
     if dask:
         X = pytest.importorskip("dask.array", reason="Dask is not installed").from_array(X, 40)
+    fused_on_the_host = request.getfixturevalue("fused_on_the_host")  # once Dask is known
     before = fused_on_the_host()["tanh_of_sum"]
     # 25 iterations: L-BFGS's steps amplify rounding, which near the end of a fit grows
     # to 1e-10 (both fits converge to the same E all the same).
@@ -291,7 +292,7 @@ def test_a_fused_step_pickles_its_kernels_by_name(fused_on_the_host):
         FusedKernel("softmax_of_sum", host_kernel)
 
 
-def test_fused_fits_on_a_cluster_of_processes_equal_the_fits_here(fused_on_the_host):
+def test_fused_fits_on_a_cluster_of_processes_equal_the_fits_here(request):
     # Dask + CuPy + engine="jit" on a distributed cluster, here with NumPy blocks and the
     # host's kernels: a worker process makes its own kernels from their names.  The
     # same fits on Dask's threads, in this process, run the kernels here first, as a
@@ -299,6 +300,8 @@ def test_fused_fits_on_a_cluster_of_processes_equal_the_fits_here(fused_on_the_h
     da = pytest.importorskip("dask.array", reason="Dask is not installed")
     distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
     import dask
+
+    request.getfixturevalue("fused_on_the_host")  # once Dask is known
 
     X, y, _ = _data()
     X_blocks = da.from_array(X, chunks=40)
