@@ -239,6 +239,12 @@ def test_ctrl_c_kills_the_busy_processes() -> None:
             assert line, "the bench ended before starting its busy processes"
         pids = [int(pid) for pid in line.split("pids")[1].split()]
         assert len(pids) == 2 and all(_busy_process_alive(pid) for pid in pids)
+        # Ctrl-C once the timings run: a KeyboardInterrupt raised inside the first import
+        # of a C extension's module (NumPy's random, when the data are made) can be lost
+        # in the import machinery, and the bench would then carry on.
+        while not line.startswith("  round "):
+            line = proc.stderr.readline()
+            assert line, "the bench ended before its first round"
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
     finally:
