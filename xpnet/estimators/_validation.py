@@ -9,7 +9,6 @@ in CSR form (``xpnet.training.sparse``).
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 from collections.abc import Sequence
@@ -202,29 +201,6 @@ def _is_real(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def _pairing_problem(est: Any, output: str, allowed: tuple[str, ...], natural: str) -> str:
-    """Why ``output`` cannot be the output activation of ``est.loss``, and what to pass.
-
-    An output the user never chose (the class's default) is called so: the regressor's
-    ``"identity"`` default suits ``"mse"``, and changing only the loss must not read as
-    if the user had asked for an identity output.
-    """
-    default = inspect.signature(type(est)).parameters.get("output_activation")
-    chosen = default is None or est.output_activation is None or output != default.default
-    if chosen or natural not in allowed:
-        return (
-            f"output_activation={output!r} does not go with loss={est.loss!r}; "
-            f"choose one of {allowed}."
-        )
-    others = "".join(f" (or {f})" for f in allowed if f != natural)
-    suits = " or ".join(repr(loss) for (loss, f) in OBJECTIVES if f == output)
-    return (
-        f"loss={est.loss!r} needs a {natural}{others} output, and {type(est).__name__}'s "
-        f"output_activation defaults to {output!r}, which goes with loss={suits}: pass "
-        f"output_activation={natural!r} (or None, the loss's natural output)."
-    )
-
-
 def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[list[int], str]:
     """Validate an estimator's hyperparameters.
 
@@ -266,7 +242,11 @@ def check_hyperparameters(est: Any, *, natural_output: dict[str, str]) -> tuple[
         f for (loss, f) in OBJECTIVES if loss == est.loss and (usable is None or f in usable)
     )
     if output not in allowed:
-        raise ValueError(_pairing_problem(est, output, allowed, natural_output[est.loss]))
+        # Only an output the user set can be wrong: None is the loss's natural one.
+        raise ValueError(
+            f"output_activation={output!r} does not go with loss={est.loss!r}; "
+            f"choose one of {allowed}, or None for the loss's natural output."
+        )
     mu = est.learning_rate
     if mu is not None and (not _is_real(mu) or not 0.0 < float(mu) < np.inf):
         raise ValueError(f"learning_rate must be None or a positive finite number, got {mu!r}.")
