@@ -55,7 +55,7 @@ def _then(f: Callable[..., Array]) -> Callable[..., Array]:
     """f(Z + b) as two operations: b added to Z in place, then f."""
 
     def of_sum(Z: Array, b: Array, *, xp: Any) -> Array:
-        Z += b[:, None]  # Z is a fresh product: adding in place saves an (n_l, N) array
+        Z += b[..., :, None]  # Z is a fresh product: adding in place saves an (n_l, N) array
         return f(Z, xp=xp)
 
     return of_sum
@@ -98,7 +98,7 @@ def _relu(Z: Array, *, xp: Any) -> Array:
     # The 0 as a (1, 1) array of Z's kind: a Python 0.0 makes array-api-compat's PyTorch
     # wrapper ask torch.result_type, which PyTorch's compiler cannot trace.  maximum
     # (not a where on Z > 0) so that a NaN in Z stays NaN and a diverging fit is caught.
-    return xp.maximum(Z, xp.zeros_like(Z[:1, :1]))
+    return xp.maximum(Z, xp.zeros_like(Z[..., :1, :1]))
 
 
 def _relu_times_f_prime(D: Array, A: Array, *, xp: Any) -> Array:
@@ -117,11 +117,11 @@ def _exp_times_f_prime(D: Array, A: Array, *, xp: Any) -> Array:
 
 
 def _softmax(Z: Array, *, xp: Any) -> Array:
-    # Columns are samples: normalise over axis 0.  Subtracting the column maximum
-    # leaves the result unchanged and keeps exp() from overflowing.
-    Z -= xp.max(Z, axis=0, keepdims=True)
+    # Columns are samples: normalise over the outputs (axis -2).  Subtracting the column
+    # maximum leaves the result unchanged and keeps exp() from overflowing.
+    Z -= xp.max(Z, axis=-2, keepdims=True)
     A = xp.exp(Z)
-    A /= xp.sum(A, axis=0, keepdims=True)
+    A /= xp.sum(A, axis=-2, keepdims=True)
     return A
 
 

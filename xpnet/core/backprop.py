@@ -7,6 +7,12 @@ so each equation below is one operation over all N samples at once.
 Python lists are 0-based while the seed numbers layers 1..L, so ``W[l]`` holds W⁽ˡ⁺¹⁾
 and is fed by ``A[l]`` = A⁽ˡ⁾; ``A`` has L + 1 entries with ``A[0]`` the input.
 
+Every function also takes a *stack* of K networks with the same layer sizes, trained
+together (``xpnet.core.stacks``): each array then has a leading dimension K, W⁽ˡ⁾ of
+shape (K, n_l, n_{l−1}) and A⁽ˡ⁾ of (K, n_l, N), and the equations are the same, read
+with the Array API's batched ``@``, ``matrix_transpose`` and sums over the last axis (the
+samples).  One network is the case without that dimension.
+
 The input is touched by two products only, Z⁽¹⁾ = W⁽¹⁾ A⁽⁰⁾ and ∇W⁽¹⁾ = Δ⁽¹⁾ (A⁽⁰⁾)ᵀ, and
 by the chunks' column ranges.  ``A0`` may therefore be any operand for which ``W @ A0``
 and ``D @ A0.T`` are the dense products (arrays of ``xp``, as a dense W or Δ times an
@@ -26,6 +32,7 @@ from typing import Any
 
 from .activations import Activation
 from .losses import Objective
+from .per_model import per_model
 
 Array = Any
 
@@ -88,11 +95,17 @@ def backward(
     sum_b: list[Array] = [None] * L
     D = D_L
     for l in reversed(range(L)):
-        sum_W[l] = D @ A[l].T
-        sum_b[l] = xp.sum(D, axis=1)
+        sum_W[l] = D @ _transposed(A[l], xp=xp)
+        sum_b[l] = xp.sum(D, axis=-1)
         if l > 0:  # Δ⁽⁰⁾ would be the gradient with respect to the input: never needed
-            D = f[l - 1].times_f_prime(W[l].T @ D, A[l], xp=xp)
+            D = f[l - 1].times_f_prime(_transposed(W[l], xp=xp) @ D, A[l], xp=xp)
     return sum_W, sum_b
+
+
+def _transposed(A: Array, *, xp: Any) -> Array:
+    """Aᵀ, of each matrix of a stack.  A 2-D operand's own ``.T``: a sparse input has no
+    ``matrix_transpose``."""
+    return A.T if A.ndim == 2 else xp.matrix_transpose(A)
 
 
 def chunk_sums(
@@ -133,7 +146,7 @@ def chunk_sums(
     E_sum = objective.loss_sum(Y, A[-1], s, xp=xp)
     D_L = objective.output_delta(Y, A[-1], xp=xp)
     if s is not None:
-        D_L *= s[None, :]  # a fresh Δ⁽ᴸ⁾: scaled in place
+        D_L *= s[..., None, :]  # a fresh Δ⁽ᴸ⁾: scaled in place
     return (E_sum, *backward(W, A, D_L, f=f, xp=xp))
 
 
@@ -182,10 +195,10 @@ def sample_sums(
     """
 
     def sums(chunk: slice) -> tuple[Array, list[Array], list[Array]]:
-        s_c = None if s is None else s[chunk]
-        return chunk_sums(W, b, A0[:, chunk], Y[:, chunk], s_c, f=f, objective=objective, xp=xp)
+        s_c = None if s is None else s[..., chunk]
+        return chunk_sums(W, b, A0[..., chunk], Y[..., chunk], s_c, f=f, objective=objective, xp=xp)
 
-    parts = map(sums, _chunks(A0.shape[1], chunk_size))
+    parts = map(sums, _chunks(A0.shape[-1], chunk_size))
     E, sum_W, sum_b = next(parts)
     for E_c, sum_W_c, sum_b_c in parts:
         E += E_c  # the first chunk's sums are fresh arrays: accumulate into them
@@ -217,12 +230,17 @@ def means(
         ∇W⁽ˡ⁾ E_total += (α / S) W⁽ˡ⁾
 
     The sums (fresh arrays, from :func:`sample_sums` or an engine's own) are added into.
+    In a stack, S and α may be (K,) arrays, one value per network.
     """
-    if alpha != 0.0:
+    if getattr(alpha, "ndim", 0) > 0 or alpha != 0.0:
         for l, W_l in enumerate(W):
-            E_sum += (alpha / 2.0) * xp.sum(W_l * W_l)
-            sum_W[l] += alpha * W_l
-    return E_sum / S, [g / S for g in sum_W], [g / S for g in sum_b]
+            E_sum += (alpha / 2.0) * xp.sum(W_l * W_l, axis=(-2, -1))
+            sum_W[l] += per_model(alpha, W_l, xp=xp) * W_l
+    return (
+        E_sum / S,
+        [g / per_model(S, g, xp=xp) for g in sum_W],
+        [g / per_model(S, g, xp=xp) for g in sum_b],
+    )
 
 
 def loss_and_gradients(
@@ -257,7 +275,7 @@ def loss_and_gradients(
     E, sum_W, sum_b = sample_sums(
         W, b, A0, Y, s, f=f, objective=objective, xp=xp, chunk_size=chunk_size, map=map
     )
-    return means(E, sum_W, sum_b, W, S=A0.shape[1] if S is None else S, alpha=alpha, xp=xp)
+    return means(E, sum_W, sum_b, W, S=A0.shape[-1] if S is None else S, alpha=alpha, xp=xp)
 
 
 def output(
@@ -270,16 +288,16 @@ def output(
     chunk_size: int | None = None,
     map: Callable[..., Iterator[Any]] = map,
 ) -> Array:
-    """The network output A⁽ᴸ⁾ of shape (n_L, N), computed ``chunk_size`` samples at a time.
+    """The network output A⁽ᴸ⁾ of shape (..., n_L, N), ``chunk_size`` samples at a time.
 
     ``chunk_size`` and ``map`` are as in :func:`sample_sums`.
     """
 
     def output_of(chunk: slice) -> Array:
-        return forward(W, b, A0[:, chunk], f=f, xp=xp)[-1]
+        return forward(W, b, A0[..., chunk], f=f, xp=xp)[-1]
 
-    O = list(map(output_of, _chunks(A0.shape[1], chunk_size)))
-    return O[0] if len(O) == 1 else xp.concat(O, axis=1)
+    O = list(map(output_of, _chunks(A0.shape[-1], chunk_size)))
+    return O[0] if len(O) == 1 else xp.concat(O, axis=-1)
 
 
 def _chunks(N: int, chunk_size: int | None) -> list[slice]:

@@ -39,14 +39,15 @@ class Objective:
 
 
 def _weighted_sum(E: Array, s: Array | None, *, xp: Any) -> Array:
-    """Σᵢ sᵢ Eᵢ over the samples, or Σᵢ Eᵢ without weights (the same sum when s = 1)."""
-    return xp.sum(E if s is None else s * E)
+    """Σᵢ sᵢ Eᵢ over the samples (the last axis), or Σᵢ Eᵢ without weights (the same sum
+    when s = 1): one per network of a stack."""
+    return xp.sum(E if s is None else s * E, axis=-1)
 
 
 def _mse(Y: Array, A_L: Array, s: Array | None = None, *, xp: Any) -> Array:
     """Σᵢ sᵢ ½‖yᵢ − oᵢ‖²: N times the seed's E_total (step 4) when s = 1."""
     R = Y - A_L
-    return _weighted_sum(xp.sum(R * R, axis=0), s, xp=xp) / 2.0
+    return _weighted_sum(xp.sum(R * R, axis=-2), s, xp=xp) / 2.0
 
 
 def _mse_delta(name: str) -> Callable[..., Array]:
@@ -68,12 +69,12 @@ def _log(A: Array, *, xp: Any) -> Array:
 
 def _cross_entropy(Y: Array, A_L: Array, s: Array | None = None, *, xp: Any) -> Array:
     """−Σᵢ sᵢ Σₖ y_ki log o_ki  (softmax outputs, one-hot targets)."""
-    return -_weighted_sum(xp.sum(Y * _log(A_L, xp=xp), axis=0), s, xp=xp)
+    return -_weighted_sum(xp.sum(Y * _log(A_L, xp=xp), axis=-2), s, xp=xp)
 
 
 def _binary_cross_entropy(Y: Array, A_L: Array, s: Array | None = None, *, xp: Any) -> Array:
     """−Σᵢ sᵢ Σₖ [y_ki log o_ki + (1 − y_ki) log(1 − o_ki)]  (sigmoid outputs)."""
-    E = xp.sum(Y * _log(A_L, xp=xp) + (1.0 - Y) * _log(1.0 - A_L, xp=xp), axis=0)
+    E = xp.sum(Y * _log(A_L, xp=xp) + (1.0 - Y) * _log(1.0 - A_L, xp=xp), axis=-2)
     return -_weighted_sum(E, s, xp=xp)
 
 
@@ -86,7 +87,7 @@ def _poisson(Y: Array, A_L: Array, s: Array | None = None, *, xp: Any) -> Array:
     # y log(y/o) is 0 at y = 0 (its limit), where log(0/o) would make it 0 · (−inf) =
     # NaN: 1 stands in for y/o there.
     Y_log = Y * xp.log(xp.where(Y > 0.0, Y / A_L, 1.0))
-    return _weighted_sum(xp.sum(Y_log - Y + A_L, axis=0), s, xp=xp)
+    return _weighted_sum(xp.sum(Y_log - Y + A_L, axis=-2), s, xp=xp)
 
 
 def _residual(Y: Array, A_L: Array, *, xp: Any) -> Array:

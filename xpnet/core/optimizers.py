@@ -27,6 +27,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from .per_model import per_model
+
 Array = Any
 
 
@@ -97,7 +99,7 @@ def gradient_descent() -> Optimizer:
     def update(
         G: Sequence[Array], state: OptimizerState, *, mu: float, xp: Any
     ) -> tuple[list[Array], OptimizerState]:
-        return [(-mu) * g for g in G], OptimizerState(state.t + 1, ())
+        return [(-per_model(mu, g, xp=xp)) * g for g in G], OptimizerState(state.t + 1, ())
 
     return Optimizer("sgd", 0, _zero_moments(0), update)
 
@@ -116,8 +118,9 @@ def momentum(beta: float, *, nesterov: bool) -> Optimizer:
         G: Sequence[Array], state: OptimizerState, *, mu: float, xp: Any
     ) -> tuple[list[Array], OptimizerState]:
         (V,) = state.moments
-        V = [beta * v - mu * g for v, g in zip(V, G, strict=True)]
-        U = [beta * v - mu * g for v, g in zip(V, G, strict=True)] if nesterov else V
+        mu_ = [per_model(mu, g, xp=xp) for g in G]
+        V = [beta * v - m * g for v, g, m in zip(V, G, mu_, strict=True)]
+        U = [beta * v - m * g for v, g, m in zip(V, G, mu_, strict=True)] if nesterov else V
         return U, OptimizerState(state.t + 1, (V,))
 
     name = "nesterov" if nesterov else "momentum"
@@ -144,7 +147,10 @@ def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
         M, V = state.moments
         M = [beta_1 * m + (1.0 - beta_1) * g for m, g in zip(M, G, strict=True)]
         V = [beta_2 * v + (1.0 - beta_2) * (g * g) for v, g in zip(V, G, strict=True)]
-        U = [(-mu) * m / (xp.sqrt(v) + epsilon) for m, v in zip(M, V, strict=True)]
+        U = [
+            (-per_model(mu, m, xp=xp)) * m / (xp.sqrt(v) + epsilon)
+            for m, v in zip(M, V, strict=True)
+        ]
         return U, OptimizerState(t, (M, V))
 
     def step_size(mu: float, t: int) -> float:

@@ -2,7 +2,8 @@
 
 Each takes the output O and the targets Y with one column per sample, and optional
 sample weights, and returns a 0-D array, so that early stopping can compare scores on
-the device without reading them back.
+the device without reading them back.  Leading dimensions are a stack of networks
+(``xpnet.core.stacks``): O of shape (K, n_L, N), weights (K, N), one score per network.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ def _weighted_mean(x: Array, s: Array | None, *, xp: Any) -> Array:
     """The mean of ``x`` over its last axis (the samples), weighted by ``s`` if given."""
     if s is None:
         return xp.mean(x, axis=-1)
-    return xp.sum(s * x, axis=-1) / xp.sum(s)
+    return xp.sum(s * x, axis=-1) / xp.sum(s, axis=-1)
 
 
 def accuracy(O: Array, Y: Array, s: Array | None = None, *, xp: Any) -> Array:
@@ -31,7 +32,7 @@ def accuracy(O: Array, Y: Array, s: Array | None = None, *, xp: Any) -> Array:
     s : array of shape (N,), optional
         Sample weights: the weighted fraction.
     """
-    hit = xp.argmax(O, axis=0) == xp.argmax(Y, axis=0)
+    hit = xp.argmax(O, axis=-2) == xp.argmax(Y, axis=-2)
     return _weighted_mean(xp.astype(hit, O.dtype), s, xp=xp)
 
 
@@ -48,7 +49,7 @@ def subset_accuracy(O: Array, Y: Array, s: Array | None = None, *, xp: Any) -> A
     s : array of shape (N,), optional
         Sample weights.
     """
-    hit = xp.all((O > 0.5) == (Y > 0.5), axis=0)
+    hit = xp.all((O > 0.5) == (Y > 0.5), axis=-2)
     return _weighted_mean(xp.astype(hit, O.dtype), s, xp=xp)
 
 
@@ -65,11 +66,12 @@ def r2_score(O: Array, Y: Array, s: Array | None = None, *, xp: Any) -> Array:
     s : array of shape (N,), optional
         Sample weights.
     """
-    w = 1.0 if s is None else s
-    y_bar = _weighted_mean(Y, s, xp=xp)[:, None]
-    ss_res = xp.sum(w * (Y - O) ** 2, axis=1)
-    ss_tot = xp.sum(w * (Y - y_bar) ** 2, axis=1)
+    w = None if s is None else s[..., None, :]  # each sample's weight, for every output
+    y_bar = _weighted_mean(Y, w, xp=xp)[..., None]
+    w = 1.0 if w is None else w
+    ss_res = xp.sum(w * (Y - O) ** 2, axis=-1)
+    ss_tot = xp.sum(w * (Y - y_bar) ** 2, axis=-1)
     varies = ss_tot > 0
     safe = xp.where(varies, ss_tot, xp.ones_like(ss_tot))
     r2 = xp.where(varies, 1.0 - ss_res / safe, xp.astype(ss_res == 0, O.dtype))
-    return xp.mean(r2)
+    return xp.mean(r2, axis=-1)

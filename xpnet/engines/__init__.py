@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +34,7 @@ from .fused import Fused, fused
 from .jax import Jax
 from .torch import TorchGraphBlocks, TorchSteps
 
-__all__ = ["ENGINES", "check_engine", "choose"]
+__all__ = ["ENGINES", "check_engine", "choose", "choose_stack", "most_per_stack"]
 
 #: The values of ``engine=``.
 ENGINES = ("auto", "eager", "jit")
@@ -142,6 +143,86 @@ def choose(
     ):
         return Jax(how, **settings)
     return Eager(how, **settings)
+
+
+def choose_stack(
+    engine: str,
+    X: Any,
+    *,
+    f: Sequence[Activation],
+    objective: Objective,
+    optimizer: Optimizer,
+    widest: int,
+    K: int,
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+) -> Eager:
+    """The engine that trains a stack of K networks on the samples X
+    (``xpnet.training.stacks``): the eager engine, on X's namespace and device, with its
+    chunks planned for the temporaries of K networks.  Stacks are not compiled yet:
+    ``engine="jit"`` is refused.  The other parameters are those of :func:`choose`.
+    """
+    if engine == "jit":
+        raise ValueError(
+            "engine='jit' does not compile stacks of networks yet; use engine='auto' or "
+            "'eager' to train them as one stack, or fit them one by one."
+        )
+    xp, device = aac.array_namespace(X), aac.device(X)
+    how = Step(f, objective, optimizer, 0.0, xp)
+    return Eager(
+        how, device=device, widest=K * widest, batch_size=batch_size, chunk_size=chunk_size
+    )
+
+
+def most_per_stack(X: Any, *, n_parameters: int, n_moments: int, widest: int, batch: int,
+                   n_layers: int) -> int:  # fmt: skip
+    """The most networks a stack on X's device should hold.
+
+    A network of a stack keeps its parameters, their gradients and the optimizer's
+    moments, and each step makes one (widest × batch) temporary per layer, plus its
+    gathered batch.  On a CPU the stack's step should stay within the last-level cache
+    (beyond it, each product streams from memory and stacking gains nothing); on a GPU,
+    within a quarter of the memory free now.  At most 256, at least 1.
+    """
+    xp, device = aac.array_namespace(X), aac.device(X)
+    itemsize = xp.finfo(X.dtype).bits // 8
+    per_network = itemsize * (
+        n_parameters * (2 + n_moments) + widest * batch * (n_layers + 1) + X.shape[1] * batch
+    )
+    budget = _free_device_memory(xp, device)
+    budget = _cache_bytes() if budget is None else budget // 4
+    return int(min(256, max(1, budget // per_network)))
+
+
+def _free_device_memory(xp: Any, device: Any) -> int | None:
+    """The free memory of a GPU, in bytes; None on a CPU."""
+    if aac.is_cupy_namespace(xp):
+        import cupy
+
+        with cupy.cuda.Device(device.id):
+            return int(cupy.cuda.runtime.memGetInfo()[0])
+    if aac.is_torch_namespace(xp) and getattr(device, "type", None) == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info(device)[0])
+    return None
+
+
+def _cache_bytes() -> int:
+    """The cache a stack may fill, in bytes: the CPU's largest, as Linux tells it, but at
+    most 32 MiB, about a core's share of a server's shared cache (8 MiB where Linux does
+    not tell)."""
+    sizes = []
+    for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            with open(index) as file:
+                text = file.read().strip()
+        except OSError:
+            continue
+        unit = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+        if text.rstrip("KM").isdigit():
+            sizes.append(int(text.rstrip("KM")) * unit)
+    return min(max(sizes, default=8 << 20), 32 << 20)
 
 
 def _library(xp: Any, X: Any) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..core.backprop import loss_and_gradients, output
 from ..core.optimizers import OptimizerState
+from ..core.stacks import StackBatch, stack_epoch
 from ..core.step import Samples, Step, epoch, keep_the_best
 from ..training.engine import BlockPlan, BlockResult, Kept, Validation
 from ..training.samples import check_finite
@@ -118,6 +119,19 @@ class Eager:
                 kept, V_e = self.validate(W, b, kept, validation)
                 V.append(V_e)
         return BlockResult(W, b, state, E, kept, V)
+
+    def run_stack_block(
+        self, W: list[Array], b: list[Array], state: OptimizerState,
+        epochs: list[list[StackBatch]], *, alpha: Any,
+    ) -> tuple[list[Array], list[Array], OptimizerState, list[Array]]:  # fmt: skip
+        """A stack's epochs (``xpnet.training.stacks``), one after another, with the
+        members' penalties ``alpha`` (a float, or one per member); each epoch's losses
+        are a (K,) array."""
+        how, E = dataclasses.replace(self.how, alpha=alpha), []
+        for batches in epochs:
+            W, b, state, E_e = stack_epoch(W, b, state, batches, how=how)
+            E.append(E_e)
+        return W, b, state, E
 
     def validate(
         self, W: list[Array], b: list[Array], kept: Kept, validation: Validation

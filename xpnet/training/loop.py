@@ -352,13 +352,8 @@ class Record:
         values += [xp.reshape(xp.sum(p * p), (1,)) for p in parameters]
         values = [float(v) for v in to_numpy(xp.concat(values, axis=0))]
         mu = self.pending_mu
-        losses = self._checked(values[:n], first_epoch=last_epoch - n + 1, mu=mu)
-        if not all(math.isfinite(v) for v in values[len(values) - len(parameters) :]):
-            raise ValueError(
-                f"Training diverged: the step of epoch {last_epoch} with "
-                f"learning_rate={mu[-1]} made the parameters overflow (the squares of "
-                f"some are infinite or NaN). {_ADVICE}"
-            )
+        losses = self.checked(values[:n], first_epoch=last_epoch - n + 1, mu=mu)
+        self.check_parameters(values[len(values) - len(parameters) :], last_epoch=last_epoch, mu=mu)
         self.losses += losses
         self.pending, self.pending_V, self.pending_mu = [], [], []
         if not self.validating:
@@ -367,8 +362,19 @@ class Record:
         self.scores += values[2 * n : 3 * n]
         return losses, values[2 * n : 3 * n]
 
-    def _checked(self, values: list[float], *, first_epoch: int, mu: list[float]) -> list[float]:
-        """The epoch losses ``values``, or a ValueError at the first that diverged."""
+    def check_parameters(self, squares: list[float], *, last_epoch: int, mu: list[float]) -> None:
+        """Raise ValueError if any of the squared norms ``squares`` of the parameters after
+        the block (read back with its losses) is not finite."""
+        if not all(math.isfinite(v) for v in squares):
+            raise ValueError(
+                f"Training diverged: the step of epoch {last_epoch} with "
+                f"learning_rate={mu[-1]} made the parameters overflow (the squares of "
+                f"some are infinite or NaN). {_ADVICE}"
+            )
+
+    def checked(self, values: list[float], *, first_epoch: int, mu: list[float]) -> list[float]:
+        """The epoch losses ``values``, or a ValueError at the first that diverged (see
+        :meth:`read_back`); they become the record's last."""
         for k, v in enumerate(values):
             if not math.isfinite(v):
                 raise ValueError(

@@ -1,0 +1,180 @@
+"""Fitting many estimators of the same shape at once, as one stack (``xpnet.training.stacks``).
+
+Each estimator is fitted as its own ``fit(X[rows], y[rows])`` would fit it, from the
+same random weights, in the same mini-batch order, with its own learning rate, penalty
+and stopping rules, and comes back fitted as that call leaves it (or with the error its
+fit would raise).  Estimators that cannot share a stack with others (another layout, a
+solver without epochs, early stopping's held-out samples...) are told apart by
+:func:`stack_key`; the caller fits them one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import array_api_compat as aac
+import numpy as np  # host-side: rows, targets on the host
+
+from .. import engines
+from ..core.activations import ACTIVATIONS
+from ..core.init import glorot_uniform
+from ..core.losses import OBJECTIVES
+from ..training.samples import Samples
+from ..training.sparse import is_sparse, widest
+from ..training.stacks import Member, Report, run_stack
+from ._network import _saturation_is_expected
+from ._params import _generator
+from ._validation import check_hyperparameters, check_sample_weight, check_X
+
+#: The hyperparameters in which the estimators of one stack may differ: numbers each
+#: network of a stack holds for itself (its step size, its penalty, its generator) or
+#: that the host applies to it alone (its schedule and stopping rule).
+PER_NETWORK = (
+    "learning_rate", "alpha", "random_state", "tol", "n_iter_no_change",
+    "learning_rate_schedule", "power_t",
+)  # fmt: skip
+
+
+def stack_key(est: Any, X: Any) -> tuple | None:
+    """What estimators must share to be fitted in one stack on X, or None if ``est``
+    cannot be stacked: another solver than "sgd" or "adam", early stopping (each fit's
+    own held-out split), ``engine="jit"`` (not compiled for stacks yet), ``verbose``, or
+    a sparse or Dask X."""
+    if (
+        est.solver == "lbfgs"
+        or est.early_stopping
+        or est.engine == "jit"
+        or est.verbose
+        or is_sparse(X)
+        or type(X).__module__.startswith("dask")
+    ):
+        return None
+    params = est.get_params(deep=False)
+    shared = [(name, repr(v)) for name, v in sorted(params.items()) if name not in PER_NETWORK]
+    return (type(est), *shared)
+
+
+@_saturation_is_expected
+def fit_stack(
+    estimators: Sequence[Any],
+    X: Any,
+    y: np.ndarray,
+    rows: Sequence[np.ndarray],
+    sample_weight: Any = None,
+    *,
+    report: Report | None = None,
+) -> list[Any]:
+    """Fit ``estimators[k]`` on the rows ``rows[k]`` of (X, y), all as one stack.
+
+    Parameters
+    ----------
+    estimators : sequence of K unfitted estimators of one class, with one
+        :func:`stack_key`
+    X : array of shape (N, n_features)
+    y : numpy.ndarray of shape (N,) or (N, n_outputs)
+        On the host.
+    rows : sequence of K integer arrays
+        Each estimator's training samples, as rows of X (a fold's training indices).
+    sample_weight : array of shape (N,), optional
+        The weights of all N samples; each estimator takes those of its rows.
+    report : callable, optional
+        Progress after each read-back (``xpnet.training.stacks.Report``).
+
+    Returns
+    -------
+    list of K
+        Each estimator, fitted as ``fit(X[rows[k]], y[rows[k]])`` leaves it, or the
+        ValueError its training raised (it diverged).  An estimator whose training
+        samples lack a class the others have is fitted alone.
+    """
+    first = estimators[0]
+    name = type(first).__name__
+    X, xp, device = check_X(X, estimator=name)
+    N = X.shape[0]
+    Y, targets = first._encode_targets(
+        y, xp=xp, device=device, dtype=X.dtype, N=N, fitted=False, classes=None,
+        same_classes=False,
+    )  # fmt: skip
+    s, s_host = (None, None)
+    if sample_weight is not None:
+        s, s_host = check_sample_weight(sample_weight, xp=xp, device=device, dtype=X.dtype, N=N)
+    hidden, output = check_hyperparameters(first, natural_output=first._natural_output)
+    output = first._output_activation(output, targets)
+    layer_sizes = [X.shape[1], *hidden, Y.shape[0]]
+    f = [ACTIVATIONS[first.activation]] * len(hidden) + [ACTIVATIONS[output]]
+    names = [f_l.name for f_l in f]
+
+    results: list[Any] = [None] * len(estimators)
+    members, stacked = [], []
+    for k, (est, r) in enumerate(zip(estimators, rows, strict=True)):
+        r = np.asarray(r, dtype=np.int64)
+        mine = _own_targets(est, y[r])
+        if any(not _same(mine.get(a), targets.get(a)) for a in set(mine) | set(targets)):
+            results[k] = _fit_alone(est, X, y, r, sample_weight)  # a fold without a class
+            continue
+        check_hyperparameters(est, natural_output=est._natural_output)
+        rng = _generator(est.random_state)
+        W, b = glorot_uniform(layer_sizes, names, rng)  # as the estimator's own fit draws
+        members.append(Member(r, W, b, est._schedule(), rng, float(est.alpha)))
+        stacked.append((k, est))
+    if not members:
+        return results
+    optimizer = first._optimizer()
+    batch_size = first._batch_size(int(min(len(m.rows) for m in members)))
+    engine = engines.choose_stack(
+        first.engine, X, f=f, objective=OBJECTIVES[(first.loss, output)], optimizer=optimizer,
+        widest=widest(layer_sizes, X), K=len(members), batch_size=batch_size,
+        chunk_size=first.chunk_size,
+    )  # fmt: skip
+    with engine.open(Samples(X, Y, s, s_host)) as (data, _):
+        outcomes = run_stack(
+            members, data, n_epochs=int(first.max_iter), engine=engine, optimizer=optimizer,
+            batch_size=batch_size, shuffle=bool(first.shuffle), report=report,
+        )  # fmt: skip
+    for (k, est), outcome in zip(stacked, outcomes, strict=True):
+        if outcome.error is not None:
+            results[k] = outcome.error
+            continue
+        est._rng = members[stacked.index((k, est))].rng  # where its own fit leaves it
+        est._keep(
+            est, outcome.history, targets=dict(targets),
+            fitted=False, counted=False, stopping=None, split=None, layer_sizes=layer_sizes,
+            output=output, X_in=X, like=X, engine=engine,
+        )  # fmt: skip
+        if not outcome.history.stopped:
+            est._warn_not_converged(outcome.history)
+        results[k] = est
+    return results
+
+
+def stack_sizes(n: int, most: int) -> list[int]:
+    """n networks as stacks of at most ``most``, as even as can be."""
+    count = -(-n // max(most, 1))
+    return [n // count + (1 if i < n % count else 0) for i in range(count)]
+
+
+def _own_targets(est: Any, y_rows: np.ndarray) -> dict[str, Any]:
+    """The fitted attributes the targets ``y_rows`` give ``est`` (its ``classes_``...)."""
+    _, targets = est._encode_targets(
+        y_rows, xp=np, device="cpu", dtype=np.float64, N=len(y_rows), fitted=False,
+        classes=None, same_classes=False,
+    )  # fmt: skip
+    return targets
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b))
+    return a == b
+
+
+def _fit_alone(est: Any, X: Any, y: np.ndarray, rows: np.ndarray, sample_weight: Any) -> Any:
+    """``est`` fitted on its rows by itself, or the ValueError its training raised."""
+    weights = None if sample_weight is None else np.asarray(sample_weight)[rows]
+    xp = aac.array_namespace(X)
+    X_rows = xp.take(X, xp.asarray(rows, device=aac.device(X)), axis=0)
+    try:
+        return est.fit(X_rows, y[rows], sample_weight=weights)
+    except ValueError as error:
+        return error

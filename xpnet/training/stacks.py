@@ -1,0 +1,279 @@
+"""Training a stack: K networks of the same layer sizes as one computation, each its own fit.
+
+Each network of the stack (a :class:`Member`) trains on its own rows of the shared
+samples (a fold of cross-validation), in its own order (its own generator), with its own
+step size and penalty, and stops by its own rules: everything its separate fit would
+decide is decided for it alone, on the host, as :func:`xpnet.training.loop.run_epochs`
+decides it for one network.  The engine runs the epochs of every network still
+training together (``xpnet.core.stacks``), and the values of a block of epochs are read
+back at once, for all of them.
+
+At each read-back, a network whose loss diverged is set aside with its error, one
+that a stopping rule ended or that reached ``n_epochs`` is set aside with its
+:class:`~xpnet.training.loop.History`, and the stack is cut down to the others: a
+network that stopped costs nothing afterwards, and none of them changes another's
+arithmetic (a diverging network's NaN stays in its own slice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np  # host-side: each network's orders, step sizes and batch plans
+
+from .._host import to_numpy
+from ..core.optimizers import Optimizer, OptimizerState
+from ..core.stacks import StackBatch, gather
+from ..core.step import Samples
+from .loop import READBACK_EVERY, History, Record
+from .samples import sample_order
+from .schedules import Schedule, apply_stopping_rules
+
+Array = Any
+
+
+class Member(NamedTuple):
+    """One network of a stack, as its separate fit would start.
+
+    Attributes
+    ----------
+    rows : numpy.ndarray of int, shape (N_k,)
+        Its training samples, as rows of the shared samples, in the order its separate
+        fit would hold them.
+    W, b : lists of L arrays
+        Its starting parameters (host arrays, as drawn).
+    schedule : Schedule
+        Its learning-rate schedule (its own μ).
+    rng : numpy.random.Generator
+        Its own generator, which orders its mini-batches as its separate fit's would.
+    alpha : float
+        Its L2 penalty.
+    """
+
+    rows: np.ndarray
+    W: list[Any]
+    b: list[Any]
+    schedule: Schedule
+    rng: np.random.Generator
+    alpha: float
+
+
+class Outcome(NamedTuple):
+    """How a network of a stack ended: its history, or the error that ended it."""
+
+    history: History | None
+    error: Exception | None = None
+
+
+#: ``report(epochs, training, stopped, failed)``: after each read-back of a stack, the
+#: epochs trained and how many networks are still training, have stopped or failed.
+Report = Callable[[int, int, int, int], None]
+
+
+def run_stack(
+    members: Sequence[Member],
+    data: Samples,
+    *,
+    n_epochs: int,
+    engine: Any,
+    optimizer: Optimizer,
+    batch_size: int | None,
+    shuffle: bool,
+    report: Report | None = None,
+) -> list[Outcome]:
+    """Train the members for up to ``n_epochs`` epochs each, as one stack.
+
+    Parameters
+    ----------
+    members : sequence of K Member
+    data : Samples
+        The shared samples, made ready by the engine: X of shape (N, n_0), Y of shape
+        (n_L, N), and their weights (``s_host``) if any.
+    engine : Engine
+        Runs the stack's blocks of epochs (``run_stack_block``).
+    optimizer : Optimizer
+        The update rule every member uses.
+    batch_size : int or None
+        Samples per step; None, or at least every member's number of samples, takes
+        them all: one step per epoch.  (A stack is all full-batch or all mini-batch.)
+    shuffle : bool
+        Whether mini-batches are drawn in each member's own random order.
+    report : callable, optional
+        Progress after each read-back (see ``Report``).
+
+    Returns
+    -------
+    list of K Outcome
+        In the members' order: each one's :class:`~xpnet.training.loop.History` (as
+        :func:`~xpnet.training.loop.run_epochs` returns it for its separate fit), or
+        the ValueError its divergence raised.
+    """
+    xp, device, dtype = engine.xp, engine.device, data.X.dtype
+    K = len(members)
+    N_k = np.array([len(m.rows) for m in members])
+    mini = batch_size is not None and bool(np.all(batch_size < N_k))
+    plan = _Planner(
+        members, optimizer, data.s_host, batch_size if mini else None, shuffle, xp, device, dtype
+    )
+    index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
+    Y_rows = xp.asarray(xp.matrix_transpose(data.Y), copy=True)
+
+    def on_device(values: list[np.ndarray], dtype_: Any = dtype) -> Array:
+        return xp.asarray(np.stack(values), dtype=dtype_, device=device)
+
+    W = [on_device([m.W[l] for m in members]) for l in range(len(members[0].W))]
+    b = [on_device([m.b[l] for m in members]) for l in range(len(members[0].b))]
+    alphas = np.array([m.alpha for m in members])
+    state = optimizer.init([*W, *b], xp=xp)
+    t = np.zeros(K, dtype=np.int64)  # each member's steps: its optimizer's step count
+    scheds = [m.schedule.start() for m in members]
+    records = [Record(False, xp=xp) for _ in members]
+    outcomes: list[Outcome | None] = [None] * K
+    live = list(range(K))  # the members still training, in the stack's order
+    full = None if mini else plan.full_batch(live, index=index, X=data.X, Y_rows=Y_rows)
+
+    done = 0
+    while live and done < n_epochs:
+        k = min(READBACK_EVERY, n_epochs - done)
+        how_alpha = 0.0 if not alphas[live].any() else on_device([alphas[live]])[0]
+        epochs, mus = [], []
+        for _ in range(k):
+            mu = [members[j].schedule.mu(scheds[j]) for j in live]
+            mus.append(mu)
+            for j in live:
+                scheds[j] = members[j].schedule.epoch_end(scheds[j], int(N_k[j]))
+            if mini:
+                epochs.append(plan.epoch(live, mu, t, X=data.X, Y_rows=Y_rows, index=index))
+            else:
+                epochs.append([plan.step_of(full, live, mu, t)])
+        W, b, state, E = engine.run_stack_block(W, b, state, epochs, alpha=how_alpha)
+        done += k
+        # One read-back for the whole stack: each epoch's losses, and each member's
+        # squared parameter norms (whose overflow is divergence too).
+        norms = [xp.sum(p * p, axis=tuple(range(1, p.ndim))) for p in [*W, *b]]
+        host = to_numpy(xp.concat([xp.stack(E), xp.stack(norms)], axis=0))
+        ending: list[int] = []
+        for n, j in enumerate(live):
+            record, mu_j = records[j], [mu[n] for mu in mus]
+            try:
+                losses = record.checked(list(map(float, host[:k, n])), first_epoch=done - k + 1,
+                                        mu=mu_j)  # fmt: skip
+                record.check_parameters(list(map(float, host[k:, n])), last_epoch=done, mu=mu_j)
+            except ValueError as diverged:
+                outcomes[j] = Outcome(None, diverged)
+                ending.append(n)
+                continue
+            record.losses += losses
+            scheds[j], stop = apply_stopping_rules(
+                members[j].schedule, scheds[j], None, losses, None
+            )
+            if stop or done == n_epochs:
+                P = [xp.asarray(p[n, ...], copy=True) for p in [*W, *b]]
+                moments = tuple([xp.asarray(m[n, ...], copy=True) for m in group]
+                                for group in state.moments)  # fmt: skip
+                L = len(W)
+                history = record.history(
+                    P[:L], P[L:], OptimizerState(int(t[j]), moments), scheds[j]
+                )._replace(stopped=stop)
+                outcomes[j] = Outcome(history)
+                ending.append(n)
+        if ending:
+            kept = [n for n in range(len(live)) if n not in ending]
+            live = [live[n] for n in kept]
+            if live:
+                keep = xp.asarray(np.array(kept), dtype=index, device=device)
+                W, b = ([xp.take(p, keep, axis=0) for p in P] for P in (W, b))
+                state = OptimizerState(
+                    state.t, tuple([xp.take(m, keep, axis=0) for m in g] for g in state.moments)
+                )
+                if full is not None:
+                    full = full._replace(**{
+                        name: xp.take(getattr(full, name), keep, axis=0)
+                        for name in ("A0", "Y", "s", "S")
+                    })  # fmt: skip
+        if report is not None:
+            failed = sum(o is not None and o.error is not None for o in outcomes)
+            report(done, len(live), K - len(live) - failed, failed)
+    return outcomes  # type: ignore[return-value]
+
+
+class _Planner:
+    """Each step's batches for the members still training, planned on the host.
+
+    A member's steps, step sizes and batch weights are those of its separate fit
+    (``xpnet.core.step.epoch``); this lays them side by side, padded to the stack's
+    batch size, and sends each epoch's plan to the device in one transfer per array.
+    """
+
+    def __init__(self, members, optimizer, s_host, batch_size, shuffle, xp, device, dtype) -> None:
+        self.members, self.s_host, self.B, self.shuffle = members, s_host, batch_size, shuffle
+        self.step_size = optimizer.step_size  # step t's size for the schedule's μ
+        self.xp, self.device, self.dtype = xp, device, dtype
+
+    def _weights(self, rows: np.ndarray) -> np.ndarray:
+        return np.ones(len(rows)) if self.s_host is None else self.s_host[rows]
+
+    def full_batch(self, live, *, index, X, Y_rows) -> StackBatch:
+        """The members' whole training sets, gathered once: every epoch's one batch."""
+        rows = [self.members[j].rows for j in live]
+        width = max(len(r) for r in rows)
+        i = np.zeros((len(rows), width), dtype=np.int64)
+        s = np.zeros((len(rows), width))
+        for n, r in enumerate(rows):
+            i[n, : len(r)], s[n, : len(r)] = r, self._weights(r)
+        xp, device, dtype = self.xp, self.device, self.dtype
+        A0, Y = gather(X, Y_rows, xp.asarray(i, dtype=index, device=device), xp=xp)
+        S = np.array([float(self._weights(r).sum()) for r in rows])
+        as_array = lambda v: xp.asarray(v, dtype=dtype, device=device)  # noqa: E731
+        return StackBatch(A0, Y, as_array(s), as_array(S), None, None, None)
+
+    def step_of(self, full: StackBatch, live, mu: list[float], t: np.ndarray) -> StackBatch:
+        """The full-batch epoch's step: each member's step size for its next step."""
+        xp, device, dtype = self.xp, self.device, self.dtype
+        steps = []
+        for n, j in enumerate(live):
+            t[j] += 1
+            steps.append(self.step_size(mu[n], int(t[j])))
+        ones = xp.ones(len(live), dtype=dtype, device=device)
+        return full._replace(mu=xp.asarray(np.array(steps), dtype=dtype, device=device),
+                             share=ones)  # fmt: skip
+
+    def epoch(self, live, mu, t, *, X, Y_rows, index) -> list[StackBatch]:
+        """A mini-batch epoch: each member's batches in its own order, side by side."""
+        B, K = self.B, len(live)
+        batches = []
+        for j in live:
+            m = self.members[j]
+            order = m.rows[sample_order(m.rng, None, len(m.rows))] if self.shuffle else m.rows
+            mine = [order[start : start + B] for start in range(0, len(order), B)]
+            weights = [float(self._weights(r).sum()) for r in mine]
+            stepped = sum(len(r) for r, S in zip(mine, weights, strict=True) if S != 0.0)
+            batches.append((mine, weights, stepped))
+        n_steps = max(len(mine) for mine, _, _ in batches)
+        i = np.zeros((n_steps, K, B), dtype=np.int64)
+        s = np.zeros((n_steps, K, B))
+        S, step, share = np.ones((n_steps, K)), np.zeros((n_steps, K)), np.zeros((n_steps, K))
+        active = np.zeros((n_steps, K), dtype=bool)
+        for n, (j, (mine, weights, stepped)) in enumerate(zip(live, batches, strict=True)):
+            for q, (rows, S_q) in enumerate(zip(mine, weights, strict=True)):
+                if S_q == 0.0:  # nothing to learn from: no step, as alone
+                    continue
+                i[q, n, : len(rows)], s[q, n, : len(rows)] = rows, self._weights(rows)
+                t[j] += 1
+                S[q, n], step[q, n] = S_q, self.step_size(mu[n], int(t[j]))
+                share[q, n], active[q, n] = len(rows) / stepped, True
+        xp, device, dtype = self.xp, self.device, self.dtype
+        i_d = xp.asarray(i, dtype=index, device=device)
+        s_d, S_d, step_d, share_d = (
+            xp.asarray(v, dtype=dtype, device=device) for v in (s, S, step, share)
+        )
+        active_d = xp.asarray(active, device=device)
+        plan = []
+        for q in range(n_steps):
+            A0, Y = gather(X, Y_rows, i_d[q, ...], xp=xp)
+            some = None if active[q].all() else active_d[q, ...]
+            plan.append(
+                StackBatch(A0, Y, s_d[q, ...], S_d[q, ...], step_d[q, ...], some, share_d[q, ...])
+            )
+        return plan
