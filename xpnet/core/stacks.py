@@ -57,29 +57,30 @@ class StackBatch(NamedTuple):
     share: Array
 
 
-def gather(X: Array, Y_rows: Array, i: Array, *, xp: Any) -> tuple[Array, Array]:
-    """Each network's batch from the shared samples: the rows ``i[k]`` for network k.
+def gather(X: Array, Y: Array, i: Array, *, xp: Any) -> tuple[Array, Array]:
+    """Each network's batch from the shared samples: the samples ``i[k]`` for network k.
 
     Parameters
     ----------
     X : array of shape (N, n_0)
         The samples as rows.
-    Y_rows : array of shape (N, n_L)
-        The targets as rows.
+    Y : array of shape (n_L, N)
+        The targets, one column per sample.
     i : integer array of shape (K, B)
-        Each network's rows, on the device.
+        Each network's samples, on the device.
 
     Returns
     -------
     A0 : array of shape (K, n_0, B)
         A view of the gathered rows, transposed: one column per sample.
     Y : array of shape (K, n_L, B)
+        A view of the gathered columns.
     """
     K, B = i.shape
     flat = xp.reshape(i, (K * B,))
     X_B = xp.reshape(xp.take(X, flat, axis=0), (K, B, X.shape[1]))
-    Y_B = xp.reshape(xp.take(Y_rows, flat, axis=0), (K, B, Y_rows.shape[1]))
-    return xp.matrix_transpose(X_B), xp.matrix_transpose(Y_B)
+    Y_B = xp.reshape(xp.take(Y, flat, axis=1), (Y.shape[0], K, B))
+    return xp.matrix_transpose(X_B), xp.permute_dims(Y_B, (1, 0, 2))
 
 
 def stack_step(

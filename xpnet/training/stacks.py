@@ -117,7 +117,6 @@ def run_stack(
         members, optimizer, data.s_host, batch_size if mini else None, shuffle, xp, device, dtype
     )
     index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
-    Y_rows = xp.asarray(xp.matrix_transpose(data.Y), copy=True)
 
     def on_device(values: list[np.ndarray], dtype_: Any = dtype) -> Array:
         return xp.asarray(np.stack(values), dtype=dtype_, device=device)
@@ -131,7 +130,7 @@ def run_stack(
     records = [Record(False, xp=xp) for _ in members]
     outcomes: list[Outcome | None] = [None] * K
     live = list(range(K))  # the members still training, in the stack's order
-    full = None if mini else plan.full_batch(live, index=index, X=data.X, Y_rows=Y_rows)
+    full = None if mini else plan.full_batch(live, index=index, X=data.X, Y=data.Y)
 
     done = 0
     while live and done < n_epochs:
@@ -144,7 +143,7 @@ def run_stack(
             for j in live:
                 scheds[j] = members[j].schedule.epoch_end(scheds[j], int(N_k[j]))
             if mini:
-                epochs.append(plan.epoch(live, mu, t, X=data.X, Y_rows=Y_rows, index=index))
+                epochs.append(plan.epoch(live, mu, t, X=data.X, Y=data.Y, index=index))
             else:
                 epochs.append([plan.step_of(full, live, mu, t)])
         W, b, state, E = engine.run_stack_block(W, b, state, epochs, alpha=how_alpha)
@@ -214,7 +213,7 @@ class _Planner:
     def _weights(self, rows: np.ndarray) -> np.ndarray:
         return np.ones(len(rows)) if self.s_host is None else self.s_host[rows]
 
-    def full_batch(self, live, *, index, X, Y_rows) -> StackBatch:
+    def full_batch(self, live, *, index, X, Y) -> StackBatch:
         """The members' whole training sets, gathered once: every epoch's one batch."""
         rows = [self.members[j].rows for j in live]
         width = max(len(r) for r in rows)
@@ -223,10 +222,10 @@ class _Planner:
         for n, r in enumerate(rows):
             i[n, : len(r)], s[n, : len(r)] = r, self._weights(r)
         xp, device, dtype = self.xp, self.device, self.dtype
-        A0, Y = gather(X, Y_rows, xp.asarray(i, dtype=index, device=device), xp=xp)
+        A0, Y_full = gather(X, Y, xp.asarray(i, dtype=index, device=device), xp=xp)
         S = np.array([float(self._weights(r).sum()) for r in rows])
         as_array = lambda v: xp.asarray(v, dtype=dtype, device=device)  # noqa: E731
-        return StackBatch(A0, Y, as_array(s), as_array(S), None, None, None)
+        return StackBatch(A0, Y_full, as_array(s), as_array(S), None, None, None)
 
     def step_of(self, full: StackBatch, live, mu: list[float], t: np.ndarray) -> StackBatch:
         """The full-batch epoch's step: each member's step size for its next step."""
@@ -239,7 +238,7 @@ class _Planner:
         return full._replace(mu=xp.asarray(np.array(steps), dtype=dtype, device=device),
                              share=ones)  # fmt: skip
 
-    def epoch(self, live, mu, t, *, X, Y_rows, index) -> list[StackBatch]:
+    def epoch(self, live, mu, t, *, X, Y, index) -> list[StackBatch]:
         """A mini-batch epoch: each member's batches in its own order, side by side."""
         B, K = self.B, len(live)
         batches = []
@@ -271,9 +270,9 @@ class _Planner:
         active_d = xp.asarray(active, device=device)
         plan = []
         for q in range(n_steps):
-            A0, Y = gather(X, Y_rows, i_d[q, ...], xp=xp)
+            A0, Y_q = gather(X, Y, i_d[q, ...], xp=xp)
             some = None if active[q].all() else active_d[q, ...]
             plan.append(
-                StackBatch(A0, Y, s_d[q, ...], S_d[q, ...], step_d[q, ...], some, share_d[q, ...])
+                StackBatch(A0, Y_q, s_d[q, ...], S_d[q, ...], step_d[q, ...], some, share_d[q, ...])
             )
         return plan
