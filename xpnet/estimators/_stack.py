@@ -107,10 +107,11 @@ def fit_stack(
 
     results: list[Any] = [None] * len(estimators)
     members, stacked = [], []
+    every = _own_targets(first, y)  # on the host, to compare with each member's
     for k, (est, r) in enumerate(zip(estimators, rows, strict=True)):
         r = np.asarray(r, dtype=np.int64)
         mine = _own_targets(est, y[r])
-        if any(not _same(mine.get(a), targets.get(a)) for a in set(mine) | set(targets)):
+        if any(not _same(mine.get(a), every.get(a)) for a in set(mine) | set(every)):
             results[k] = _fit_alone(est, X, y, r, sample_weight)  # a fold without a class
             continue
         check_hyperparameters(est, natural_output=est._natural_output)

@@ -159,11 +159,27 @@ def _fit_one(est: Any, X: Any, y: np.ndarray, rows: np.ndarray, sample_weight: A
         return error
 
 
-def _score(scorer: Callable, est: Any, X: Any, y: Any, error_score: Any, names: list[str] | None):
-    """scorer(est, X, y), a number or a dict; ``error_score`` where the fit failed."""
-    if isinstance(est, Exception):
-        return error_score if names is None else dict.fromkeys(names, error_score)
-    return scorer(est, X, y)
+def _scorers(estimator: Any, scoring: Any) -> Callable | dict[str, Callable]:
+    """scikit-learn's scorer for ``scoring``, or for several metrics (a list, tuple, set or
+    dict), a dict of them by name."""
+    if scoring is None or isinstance(scoring, str) or callable(scoring):
+        return check_scoring(estimator, scoring=scoring)
+    if isinstance(scoring, dict):
+        return {name: check_scoring(estimator, scoring=s) for name, s in scoring.items()}
+    if isinstance(scoring, (list, tuple, set)) and scoring:
+        return {name: check_scoring(estimator, scoring=name) for name in scoring}
+    raise ValueError(
+        f"scoring must be None, a string, a callable, or a non-empty list, tuple, set or dict "
+        f"of them, got {scoring!r}."
+    )
+
+
+def _score(scorer: Any, est: Any, X: Any, y: Any, error_score: Any) -> Any:
+    """The score of ``est`` on (X, y), or a dict of them by metric; ``error_score`` where
+    the fit failed."""
+    if isinstance(scorer, dict):
+        return {name: _score(s, est, X, y, error_score) for name, s in scorer.items()}
+    return error_score if isinstance(est, Exception) else scorer(est, X, y)
 
 
 def _evaluate(search: Any, X: Any, y: Any, groups: Any, sample_weight: Any,
@@ -188,17 +204,16 @@ def _evaluate(search: Any, X: Any, y: Any, groups: Any, sample_weight: Any,
     )  # fmt: skip
     _raise_or_warn(fitted, search.error_score)
     scorer = search.scorer_
-    names = list(scorer._scorers) if hasattr(scorer, "_scorers") else None
     out = []
     for n, (est, fit_time) in enumerate(fitted):
         train, test = splits[n % n_splits]
         start = time.perf_counter()
         X_test, y_test = _safe_indexing(X, test), _safe_indexing(y, test)
-        row = {"test": _score(scorer, est, X_test, y_test, search.error_score, names)}
+        row = {"test": _score(scorer, est, X_test, y_test, search.error_score)}
         score_time = time.perf_counter() - start
         if search.return_train_score:
             X_train, y_train = _safe_indexing(X, train), _safe_indexing(y, train)
-            row["train"] = _score(scorer, est, X_train, y_train, search.error_score, names)
+            row["train"] = _score(scorer, est, X_train, y_train, search.error_score)
         row.update(fit_time=fit_time, score_time=score_time, estimator=est)
         out.append(row)
     return out, n_splits
@@ -332,8 +347,8 @@ class _BaseSearch(MetaEstimatorMixin, BaseEstimator):
                 f"{self.error_score!r}."
             )
         sample_weight = params.get("sample_weight")
-        self.scorer_ = check_scoring(self.estimator, scoring=self.scoring)
-        self.multimetric_ = hasattr(self.scorer_, "_scorers")
+        self.scorer_ = _scorers(self.estimator, self.scoring)
+        self.multimetric_ = isinstance(self.scorer_, dict)
         self._check_refit()
         candidates = [dict(c) for c in self._candidates()]
         if not candidates:
@@ -355,7 +370,7 @@ class _BaseSearch(MetaEstimatorMixin, BaseEstimator):
 
     def _check_refit(self) -> None:
         if self.multimetric_ and self.refit is not False and not callable(self.refit):
-            names = list(self.scorer_._scorers)
+            names = list(self.scorer_)
             if not (isinstance(self.refit, str) and self.refit in names):
                 raise ValueError(
                     "For multi-metric scoring, the parameter refit must be set to a scorer "
@@ -400,9 +415,7 @@ class _BaseSearch(MetaEstimatorMixin, BaseEstimator):
 
     def score(self, X: Any, y: Any = None) -> float:
         """The search's scorer (with multi-metric scoring, ``refit``'s) on the best estimator."""
-        scorer = self.scorer_
-        if self.multimetric_:
-            scorer = scorer._scorers[self.refit]
+        scorer = self.scorer_[self.refit] if self.multimetric_ else self.scorer_
         return scorer(self._fitted_best(), X, y)
 
     @property
@@ -507,7 +520,7 @@ def cross_validate(
         estimator, {}, scoring=scoring, cv=cv, n_jobs=n_jobs, verbose=verbose, refit=False,
         error_score=error_score, return_train_score=return_train_score, max_stack=max_stack,
     )  # fmt: skip
-    search.scorer_ = check_scoring(estimator, scoring=scoring)
+    search.scorer_ = _scorers(estimator, scoring)
     sample_weight = (params or {}).get("sample_weight")
     rows, _ = _evaluate(search, X, y, groups, sample_weight, [{}])
     out: dict[str, Any] = {

@@ -135,7 +135,9 @@ def run_stack(
     done = 0
     while live and done < n_epochs:
         k = min(READBACK_EVERY, n_epochs - done)
-        how_alpha = 0.0 if not alphas[live].any() else on_device([alphas[live]])[0]
+        how_alpha = 0.0
+        if alphas[live].any():  # one penalty per member, or none at all
+            how_alpha = xp.asarray(alphas[live], dtype=dtype, device=device)
         epochs, mus = [], []
         for _ in range(k):
             mu = [members[j].schedule.mu(scheds[j]) for j in live]
@@ -186,11 +188,8 @@ def run_stack(
                 state = OptimizerState(
                     state.t, tuple([xp.take(m, keep, axis=0) for m in g] for g in state.moments)
                 )
-                if full is not None:
-                    full = full._replace(**{
-                        name: xp.take(getattr(full, name), keep, axis=0)
-                        for name in ("A0", "Y", "s", "S")
-                    })  # fmt: skip
+                if full is not None:  # gathered again, as at the start (the same layout)
+                    full = plan.full_batch(live, index=index, X=data.X, Y=data.Y)
         if report is not None:
             failed = sum(o is not None and o.error is not None for o in outcomes)
             report(done, len(live), K - len(live) - failed, failed)

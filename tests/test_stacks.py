@@ -1,0 +1,220 @@
+"""Stacks: K networks trained as one computation, each equal to its own fit."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet._host import to_numpy
+from xpnet.core.activations import ACTIVATIONS
+from xpnet.core.backprop import loss_and_gradients
+from xpnet.core.losses import OBJECTIVES
+from xpnet.estimators._stack import fit_stack, stack_key, stack_sizes
+
+PAIRS = [("mse", "identity"), ("cross_entropy", "softmax"), ("poisson", "exp")]
+
+
+def _data(n=90, n_in=5, n_out=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, n_in))
+    y_reg = X @ rng.normal(size=(n_in,)) + 0.1 * rng.normal(size=n)
+    y_clf = np.argmax(X[:, :n_out] + 0.3 * rng.normal(size=(n, n_out)), axis=1)
+    return X, y_reg, y_clf
+
+
+def _no_stack_for(backend):
+    if backend.name == "dask":
+        pytest.skip("Dask arrays are never stacked: their fits run one by one")
+
+
+@pytest.mark.parametrize(("loss", "out"), PAIRS)
+def test_a_stacks_gradients_are_each_networks_own(backend, loss, out):
+    """E_total and its gradients of a stack of 3, with per-network weights, penalties and
+    Σ sᵢ, equal those of each network alone on its own samples."""
+    _no_stack_for(backend)
+    xp, K, N, sizes = backend.xp, 3, 40, [4, 6, 3]
+    rng = np.random.default_rng(1)
+    W = [rng.normal(size=(K, b, a)) * 0.5 for a, b in itertools.pairwise(sizes)]
+    b = [rng.normal(size=(K, b_)) * 0.1 for b_ in sizes[1:]]
+    X = rng.normal(size=(N, sizes[0]))
+    Y = rng.uniform(size=(sizes[-1], N))
+    if loss == "cross_entropy":
+        Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], N)].T
+    s = rng.uniform(size=(K, N)) * (rng.uniform(size=(K, N)) > 0.3)  # zeros: other folds
+    S, alpha = s.sum(axis=1), np.array([0.0, 0.1, 1.0])
+    f = [ACTIVATIONS["tanh"], ACTIVATIONS[out]]
+    as_ = backend.asarray
+    E, gW, gb = loss_and_gradients(
+        [as_(w) for w in W], [as_(c) for c in b], as_(X).T, as_(Y), f=f,
+        objective=OBJECTIVES[(loss, out)], xp=xp, s=as_(s), S=as_(S), alpha=as_(alpha),
+    )  # fmt: skip
+    for k in range(K):
+        E_k, gW_k, gb_k = loss_and_gradients(
+            [as_(w[k]) for w in W], [as_(c[k]) for c in b], as_(X).T, as_(Y), f=f,
+            objective=OBJECTIVES[(loss, out)], xp=xp, s=as_(s[k]), S=float(S[k]),
+            alpha=float(alpha[k]),
+        )  # fmt: skip
+        np.testing.assert_allclose(to_numpy(E)[k], to_numpy(E_k), rtol=1e-12)
+        for g, g_k in zip([*gW, *gb], [*gW_k, *gb_k], strict=True):
+            np.testing.assert_allclose(to_numpy(g)[k], to_numpy(g_k), rtol=1e-12, atol=1e-15)
+
+
+def _separate_and_stacked(make, X, y, rows, backend, sample_weight=None):
+    separate = []
+    X_dev = backend.asarray(X)
+    for k, r in enumerate(rows):
+        w = None if sample_weight is None else sample_weight[r]
+        separate.append(make(k).fit(backend.asarray(X[r]), y[r], sample_weight=w))
+    stacked = fit_stack([make(k) for k in range(len(rows))], X_dev, y, rows, sample_weight)
+    return separate, stacked
+
+
+def _host(a):
+    """An array on the host, from any backend's device (array-api-strict's second too)."""
+    if type(a).__module__.startswith("array_api_strict"):
+        import array_api_strict
+
+        a = a.to_device(array_api_strict.Device("CPU_DEVICE"))
+    return to_numpy(a)
+
+
+def _assert_same_fit(a, b, *, rtol=1e-11):
+    assert a.n_iter_ == b.n_iter_ and a.t_ == b.t_
+    assert a._optimizer_state.t == b._optimizer_state.t
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=rtol)
+    for p, q in zip([*a.weights_, *a.biases_], [*b.weights_, *b.biases_], strict=True):
+        np.testing.assert_allclose(_host(p), _host(q), rtol=rtol, atol=1e-13)
+    for m, n in zip(a._optimizer_state.moments, b._optimizer_state.moments, strict=True):
+        for p, q in zip(m, n, strict=True):
+            np.testing.assert_allclose(_host(p), _host(q), rtol=rtol, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(solver="sgd", batch_size=None, momentum=0.0),
+        dict(solver="sgd", batch_size=16, momentum=0.9, learning_rate_schedule="invscaling"),
+        dict(solver="adam", batch_size=16),
+        dict(solver="sgd", batch_size=16, shuffle=False, learning_rate_schedule="adaptive"),
+    ],
+    ids=["full-batch", "momentum-invscaling", "adam", "adaptive-unshuffled"],
+)
+def test_stacked_fits_equal_separate_fits(backend, settings):
+    """Each network of a stack, on its own fold, with its own learning rate, penalty and
+    seed (and so its own initial weights and batch order), ends as its own fit: weights,
+    moments, loss curve, epoch and step counts.  The folds have different sizes, so the
+    networks' last batches and their numbers of batches differ."""
+    _no_stack_for(backend)
+    X, _, y = _data()
+    rng = np.random.default_rng(3)
+    rows = [np.sort(rng.choice(len(X), size=n, replace=False)) for n in (70, 71, 57, 90)]
+    lrs, alphas = [0.05, 0.02, 0.1, 0.01], [0.0, 1e-3, 1e-2, 0.1]
+
+    def make(k):
+        return xpnet.MLPClassifier(
+            hidden_layer_sizes=(7,), max_iter=40, random_state=k, learning_rate=lrs[k],
+            alpha=alphas[k], **settings,
+        )  # fmt: skip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
+        separate, stacked = _separate_and_stacked(make, X, y, rows, backend)
+    for a, b in zip(separate, stacked, strict=True):
+        _assert_same_fit(a, b)
+        np.testing.assert_array_equal(_host(a.classes_), _host(b.classes_))
+
+
+def test_sample_weights_go_with_each_networks_rows():
+    X, y, _ = _data()
+    rng = np.random.default_rng(4)
+    w = rng.uniform(size=len(X)) * (rng.uniform(size=len(X)) > 0.2)
+    rows = [np.arange(0, 80), np.arange(10, 90), np.arange(0, 90, 2)]
+    from conftest import _make_backend
+
+    def make(k):
+        return xpnet.MLPRegressor(hidden_layer_sizes=(6,), max_iter=30, random_state=k,
+                                  batch_size=20, learning_rate=0.01)  # fmt: skip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
+        separate, stacked = _separate_and_stacked(make, X, y, rows, _make_backend("numpy"), w)
+    for a, b in zip(separate, stacked, strict=True):
+        _assert_same_fit(a, b)
+
+
+def test_a_diverging_network_leaves_the_others_bit_for_bit():
+    """A network whose loss explodes comes back as its fit's ValueError, is set aside at
+    the read-back, and the others are exactly (every bit) what they are in the same
+    stack with that network training well."""
+    X, y, _ = _data()
+    rows = [np.arange(len(X))] * 3
+
+    def make(lr):
+        return xpnet.MLPRegressor(hidden_layer_sizes=(6,), max_iter=48, random_state=0,
+                                  solver="sgd", learning_rate=lr)  # fmt: skip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
+        diverging = fit_stack([make(0.01), make(50.0), make(0.03)], X, y, rows)
+        training = fit_stack([make(0.01), make(0.02), make(0.03)], X, y, rows)
+        with pytest.raises(ValueError, match="diverged") as alone:
+            make(50.0).fit(X, y)
+    assert isinstance(diverging[1], ValueError) and str(diverging[1]) == str(alone.value)
+    for k in (0, 2):
+        a, b = diverging[k], training[k]
+        for p, q in zip([*a.weights_, *a.biases_], [*b.weights_, *b.biases_], strict=True):
+            np.testing.assert_array_equal(p, q)
+        assert a.loss_curve_ == b.loss_curve_ and a.n_iter_ == 48
+
+
+def test_each_network_stops_by_its_own_rule():
+    """A network whose loss stalls (a large tol) stops at its read-back and keeps its
+    parameters; the others go on to max_iter; each equals its own fit."""
+    X, y, _ = _data()
+    rows = [np.arange(len(X))] * 3
+
+    def make(k):
+        tol = [1e-4, 10.0, 1e-4][k]
+        return xpnet.MLPRegressor(hidden_layer_sizes=(6,), max_iter=64, random_state=k,
+                                  batch_size=30, tol=tol, n_iter_no_change=3)  # fmt: skip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
+        stacked = fit_stack([make(k) for k in range(3)], X, y, rows)
+        separate = [make(k).fit(X, y) for k in range(3)]
+    assert stacked[1].n_iter_ == 16 and stacked[0].n_iter_ == 64
+    for a, b in zip(separate, stacked, strict=True):
+        _assert_same_fit(a, b)
+
+
+def test_a_fold_without_a_class_is_fitted_alone():
+    X, _, y = _data()
+    missing = np.flatnonzero(y != 2)  # this fold has no sample of class 2
+    rows = [np.arange(len(X)), missing]
+
+    def make(k):
+        return xpnet.MLPClassifier(hidden_layer_sizes=(5,), max_iter=16, random_state=k)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
+        stacked = fit_stack([make(0), make(1)], X, y, rows)
+        alone = make(1).fit(X[missing], y[missing])
+    np.testing.assert_array_equal(stacked[1].classes_, [0, 1])
+    _assert_same_fit(stacked[1], alone)
+
+
+def test_what_can_share_a_stack():
+    X = np.zeros((10, 3))
+    base = xpnet.MLPRegressor(hidden_layer_sizes=(4,))
+    differing = (dict(learning_rate=0.1), dict(alpha=1.0, random_state=3), dict(tol=0.1))
+    same = [stack_key(xpnet.MLPRegressor(hidden_layer_sizes=(4,), **p), X) for p in differing]
+    assert same[0] == same[1] == same[2] == stack_key(base, X)
+    assert stack_key(xpnet.MLPRegressor(hidden_layer_sizes=(5,)), X) != same[0]
+    assert stack_key(xpnet.MLPRegressor(batch_size=7), X) != stack_key(xpnet.MLPRegressor(), X)
+    for p in (dict(solver="lbfgs"), dict(early_stopping=True), dict(engine="jit")):
+        assert stack_key(xpnet.MLPRegressor(**p), X) is None
+    assert stack_sizes(10, 4) == [4, 3, 3] and stack_sizes(3, 8) == [3]
