@@ -277,6 +277,12 @@ def _results(candidates: list[dict], rows: list[dict], n_splits: int,
             for s in range(n_splits):
                 results[f"split{s}_{key}"] = array[:, s]
         mean = np.average(array, axis=1)
+        if splits and not np.isfinite(mean).all():
+            warnings.warn(
+                f"One or more of the {key.split('_')[0]} scores are non-finite: {mean}",
+                UserWarning,
+                stacklevel=4,
+            )
         results[f"mean_{key}"] = mean
         results[f"std_{key}"] = np.sqrt(np.average((array - mean[:, None]) ** 2, axis=1))
         if rank:
