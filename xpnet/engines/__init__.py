@@ -180,9 +180,9 @@ def most_per_stack(X: Any, *, n_parameters: int, n_moments: int, widest: int, ba
 
     A network of a stack keeps its parameters, their gradients and the optimizer's
     moments, and each step makes one (widest × batch) temporary per layer, plus its
-    gathered batch.  On a CPU the stack's step should stay within the last-level cache
-    (beyond it, each product streams from memory and stacking gains nothing); on a GPU,
-    within a quarter of the memory free now.  At most 256, at least 1.
+    gathered batch.  On a CPU the stack's step should stay within the cache (beyond it,
+    each product streams from farther and stacking gains less); on a GPU, within a
+    quarter of the memory free now.  At most 256, at least 1.
     """
     xp, device = aac.array_namespace(X), aac.device(X)
     itemsize = xp.finfo(X.dtype).bits // 8
@@ -210,8 +210,10 @@ def _free_device_memory(xp: Any, device: Any) -> int | None:
 
 def _cache_bytes() -> int:
     """The cache a stack may fill, in bytes: the CPU's largest, as Linux tells it, but at
-    most 32 MiB, about a core's share of a server's shared cache (8 MiB where Linux does
-    not tell)."""
+    most 4 MiB (where Linux does not tell, 4 MiB).  Beyond about twice a core's own
+    (level 2) cache, a stack's step streams from the shared cache: on digits (a 64→32→10
+    network, batches of 64) stacks of 16 to 40 trained fastest per network, 80 slower
+    (``scripts/bench_search.py``; ``max_stack``)."""
     sizes = []
     for index in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
         try:
@@ -222,7 +224,7 @@ def _cache_bytes() -> int:
         unit = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
         if text.rstrip("KM").isdigit():
             sizes.append(int(text.rstrip("KM")) * unit)
-    return min(max(sizes, default=8 << 20), 32 << 20)
+    return min(max(sizes, default=4 << 20), 4 << 20)
 
 
 def _library(xp: Any, X: Any) -> str:
