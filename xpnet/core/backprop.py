@@ -105,7 +105,13 @@ def backward(
 def _transposed(A: Array, *, xp: Any) -> Array:
     """Aᵀ, of each matrix of a stack.  A 2-D operand's own ``.T``: a sparse input has no
     ``matrix_transpose``."""
-    return A.T if A.ndim == 2 else xp.matrix_transpose(A)
+    return A.T if len(A.shape) == 2 else xp.matrix_transpose(A)
+
+
+def _columns(A: Array, cols: slice) -> Array:
+    """The columns ``cols`` of A, of each matrix of a stack.  A 2-D operand is indexed
+    ``[:, cols]``, which every sparse matrix takes."""
+    return A[:, cols] if len(A.shape) == 2 else A[..., cols]
 
 
 def chunk_sums(
@@ -196,7 +202,9 @@ def sample_sums(
 
     def sums(chunk: slice) -> tuple[Array, list[Array], list[Array]]:
         s_c = None if s is None else s[..., chunk]
-        return chunk_sums(W, b, A0[..., chunk], Y[..., chunk], s_c, f=f, objective=objective, xp=xp)
+        return chunk_sums(
+            W, b, _columns(A0, chunk), Y[..., chunk], s_c, f=f, objective=objective, xp=xp
+        )
 
     parts = map(sums, _chunks(A0.shape[-1], chunk_size))
     E, sum_W, sum_b = next(parts)
@@ -294,7 +302,7 @@ def output(
     """
 
     def output_of(chunk: slice) -> Array:
-        return forward(W, b, A0[..., chunk], f=f, xp=xp)[-1]
+        return forward(W, b, _columns(A0, chunk), f=f, xp=xp)[-1]
 
     O = list(map(output_of, _chunks(A0.shape[-1], chunk_size)))
     return O[0] if len(O) == 1 else xp.concat(O, axis=-1)
