@@ -116,7 +116,7 @@ def test_stacked_fits_equal_separate_fits(backend, settings):
 
     def make(k):
         return xpnet.MLPClassifier(
-            hidden_layer_sizes=(7,), max_iter=40, random_state=k, learning_rate=lrs[k],
+            hidden_layer_sizes=(7,), max_iter=20, random_state=k, learning_rate=lrs[k],
             alpha=alphas[k], **settings,
         )  # fmt: skip
 

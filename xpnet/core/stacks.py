@@ -16,6 +16,7 @@ network equals its separate fit to within the rounding of those sums' order.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from .optimizers import OptimizerState
@@ -109,10 +110,11 @@ def stack_step(
 
 
 def stack_epoch(
-    W: list[Array], b: list[Array], state: OptimizerState, batches: list[StackBatch], *,
+    W: list[Array], b: list[Array], state: OptimizerState, batches: Iterable[StackBatch], *,
     how: Step,
 ) -> tuple[list[Array], list[Array], OptimizerState, Array]:  # fmt: skip
-    """One epoch of every network of a stack: a :func:`stack_step` per batch.
+    """One epoch of every network of a stack: a :func:`stack_step` per batch (``batches``
+    may gather each one as it is reached).
 
     Returns W, b, the optimizer state and each network's epoch loss (K,): its batch
     losses weighted by their ``share`` of its samples, as one network's epoch records

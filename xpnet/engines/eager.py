@@ -9,7 +9,7 @@ BLAS held to one thread meanwhile; both are held while the engine is open.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -122,7 +122,7 @@ class Eager:
 
     def run_stack_block(
         self, W: list[Array], b: list[Array], state: OptimizerState,
-        epochs: list[list[StackBatch]], *, alpha: Any,
+        epochs: list[Iterable[StackBatch]], *, alpha: Any,
     ) -> tuple[list[Array], list[Array], OptimizerState, list[Array]]:  # fmt: skip
         """A stack's epochs (``xpnet.training.stacks``), one after another, with the
         members' penalties ``alpha`` (a float, or one per member); each epoch's losses

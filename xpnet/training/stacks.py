@@ -17,7 +17,7 @@ arithmetic (a diverging network's NaN stays in its own slice).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np  # host-side: each network's orders, step sizes and batch plans
@@ -237,7 +237,7 @@ class _Planner:
         return full._replace(mu=xp.asarray(np.array(steps), dtype=dtype, device=device),
                              share=ones)  # fmt: skip
 
-    def epoch(self, live, mu, t, *, X, Y, index) -> list[StackBatch]:
+    def epoch(self, live, mu, t, *, X, Y, index) -> Iterator[StackBatch]:
         """A mini-batch epoch: each member's batches in its own order, side by side."""
         B, K = self.B, len(live)
         batches = []
@@ -267,11 +267,14 @@ class _Planner:
             xp.asarray(v, dtype=dtype, device=device) for v in (s, S, step, share)
         )
         active_d = xp.asarray(active, device=device)
-        plan = []
-        for q in range(n_steps):
-            A0, Y_q = gather(X, Y, i_d[q, ...], xp=xp)
-            some = None if active[q].all() else active_d[q, ...]
-            plan.append(
-                StackBatch(A0, Y_q, s_d[q, ...], S_d[q, ...], step_d[q, ...], some, share_d[q, ...])
-            )
-        return plan
+
+        def batches() -> Iterator[StackBatch]:
+            # Gathered as the engine reaches each step: one step's batch in memory at a
+            # time, however many epochs the block plans.
+            for q in range(n_steps):
+                A0, Y_q = gather(X, Y, i_d[q, ...], xp=xp)
+                some = None if active[q].all() else active_d[q, ...]
+                yield StackBatch(A0, Y_q, s_d[q, ...], S_d[q, ...], step_d[q, ...], some,
+                                 share_d[q, ...])  # fmt: skip
+
+        return batches()
