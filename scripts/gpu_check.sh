@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The first run on a machine with an NVIDIA GPU: the tests that need a GPU, the numeric
-# tests on CuPy, the `xpnet` command on CuPy, and the benchmark on CuPy (against PyTorch
-# CUDA) and, where JAX has a GPU, on JAX.  Built for a machine without a package index:
+# tests on CuPy, the `xpnet` command on CuPy, the benchmark on CuPy (against PyTorch
+# CUDA), stacks of networks against separate fits on CuPy and PyTorch CUDA, and, where JAX
+# has a GPU, the benchmark on JAX.  Built for a machine without a package index:
 #
 #   bash scripts/gpu_wheelhouse.sh          # beforehand, where pip reaches an index
 #   OUT=/some/folder bash scripts/gpu_check.sh     # on the GPU machine, wheelhouse/ beside
@@ -15,7 +16,7 @@
 # unpacked onto PYTHONPATH (no pip, no virtual environment, no index), or where there
 # is none, the one installed.
 #
-# Results go to $OUT (default: bench-results/gpu/DATE-GPU/, which git ignores), seven
+# Results go to $OUT (default: bench-results/gpu/DATE-GPU/, which git ignores), eleven
 # files at most: gpu_check.log (everything printed), summary.md and summary.json (each
 # part's result, rewritten after every part), and the benchmarks' JSON and Markdown.
 # Commit the benchmarks worth keeping under benchmarks/gpu/.
@@ -39,18 +40,19 @@ REPO=$PWD
 
 # -- the parts ---------------------------------------------------------------------------
 
-PARTS=(prepare gpu-tests cupy-tests command bench-cupy bench-jax)
-declare -A LIMIT=([prepare]=30 [gpu-tests]=150 [cupy-tests]=75 [command]=45
-                  [bench-cupy]=180 [bench-jax]=45)
+PARTS=(prepare gpu-tests cupy-tests command bench-cupy bench-stacks bench-jax)
+declare -A LIMIT=([prepare]=30 [gpu-tests]=130 [cupy-tests]=75 [command]=45
+                  [bench-cupy]=115 [bench-stacks]=85 [bench-jax]=45)
 # What a part needs besides Python: "cupy" (CuPy sees a CUDA device), "jax-gpu", or "-".
 declare -A NEEDS=([prepare]=- [gpu-tests]=- [cupy-tests]=- [command]=cupy
-                  [bench-cupy]=cupy [bench-jax]=jax-gpu)
+                  [bench-cupy]=cupy [bench-stacks]=cupy [bench-jax]=jax-gpu)
 declare -A WHAT=(
     [prepare]="python3, xpnet from this repository, array-api-compat, the GPU seen"
     [gpu-tests]="the tests that need a GPU (pytest -m gpu): fused kernels, CUDA graphs, README"
     [cupy-tests]="every numeric test on the CuPy backend (pytest --backend cupy -k cupy)"
     [command]="xpnet train and evaluate on CuPy, eager and with --engine jit"
     [bench-cupy]="scripts/bench.py --backend cupy: xpnet on CuPy and PyTorch CUDA"
+    [bench-stacks]="scripts/bench_stacks.py: K fits one by one ÷ one stack of K, CuPy, PyTorch CUDA"
     [bench-jax]="scripts/bench.py --backend jax: xpnet compiled on JAX's GPU"
 )
 #: Seconds a part may take after its limit to stop before it is killed.
@@ -70,9 +72,9 @@ BENCH_ARGS=()
 while (($#)); do
     case "$1" in
         --list)
-            printf '%-11s %6s  %-8s %s\n' part limit needs what
+            printf '%-12s %6s  %-8s %s\n' part limit needs what
             for name in "${PARTS[@]}"; do
-                printf '%-11s %5ss  %-8s %s\n' "$name" "${LIMIT[$name]}" "${NEEDS[$name]}" \
+                printf '%-12s %5ss  %-8s %s\n' "$name" "${LIMIT[$name]}" "${NEEDS[$name]}" \
                     "${WHAT[$name]}"
             done
             echo "total: $total s with ${GRACE_S} s of grace per part (budget $BUDGET_S s)"
@@ -167,7 +169,30 @@ part_bench_jax() {
         --json "$OUT/gpu_bench_jax.json" --markdown "$OUT/gpu_bench_jax.md"
 }
 
-export -f part_gpu_tests part_cupy_tests part_command part_bench_cupy part_bench_jax
+# S, K = 1, 16 and 256 (full batch and mini-batches of 64), on CuPy and then on PyTorch
+# CUDA.  4 epochs per fit, 2 rounds, 32 of the K separate fits timed: about 30 s on each
+# library by an estimate for the H200, not yet measured.  Each run stops itself at
+# its own time limit (writing the rows done, exit status 124), so that a slow first one
+# leaves the second its share of the part's limit.
+part_bench_stacks() {
+    local status=0 code
+    local common=(--problems S --K 1,16,256 --epochs 4 --rounds 2 --max-separate 32)
+    "$PYTHON" scripts/bench_stacks.py --backend cupy "${common[@]}" --time-limit-s 38 \
+        --json "$OUT/gpu_bench_stacks_cupy.json" --markdown "$OUT/gpu_bench_stacks_cupy.md" ||
+        status=$?
+    if [[ ${TORCH_CUDA:-0} != 1 ]]; then
+        echo "bench-stacks: not on PyTorch CUDA (${TORCH_WHY:-PyTorch has no CUDA device})"
+        return "$status"
+    fi
+    "$PYTHON" scripts/bench_stacks.py --backend torch-cuda "${common[@]}" --time-limit-s 32 \
+        --json "$OUT/gpu_bench_stacks_torch.json" --markdown "$OUT/gpu_bench_stacks_torch.md"
+    code=$?
+    ((status)) || status=$code
+    return "$status"
+}
+
+export -f part_gpu_tests part_cupy_tests part_command part_bench_cupy part_bench_stacks \
+    part_bench_jax
 
 # -- prepare: Python, xpnet, array-api-compat, and what this machine has -----------------
 
@@ -193,6 +218,7 @@ prepare() {
     cat "$SCRATCH/facts.sh"
     # shellcheck disable=SC1091
     source "$SCRATCH/facts.sh"
+    export TORCH_CUDA TORCH_WHY  # for bench-stacks, which runs on PyTorch CUDA where it can
 }
 
 # -- run ---------------------------------------------------------------------------------
