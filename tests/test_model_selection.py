@@ -156,6 +156,23 @@ def test_stacks_of_any_size_and_workers_give_the_same_results():
                 np.testing.assert_array_equal(other.cv_results_[key], one.cv_results_[key])
 
 
+def test_a_dataframes_feature_names_go_to_every_fit():
+    """The stacked fits record a DataFrame's column names, as fits on its rows would: no
+    warning when they score the test rows, and the names on every fitted estimator."""
+    pd = pytest.importorskip("pandas")
+    X, y = _classification()
+    X = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    est = xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=8, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # "X has feature names, but ..."
+        warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
+        out = cross_validate(est, X, y, cv=3, return_estimator=True)
+        theirs = sk.cross_validate(est, X, y, cv=3)
+    for fitted in out["estimator"]:
+        assert list(fitted.feature_names_in_) == list(X.columns)
+    np.testing.assert_allclose(out["test_score"], theirs["test_score"], rtol=0, atol=1e-12)
+
+
 def test_bad_settings_are_named():
     X, y = _classification()
     est = xpnet.MLPClassifier(max_iter=2)

@@ -192,6 +192,10 @@ def test_each_network_stops_by_its_own_rule():
 
 
 def test_a_fold_without_a_class_is_fitted_alone():
+    """A fold that lacks a class has another output layer: the stack leaves it out (None)
+    and the search fits it alone, as its own fit."""
+    from xpnet.model_selection import cross_validate
+
     X, _, y = _data()
     missing = np.flatnonzero(y != 2)  # this fold has no sample of class 2
     rows = [np.arange(len(X)), missing]
@@ -201,10 +205,14 @@ def test_a_fold_without_a_class_is_fitted_alone():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
-        stacked = fit_stack([make(0), make(1)], X, y, rows)
+        stacked = fit_stack([make(1), make(1)], X, y, rows)
+        folds = [(r, np.arange(len(X))) for r in rows]
+        searched = cross_validate(make(1), X, y, cv=folds, return_estimator=True)["estimator"]
         alone = make(1).fit(X[missing], y[missing])
-    np.testing.assert_array_equal(stacked[1].classes_, [0, 1])
-    _assert_same_fit(stacked[1], alone)
+    assert stacked[1] is None and stacked[0] is not None
+    np.testing.assert_array_equal(searched[1].classes_, [0, 1])
+    _assert_same_fit(searched[1], alone)
+    _assert_same_fit(searched[0], stacked[0])
 
 
 def test_what_can_share_a_stack():

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import array_api_compat as aac
 import numpy as np  # host-side: rows, targets on the host
 
 from .. import engines
@@ -84,12 +83,25 @@ def fit_stack(
     Returns
     -------
     list of K
-        Each estimator, fitted as ``fit(X[rows[k]], y[rows[k]])`` leaves it, or the
-        ValueError its training raised (it diverged).  An estimator whose training
-        samples lack a class the others have is fitted alone.
+        Each estimator, fitted as ``fit(X[rows[k]], y[rows[k]])`` leaves it (with the
+        feature names of a DataFrame X), or the ValueError its training raised (it
+        diverged), or None where its training samples lack a class the others have: the
+        caller fits that one alone.
+
+    Raises
+    ------
+    ValueError
+        If the estimators differ in what a stack shares (:func:`stack_key`).
     """
     first = estimators[0]
+    keys = {stack_key(est, X) for est in estimators}
+    if len(keys) != 1 or None in keys:
+        raise ValueError(
+            "fit_stack takes estimators that can share one stack: of one class, differing "
+            f"only in {', '.join(PER_NETWORK)}, and stackable (see stack_key)."
+        )
     name = type(first).__name__
+    X_in = X  # a DataFrame's column names, before X becomes an array
     X, xp, device = check_X(X, estimator=name)
     N = X.shape[0]
     Y, targets = first._encode_targets(
@@ -112,8 +124,7 @@ def fit_stack(
         r = np.asarray(r, dtype=np.int64)
         mine = _own_targets(est, y[r])
         if any(not _same(mine.get(a), every.get(a)) for a in set(mine) | set(every)):
-            results[k] = _fit_alone(est, X, y, r, sample_weight)  # a fold without a class
-            continue
+            continue  # a fold without a class: its output layer is another size
         check_hyperparameters(est, natural_output=est._natural_output)
         rng = _generator(est.random_state)
         W, b = glorot_uniform(layer_sizes, names, rng)  # as the estimator's own fit draws
@@ -133,15 +144,15 @@ def fit_stack(
             members, data, n_epochs=int(first.max_iter), engine=engine, optimizer=optimizer,
             batch_size=batch_size, shuffle=bool(first.shuffle), report=report,
         )  # fmt: skip
-    for (k, est), outcome in zip(stacked, outcomes, strict=True):
+    for (k, est), member, outcome in zip(stacked, members, outcomes, strict=True):
         if outcome.error is not None:
             results[k] = outcome.error
             continue
-        est._rng = members[stacked.index((k, est))].rng  # where its own fit leaves it
+        est._rng = member.rng  # where its own fit leaves its generator
         est._keep(
             est, outcome.history, targets=dict(targets),
             fitted=False, counted=False, stopping=None, split=None, layer_sizes=layer_sizes,
-            output=output, X_in=X, like=X, engine=engine,
+            output=output, X_in=X_in, like=X, engine=engine,
         )  # fmt: skip
         if not outcome.history.stopped:
             est._warn_not_converged(outcome.history)
@@ -168,14 +179,3 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return np.array_equal(np.asarray(a), np.asarray(b))
     return a == b
-
-
-def _fit_alone(est: Any, X: Any, y: np.ndarray, rows: np.ndarray, sample_weight: Any) -> Any:
-    """``est`` fitted on its rows by itself, or the ValueError its training raised."""
-    weights = None if sample_weight is None else np.asarray(sample_weight)[rows]
-    xp = aac.array_namespace(X)
-    X_rows = xp.take(X, xp.asarray(rows, device=aac.device(X)), axis=0)
-    try:
-        return est.fit(X_rows, y[rows], sample_weight=weights)
-    except ValueError as error:
-        return error

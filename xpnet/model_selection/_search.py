@@ -30,6 +30,7 @@ from sklearn.utils.validation import indexable
 from .. import engines
 from .._host import to_numpy
 from ..estimators._stack import fit_stack, stack_key, stack_sizes
+from ..estimators._validation import check_X
 
 #: How one fit of a search ended: the fitted estimator (or the error), and its time.
 Fitted = tuple[Any, float]
@@ -78,11 +79,11 @@ def fit_all(
     time: a stack's time shared equally among its networks.
     """
     y_host = _host_targets(y)
-    X_array = X if hasattr(X, "shape") and hasattr(X, "dtype") else np.asarray(X)
     groups: dict[Any, list[int]] = defaultdict(list)
     for i, est in enumerate(estimators):
-        key = stack_key(est, X_array) if hasattr(X_array, "dtype") else None
+        key = stack_key(est, X)
         groups[key if key is not None else ("alone", i)].append(i)
+    X_sizes = None  # X as an array, only to size the stacks
     jobs: list[list[int]] = []
     workers = _workers(n_jobs)
     for key, members in groups.items():
@@ -90,8 +91,10 @@ def fit_all(
             jobs += [[i] for i in members]
             continue
         first = estimators[members[0]]
+        if X_sizes is None:
+            X_sizes, _, _ = check_X(X, estimator=type(first).__name__)
         n_train = min(len(folds[i]) for i in members)
-        most = engines.most_per_stack(X_array, **_layout(first, X_array, y_host, n_train))
+        most = engines.most_per_stack(X_sizes, **_layout(first, X_sizes, y_host, n_train))
         most = most if max_stack is None else min(most, max_stack)
         # With several workers, at least one stack each: every core gets a share.
         most = min(most, -(-len(members) // min(workers, len(members))))
@@ -105,7 +108,7 @@ def fit_all(
               f"{len(jobs) - stacks} single fits.")  # fmt: skip
 
     def run(job: list[int]) -> list[tuple[int, Fitted]]:
-        return _run_job(job, estimators, X_array, y_host, folds, sample_weight, verbose)
+        return _run_job(job, estimators, X, y_host, folds, sample_weight, verbose)
 
     if workers == 1 or len(jobs) == 1:
         done = [run(job) for job in jobs]
@@ -147,7 +150,13 @@ def _run_job(job, estimators, X, y, folds, sample_weight, verbose) -> list[tuple
         [estimators[i] for i in job], X, y, [folds[i] for i in job], sample_weight, report=report
     )
     each = (time.perf_counter() - start) / len(job)
-    return [(i, (est, each)) for i, est in zip(job, fitted, strict=True)]
+    done = []
+    for i, est in zip(job, fitted, strict=True):
+        if est is None:  # the stack could not take it (a fold without a class): alone
+            done += _run_job([i], estimators, X, y, folds, sample_weight, 0)
+        else:
+            done.append((i, (est, each)))
+    return done
 
 
 def _fit_one(est: Any, X: Any, y: np.ndarray, rows: np.ndarray, sample_weight: Any) -> Any:
