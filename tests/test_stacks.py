@@ -226,3 +226,23 @@ def test_what_can_share_a_stack():
     for p in (dict(solver="lbfgs"), dict(early_stopping=True), dict(engine="jit")):
         assert stack_key(xpnet.MLPRegressor(**p), X) is None
     assert stack_sizes(10, 4) == [4, 3, 3] and stack_sizes(3, 8) == [3]
+
+
+def test_stacks_are_sized_to_the_device():
+    """On a CPU, a stack fills at most 4 MiB of cache (fewer of larger networks); on a GPU,
+    a quarter of the memory its device reports free (stood in for here)."""
+    from xpnet import engines
+
+    X = np.zeros((100, 64))
+    sizes = dict(n_parameters=64 * 32 + 32 + 32 * 10 + 10, n_moments=2, n_layers=2)
+    small = engines.most_per_stack(X, widest=64, batch=64, **sizes)
+    large = engines.most_per_stack(X, widest=64, batch=1024, **sizes)
+    per_network = 8 * (sizes["n_parameters"] * 4 + 64 * 64 * 3 + 64 * 64)
+    assert small == min(256, engines._cache_bytes() // per_network) and 1 <= large < small
+    assert engines._cache_bytes() <= 4 << 20
+    cupy_xp = pytest.importorskip("array_api_compat.cupy", reason="CuPy is not installed")
+
+    class Device:  # a cupy.cuda.Device's free and total memory, in bytes
+        mem_info = (8 << 30, 16 << 30)
+
+    assert engines._free_device_memory(cupy_xp, Device()) == 8 << 30

@@ -95,18 +95,17 @@ def stack_step(
     left as it came.  Returns W, b, the optimizer state and E (K,) at the parameters
     the step started from.
     """
-    xp = how.xp
+    xp, active = how.xp, batch.active
     W_new, b_new, new, E = step(
         W, b, state, batch.A0, batch.Y, batch.s, batch.S, mu=batch.mu, how=how
     )
-    if batch.active is not None:
-        W_new, b_new = _kept(batch.active, W_new, W, xp=xp), _kept(batch.active, b_new, b, xp=xp)
+    moments = new.moments
+    if active is not None:
+        W_new, b_new = _kept(active, W_new, W, xp=xp), _kept(active, b_new, b, xp=xp)
         moments = tuple(
-            _kept(batch.active, m_new, m, xp=xp)
-            for m_new, m in zip(new.moments, state.moments, strict=True)
+            _kept(active, m_new, m, xp=xp) for m_new, m in zip(moments, state.moments, strict=True)
         )
-        new = OptimizerState(state.t, moments)
-    return W_new, b_new, OptimizerState(state.t, new.moments), E
+    return W_new, b_new, OptimizerState(state.t, moments), E
 
 
 def stack_epoch(

@@ -27,6 +27,7 @@ from ..core.step import Step
 from ..training.engine import Engine
 from ..training.sparse import stored_values
 from . import jax as _jax
+from . import torch as _torch
 from ._dask_graph import block_namespace
 from .dask import Dask, is_dask
 from .eager import Eager
@@ -197,14 +198,9 @@ def most_per_stack(X: Any, *, n_parameters: int, n_moments: int, widest: int, ba
 def _free_device_memory(xp: Any, device: Any) -> int | None:
     """The free memory of a GPU, in bytes; None on a CPU."""
     if aac.is_cupy_namespace(xp):
-        import cupy
-
-        with cupy.cuda.Device(device.id):
-            return int(cupy.cuda.runtime.memGetInfo()[0])
+        return int(device.mem_info[0])  # a cupy.cuda.Device: (free, total)
     if aac.is_torch_namespace(xp) and getattr(device, "type", None) == "cuda":
-        import torch
-
-        return int(torch.cuda.mem_get_info(device)[0])
+        return _torch.free_memory(device)
     return None
 
 

@@ -258,6 +258,13 @@ class _Buffers:
         return copies(self.W), copies(self.b), moments, kept, self.E.clone(), V
 
 
+def free_memory(device: Any) -> int:
+    """The free memory of a CUDA ``device``, in bytes."""
+    import torch
+
+    return int(torch.cuda.mem_get_info(device)[0])
+
+
 def _warm_up(block: Any, device: Any) -> None:
     """Run ``block`` uncaptured on a side stream of ``device``, as PyTorch asks before a
     capture, and have the device's current stream wait for it."""

@@ -118,11 +118,12 @@ def run_stack(
     )
     index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
 
-    def on_device(values: list[np.ndarray], dtype_: Any = dtype) -> Array:
-        return xp.asarray(np.stack(values), dtype=dtype_, device=device)
+    def stacked(arrays: list[np.ndarray]) -> Array:
+        """The members' host arrays as one array on the device, in X's dtype."""
+        return xp.asarray(np.stack(arrays), dtype=dtype, device=device)
 
-    W = [on_device([m.W[l] for m in members]) for l in range(len(members[0].W))]
-    b = [on_device([m.b[l] for m in members]) for l in range(len(members[0].b))]
+    W = [stacked([m.W[l] for m in members]) for l in range(len(members[0].W))]
+    b = [stacked([m.b[l] for m in members]) for l in range(len(members[0].b))]
     alphas = np.array([m.alpha for m in members])
     state = optimizer.init([*W, *b], xp=xp)
     t = np.zeros(K, dtype=np.int64)  # each member's steps: its optimizer's step count
@@ -184,7 +185,7 @@ def run_stack(
             live = [live[n] for n in kept]
             if live:
                 keep = xp.asarray(np.array(kept), dtype=index, device=device)
-                W, b = ([xp.take(p, keep, axis=0) for p in P] for P in (W, b))
+                W, b = ([xp.take(p, keep, axis=0) for p in group] for group in (W, b))
                 state = OptimizerState(
                     state.t, tuple([xp.take(m, keep, axis=0) for m in g] for g in state.moments)
                 )
@@ -240,20 +241,20 @@ class _Planner:
     def epoch(self, live, mu, t, *, X, Y, index) -> Iterator[StackBatch]:
         """A mini-batch epoch: each member's batches in its own order, side by side."""
         B, K = self.B, len(live)
-        batches = []
+        plans = []  # each member's batches (its rows), their Σ sᵢ, and the samples stepped on
         for j in live:
             m = self.members[j]
             order = m.rows[sample_order(m.rng, None, len(m.rows))] if self.shuffle else m.rows
             mine = [order[start : start + B] for start in range(0, len(order), B)]
             weights = [float(self._weights(r).sum()) for r in mine]
             stepped = sum(len(r) for r, S in zip(mine, weights, strict=True) if S != 0.0)
-            batches.append((mine, weights, stepped))
-        n_steps = max(len(mine) for mine, _, _ in batches)
+            plans.append((mine, weights, stepped))
+        n_steps = max(len(mine) for mine, _, _ in plans)
         i = np.zeros((n_steps, K, B), dtype=np.int64)
         s = np.zeros((n_steps, K, B))
         S, step, share = np.ones((n_steps, K)), np.zeros((n_steps, K)), np.zeros((n_steps, K))
         active = np.zeros((n_steps, K), dtype=bool)
-        for n, (j, (mine, weights, stepped)) in enumerate(zip(live, batches, strict=True)):
+        for n, (j, (mine, weights, stepped)) in enumerate(zip(live, plans, strict=True)):
             for q, (rows, S_q) in enumerate(zip(mine, weights, strict=True)):
                 if S_q == 0.0:  # nothing to learn from: no step, as alone
                     continue
