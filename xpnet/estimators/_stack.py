@@ -120,11 +120,14 @@ def fit_stack(
     results: list[Any] = [None] * len(estimators)
     members, stacked = [], []
     every = _own_targets(first, y)  # on the host, to compare with each member's
+    complete: dict[int, bool] = {}  # by fold (the caller's array): whether it has every class
     for k, (est, r) in enumerate(zip(estimators, rows, strict=True)):
-        r = np.asarray(r, dtype=np.int64)
-        mine = _own_targets(est, y[r])
-        if any(not _same(mine.get(a), every.get(a)) for a in set(mine) | set(every)):
+        if id(r) not in complete:
+            mine = _own_targets(first, y[np.asarray(r)])
+            complete[id(r)] = all(_same(mine.get(a), every.get(a)) for a in set(mine) | set(every))
+        if not complete[id(r)]:
             continue  # a fold without a class: its output layer is another size
+        r = np.asarray(r, dtype=np.int64)
         check_hyperparameters(est, natural_output=est._natural_output)
         rng = _generator(est.random_state)
         W, b = glorot_uniform(layer_sizes, names, rng)  # as the estimator's own fit draws

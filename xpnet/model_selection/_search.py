@@ -201,28 +201,29 @@ def _evaluate(search: Any, X: Any, y: Any, groups: Any, sample_weight: Any,
     if search.verbose > 0:
         print(f"Fitting {n_splits} folds for each of {len(candidates)} candidates, "
               f"totalling {n_splits * len(candidates)} fits")  # fmt: skip
+    splits = [(np.asarray(train), np.asarray(test)) for train, test in splits]
     estimators, folds = [], []
     for params in candidates:
         for train, _ in splits:
-            est = clone(search.estimator).set_params(**clone(params, safe=False))
-            estimators.append(est)
-            folds.append(np.asarray(train))
+            estimators.append(clone(search.estimator).set_params(**clone(params, safe=False)))
+            folds.append(train)  # one array per split, shared by its candidates
     fitted = fit_all(
         estimators, X, y, folds, sample_weight=sample_weight, n_jobs=search.n_jobs,
         verbose=search.verbose, max_stack=getattr(search, "max_stack", None),
     )  # fmt: skip
     _raise_or_warn(fitted, search.error_score)
     scorer = search.scorer_
+    # Each split's rows, taken once for all its candidates.
+    parts = [("test", 1)] + ([("train", 0)] if search.return_train_score else [])
+    rows = {(part, s): (_safe_indexing(X, split[i]), _safe_indexing(y, split[i]))
+            for s, split in enumerate(splits) for part, i in parts}  # fmt: skip
     out = []
     for n, (est, fit_time) in enumerate(fitted):
-        train, test = splits[n % n_splits]
         start = time.perf_counter()
-        X_test, y_test = _safe_indexing(X, test), _safe_indexing(y, test)
-        row = {"test": _score(scorer, est, X_test, y_test, search.error_score)}
+        row = {"test": _score(scorer, est, *rows["test", n % n_splits], search.error_score)}
         score_time = time.perf_counter() - start
         if search.return_train_score:
-            X_train, y_train = _safe_indexing(X, train), _safe_indexing(y, train)
-            row["train"] = _score(scorer, est, X_train, y_train, search.error_score)
+            row["train"] = _score(scorer, est, *rows["train", n % n_splits], search.error_score)
         row.update(fit_time=fit_time, score_time=score_time, estimator=est)
         out.append(row)
     return out, n_splits
