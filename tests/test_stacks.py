@@ -191,6 +191,51 @@ def test_each_network_stops_by_its_own_rule():
         _assert_same_fit(a, b)
 
 
+@pytest.mark.parametrize(
+    ("Estimator", "settings"),
+    [
+        (xpnet.MLPClassifier, dict(batch_size=None, solver="sgd", learning_rate=0.1)),
+        (xpnet.MLPClassifier, dict(batch_size=16)),
+        (xpnet.MLPRegressor, dict(batch_size=20, validation_fraction=0.2, learning_rate=0.01)),
+    ],
+    ids=["classifier-full-batch", "classifier-mini-batch", "regressor"],
+)
+def test_early_stopping_in_a_stack_is_each_networks_own(Estimator, settings):
+    """With early stopping each network holds out its own samples (stratified for a
+    classifier), scores them after every epoch, keeps its best epoch and stops by its
+    own count: it ends as its own fit, record, best score and resumable state included."""
+    X, y_reg, y_clf = _data(n=120)
+    y = y_clf if Estimator is xpnet.MLPClassifier else y_reg
+    rng = np.random.default_rng(5)
+    rows = [np.sort(rng.choice(len(X), size=n, replace=False)) for n in (100, 96, 120)]
+
+    def make(k):
+        return Estimator(
+            hidden_layer_sizes=(6,), max_iter=80, random_state=k, early_stopping=True,
+            n_iter_no_change=[2, 5, 8][k], tol=[1e-3, 1e-4, 0.0][k], **settings,
+        )  # fmt: skip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
+        stacked = fit_stack([make(k) for k in range(3)], X, y, rows)
+        separate = [make(k).fit(X[r], y[r]) for k, r in enumerate(rows)]
+    assert len({est.n_iter_ for est in separate}) > 1  # they stop at different epochs
+    for a, b in zip(separate, stacked, strict=True):
+        _assert_same_fit(a, b)
+        np.testing.assert_allclose(a.validation_scores_, b.validation_scores_, rtol=1e-11)
+        np.testing.assert_allclose(a.validation_loss_curve_, b.validation_loss_curve_, rtol=1e-11)
+        assert a.best_validation_score_ == pytest.approx(b.best_validation_score_, rel=1e-12)
+        s_a, s_b = a._stopping_state, b._stopping_state
+        assert (s_a.split_rng, s_a.n_samples, s_a.validation_fraction, s_a.no_change) == (
+            s_b.split_rng,
+            s_b.n_samples,
+            s_b.validation_fraction,
+            s_b.no_change,
+        )
+        for p, q in zip([*s_a.W, *s_a.b], [*s_b.W, *s_b.b], strict=True):
+            np.testing.assert_allclose(p, q, rtol=1e-11, atol=1e-13)
+
+
 def test_a_fold_without_a_class_is_fitted_alone():
     """A fold that lacks a class has another output layer: the stack leaves it out (None)
     and the search fits it alone, as its own fit."""
@@ -223,8 +268,10 @@ def test_what_can_share_a_stack():
     assert same[0] == same[1] == same[2] == stack_key(base, X)
     assert stack_key(xpnet.MLPRegressor(hidden_layer_sizes=(5,)), X) != same[0]
     assert stack_key(xpnet.MLPRegressor(batch_size=7), X) != stack_key(xpnet.MLPRegressor(), X)
-    for p in (dict(solver="lbfgs"), dict(early_stopping=True), dict(engine="jit")):
+    for p in (dict(solver="lbfgs"), dict(engine="jit"), dict(verbose=True)):
         assert stack_key(xpnet.MLPRegressor(**p), X) is None
+    stopping = stack_key(xpnet.MLPRegressor(early_stopping=True), X)
+    assert stopping is not None and stopping != stack_key(xpnet.MLPRegressor(), X)
     assert stack_sizes(10, 4) == [4, 3, 3] and stack_sizes(3, 8) == [3]
 
 

@@ -58,6 +58,29 @@ class StackBatch(NamedTuple):
     share: Array
 
 
+class StackValidation(NamedTuple):
+    """Early stopping's held-out samples of every network of a stack, gathered.
+
+    Attributes
+    ----------
+    A0 : array of shape (K, n_0, V)
+        Each network's held-out samples, one column per sample, padded to the longest.
+    Y : array of shape (K, n_L, V)
+    s : array of shape (K, V)
+        Each sample's weight (1 without sample weights), 0 for padding.
+    S : array of shape (K,)
+        Σᵢ sᵢ of each network's held-out samples.
+    score : callable ``score(O, Y, s, *, xp)``
+        The validation score (``xpnet.core.scores``), one per network.
+    """
+
+    A0: Array
+    Y: Array
+    s: Array
+    S: Array
+    score: Any
+
+
 def gather(X: Array, Y: Array, i: Array, *, xp: Any) -> tuple[Array, Array]:
     """Each network's batch from the shared samples: the samples ``i[k]`` for network k.
 

@@ -21,6 +21,7 @@ from .activations import Activation
 from .backprop import loss_and_gradients
 from .losses import Objective
 from .optimizers import Optimizer, OptimizerState, advance
+from .per_model import per_model
 
 Array = Any
 
@@ -185,12 +186,17 @@ def keep_the_best(
     validation loss and score.  (W, b) replaces the best if its score is strictly higher
     (as scikit-learn: a tie keeps the earlier epoch), chosen by ``xp.where``, so that
     nothing is read back.  ``S`` is Σ sᵢ of the validation samples (their number
-    without weights).
+    without weights).  Over a stack (``xpnet.core.stacks``) every network keeps its own
+    best: O is (K, n_L, N_val), ``S`` and the scores (K,), the values (K, 2).
     """
     xp, val = how.xp, validation
     s = score(O, val.Y, val.s, xp=xp)
-    values = xp.stack([how.objective.loss_sum(val.Y, O, val.s, xp=xp) / S, s])
+    values = xp.stack([how.objective.loss_sum(val.Y, O, val.s, xp=xp) / S, s], axis=-1)
     improved = s > best
-    best_W = [xp.where(improved, W_l, V_l) for W_l, V_l in zip(W, best_W, strict=True)]
-    best_b = [xp.where(improved, b_l, c_l) for b_l, c_l in zip(b, best_b, strict=True)]
-    return best_W, best_b, xp.where(improved, s, best), values
+
+    def kept(P: list[Array], best_P: list[Array]) -> list[Array]:
+        return [
+            xp.where(per_model(improved, p, xp=xp), p, q) for p, q in zip(P, best_P, strict=True)
+        ]
+
+    return kept(W, best_W), kept(b, best_b), xp.where(improved, s, best), values

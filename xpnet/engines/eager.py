@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core.backprop import loss_and_gradients, output
 from ..core.optimizers import OptimizerState
-from ..core.stacks import StackBatch, stack_epoch
+from ..core.stacks import StackBatch, StackValidation, stack_epoch
 from ..core.step import Samples, Step, epoch, keep_the_best
 from ..training.engine import BlockPlan, BlockResult, Kept, Validation
 from ..training.samples import check_finite
@@ -123,15 +123,28 @@ class Eager:
     def run_stack_block(
         self, W: list[Array], b: list[Array], state: OptimizerState,
         epochs: list[Iterable[StackBatch]], *, alpha: Any,
-    ) -> tuple[list[Array], list[Array], OptimizerState, list[Array]]:  # fmt: skip
+        validation: StackValidation | None = None, kept: Kept | None = None,
+    ) -> tuple[list, list, OptimizerState, list, Kept | None, list]:  # fmt: skip
         """A stack's epochs (``xpnet.training.stacks``), one after another, with the
         members' penalties ``alpha`` (a float, or one per member); each epoch's losses
-        are a (K,) array."""
-        how, E = dataclasses.replace(self.how, alpha=alpha), []
+        are a (K,) array.  With ``validation``, each epoch ends with every member's
+        validation pass: its best parameters so far (``kept``), and the epoch's (K, 2)
+        validation losses and scores."""
+        how, E, V = dataclasses.replace(self.how, alpha=alpha), [], []
         for batches in epochs:
             W, b, state, E_e = stack_epoch(W, b, state, batches, how=how)
             E.append(E_e)
-        return W, b, state, E
+            if validation is not None:
+                O = output(W, b, validation.A0, f=how.f, xp=self.xp, chunk_size=how.chunk_size,
+                           map=how.map)  # fmt: skip
+                held_out = Samples(None, validation.Y, validation.s)
+                *best, values = keep_the_best(
+                    O, W, b, kept.W, kept.b, kept.score, held_out, validation.S,
+                    validation.score, how=how,
+                )  # fmt: skip
+                kept = Kept(*best)
+                V.append(values)
+        return W, b, state, E, kept, V
 
     def validate(
         self, W: list[Array], b: list[Array], kept: Kept, validation: Validation

@@ -2,14 +2,15 @@
 
 Each estimator is fitted as its own ``fit(X[rows], y[rows])`` would fit it, from the
 same random weights, in the same mini-batch order, with its own learning rate, penalty
-and stopping rules, and comes back fitted as that call leaves it (or with the error its
-fit would raise).  Estimators that cannot share a stack with others (another layout, a
-solver without epochs, early stopping's held-out samples...) are told apart by
-:func:`stack_key`; the caller fits them one by one.
+and stopping rules (with early stopping, its own held-out samples and best epoch), and
+comes back fitted as that call leaves it (or with the error its fit would raise).
+Estimators that cannot share a stack with others (another layout, a solver without
+epochs...) are told apart by :func:`stack_key`; the caller fits them one by one.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,11 +20,13 @@ from .. import engines
 from ..core.activations import ACTIVATIONS
 from ..core.init import glorot_uniform
 from ..core.losses import OBJECTIVES
-from ..training.samples import Samples
+from ..core.scores import accuracy, subset_accuracy
+from ..training.loop import EarlyStopping
+from ..training.samples import Samples, held_out
 from ..training.sparse import is_sparse, widest
 from ..training.stacks import Member, Report, run_stack
 from ._network import _saturation_is_expected
-from ._params import _generator
+from ._params import _generator, _patience
 from ._validation import check_hyperparameters, check_sample_weight, check_X
 
 #: The hyperparameters in which the estimators of one stack may differ: numbers each
@@ -37,12 +40,10 @@ PER_NETWORK = (
 
 def stack_key(est: Any, X: Any) -> tuple | None:
     """What estimators must share to be fitted in one stack on X, or None if ``est``
-    cannot be stacked: another solver than "sgd" or "adam", early stopping (each fit's
-    own held-out split), ``engine="jit"`` (not compiled for stacks yet), ``verbose``, or
-    a sparse or Dask X."""
+    cannot be stacked: another solver than "sgd" or "adam", ``engine="jit"`` (not
+    compiled for stacks yet), ``verbose``, or a sparse or Dask X."""
     if (
         est.solver == "lbfgs"
-        or est.early_stopping
         or est.engine == "jit"
         or est.verbose
         or is_sparse(X)
@@ -119,11 +120,15 @@ def fit_stack(
 
     results: list[Any] = [None] * len(estimators)
     members, stacked = [], []
-    every = _own_targets(first, y)  # on the host, to compare with each member's
+    Y_host, every = _own_targets(first, y)  # on the host, to compare with each member's
+    multilabel = targets.get("_multilabel", False)
+    score = subset_accuracy if multilabel else first._validation_score
+    # Early stopping holds out each class's share, where its score is accuracy.
+    labels = np.argmax(Y_host, axis=0) if score is accuracy else None
     complete: dict[int, bool] = {}  # by fold (the caller's array): whether it has every class
     for k, (est, r) in enumerate(zip(estimators, rows, strict=True)):
         if id(r) not in complete:
-            mine = _own_targets(first, y[np.asarray(r)])
+            _, mine = _own_targets(first, y[np.asarray(r)])
             complete[id(r)] = all(_same(mine.get(a), every.get(a)) for a in set(mine) | set(every))
         if not complete[id(r)]:
             continue  # a fold without a class: its output layer is another size
@@ -131,8 +136,24 @@ def fit_stack(
         check_hyperparameters(est, natural_output=est._natural_output)
         rng = _generator(est.random_state)
         W, b = glorot_uniform(layer_sizes, names, rng)  # as the estimator's own fit draws
-        members.append(Member(r, W, b, est._schedule(), rng, float(est.alpha)))
-        stacked.append((k, est))
+        validation, split = None, None
+        if est.early_stopping:  # its split, drawn next from its generator, as its fit draws it
+            fraction = float(est.validation_fraction)
+            split = (copy.deepcopy(rng.bit_generator.state), len(r), fraction)
+            try:
+                train, held = held_out(len(r), fraction=fraction, rng=rng, n_classes=Y.shape[0],
+                                       labels=None if labels is None else labels[r])  # fmt: skip
+                if s_host is not None and not np.any(s_host[r[train]] > 0):
+                    raise ValueError(
+                        "Every sample left for training after the validation split has "
+                        "weight zero; give more samples a positive sample_weight."
+                    )
+            except ValueError as error:  # as its own fit would raise it
+                results[k] = error
+                continue
+            r, validation = r[train], r[held]
+        members.append(Member(r, W, b, est._schedule(), rng, float(est.alpha), validation))
+        stacked.append((k, est, split))
     if not members:
         return results
     optimizer = first._optimizer()
@@ -145,16 +166,21 @@ def fit_stack(
     with engine.open(Samples(X, Y, s, s_host)) as (data, _):
         outcomes = run_stack(
             members, data, n_epochs=int(first.max_iter), engine=engine, optimizer=optimizer,
-            batch_size=batch_size, shuffle=bool(first.shuffle), report=report,
+            batch_size=batch_size, shuffle=bool(first.shuffle),
+            score=score if first.early_stopping else None, report=report,
         )  # fmt: skip
-    for (k, est), member, outcome in zip(stacked, members, outcomes, strict=True):
+    for (k, est, split), member, outcome in zip(stacked, members, outcomes, strict=True):
         if outcome.error is not None:
             results[k] = outcome.error
             continue
         est._rng = member.rng  # where its own fit leaves its generator
+        stopping = None
+        if split is not None:  # its rule, as its record and a resumed fit read it
+            stopping = EarlyStopping(None, score, n_iter_no_change=_patience(est.n_iter_no_change),
+                                     tol=float(est.tol))  # fmt: skip
         est._keep(
             est, outcome.history, targets=dict(targets),
-            fitted=False, counted=False, stopping=None, split=None, layer_sizes=layer_sizes,
+            fitted=False, counted=False, stopping=stopping, split=split, layer_sizes=layer_sizes,
             output=output, X_in=X_in, like=X, engine=engine,
         )  # fmt: skip
         if not outcome.history.stopped:
@@ -169,13 +195,13 @@ def stack_sizes(n: int, most: int) -> list[int]:
     return [n // count + (1 if i < n % count else 0) for i in range(count)]
 
 
-def _own_targets(est: Any, y_rows: np.ndarray) -> dict[str, Any]:
-    """The fitted attributes the targets ``y_rows`` give ``est`` (its ``classes_``...)."""
-    _, targets = est._encode_targets(
+def _own_targets(est: Any, y_rows: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The targets ``y_rows`` as ``est`` encodes them on the host, one column per sample,
+    and the fitted attributes they give it (its ``classes_``...)."""
+    return est._encode_targets(
         y_rows, xp=np, device="cpu", dtype=np.float64, N=len(y_rows), fitted=False,
         classes=None, same_classes=False,
     )  # fmt: skip
-    return targets
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -18,7 +18,14 @@ from .sparse import stored_values, take_rows
 
 Array = Any
 
-__all__ = ["BlockOrder", "Samples", "check_finite", "sample_order", "validation_split"]
+__all__ = [
+    "BlockOrder",
+    "Samples",
+    "check_finite",
+    "held_out",
+    "sample_order",
+    "validation_split",
+]
 
 
 def check_finite(x: Array, xp: Any, name: str) -> None:
@@ -93,6 +100,26 @@ def validation_split(
     train, validation : Samples
     """
     N = X.shape[0]
+    labels = to_numpy(xp.argmax(Y, axis=0)) if stratify else None  # one read-back
+    train, val = held_out(N, fraction=fraction, rng=rng, labels=labels, n_classes=Y.shape[0])
+    parts = []
+    index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
+    for rows in (train, val):
+        i = xp.asarray(rows, dtype=index, device=device)
+        s_part = None if s_host is None else s_host[rows]
+        s = None if s_part is None else xp.asarray(s_part, dtype=X.dtype, device=device)
+        parts.append(Samples(take_rows(X, i, xp=xp), xp.take(Y, i, axis=1), s, s_part))
+    return parts[0], parts[1]
+
+
+def held_out(
+    N: int, *, fraction: float, rng: np.random.Generator, labels: np.ndarray | None = None,
+    n_classes: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The rows early stopping trains on and those it holds out, as :func:`validation_split`
+    draws them: ``ceil(fraction · N)`` held out, stratified by ``labels`` (each sample's
+    class, of ``n_classes``) if given.  Both in increasing order.
+    """
     n_val = math.ceil(fraction * N)
     if n_val == 1 and N > 1:
         # One sample's score cannot tell an epoch from the next: scikit-learn refuses it.
@@ -107,11 +134,10 @@ def validation_split(
             f"{N - n_val} for training and {n_val} for validation; early stopping needs "
             "at least one of each."
         )
-    if not stratify:
+    if labels is None:
         val = rng.permutation(N)[:n_val]
     else:
-        label = to_numpy(xp.argmax(Y, axis=0))
-        members = [np.flatnonzero(label == k) for k in range(Y.shape[0])]
+        members = [np.flatnonzero(labels == k) for k in range(n_classes)]
         quota = np.array([n_val * len(m) / N for m in members])
         take = np.floor(quota).astype(np.int64)
         # Largest remainders first; a stable sort breaks ties by class order.
@@ -120,11 +146,4 @@ def validation_split(
         val = np.concatenate([rng.permutation(m)[:t] for m, t in zip(members, take, strict=True)])
     is_val = np.zeros(N, dtype=bool)
     is_val[val] = True
-    parts = []
-    index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
-    for rows in (np.flatnonzero(~is_val), np.flatnonzero(is_val)):
-        i = xp.asarray(rows, dtype=index, device=device)
-        s_part = None if s_host is None else s_host[rows]
-        s = None if s_part is None else xp.asarray(s_part, dtype=X.dtype, device=device)
-        parts.append(Samples(take_rows(X, i, xp=xp), xp.take(Y, i, axis=1), s, s_part))
-    return parts[0], parts[1]
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)

@@ -17,6 +17,7 @@ arithmetic (a diverging network's NaN stays in its own slice).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -24,11 +25,12 @@ import numpy as np  # host-side: each network's orders, step sizes and batch pla
 
 from .._host import to_numpy
 from ..core.optimizers import Optimizer, OptimizerState
-from ..core.stacks import StackBatch, gather
+from ..core.stacks import StackBatch, StackValidation, gather
 from ..core.step import Samples
+from .engine import Kept
 from .loop import READBACK_EVERY, History, Record
 from .samples import sample_order
-from .schedules import Schedule, apply_stopping_rules
+from .schedules import NoImprovement, Schedule, apply_stopping_rules
 
 Array = Any
 
@@ -49,6 +51,10 @@ class Member(NamedTuple):
         Its own generator, which orders its mini-batches as its separate fit's would.
     alpha : float
         Its L2 penalty.
+    validation : numpy.ndarray of int, or None
+        With early stopping, the rows it holds out (its split, drawn as its separate
+        fit draws it); it stops by scikit-learn's rule on them, with its schedule's
+        ``tol`` and ``n_iter_no_change``, and keeps its best epoch's parameters.
     """
 
     rows: np.ndarray
@@ -57,6 +63,7 @@ class Member(NamedTuple):
     schedule: Schedule
     rng: np.random.Generator
     alpha: float
+    validation: np.ndarray | None = None
 
 
 class Outcome(NamedTuple):
@@ -80,6 +87,7 @@ def run_stack(
     optimizer: Optimizer,
     batch_size: int | None,
     shuffle: bool,
+    score: Callable[..., Array] | None = None,
     report: Report | None = None,
 ) -> list[Outcome]:
     """Train the members for up to ``n_epochs`` epochs each, as one stack.
@@ -99,6 +107,9 @@ def run_stack(
         them all: one step per epoch.  (A stack is all full-batch or all mini-batch.)
     shuffle : bool
         Whether mini-batches are drawn in each member's own random order.
+    score : callable, optional
+        With early stopping (members with ``validation``), the validation score
+        (``xpnet.core.scores``).
     report : callable, optional
         Progress after each read-back (see ``Report``).
 
@@ -128,10 +139,16 @@ def run_stack(
     state = optimizer.init([*W, *b], xp=xp)
     t = np.zeros(K, dtype=np.int64)  # each member's steps: its optimizer's step count
     scheds = [m.schedule.start() for m in members]
-    records = [Record(False, xp=xp) for _ in members]
+    validating = members[0].validation is not None
+    records = [Record(validating, xp=xp) for _ in members]
     outcomes: list[Outcome | None] = [None] * K
     live = list(range(K))  # the members still training, in the stack's order
     full = None if mini else plan.full_batch(live, index=index, X=data.X, Y=data.Y)
+    validation, kept, patience = None, None, []
+    if validating:  # each member's held-out rows, its best epoch so far, and its count
+        validation = plan.validation(live, index=index, X=data.X, Y=data.Y, score=score)
+        kept = Kept(W, b, xp.full((K,), -math.inf, dtype=dtype, device=device))
+        patience = [NoImprovement(m.schedule.tol, m.schedule.n_iter_no_change) for m in members]
 
     done = 0
     while live and done < n_epochs:
@@ -149,52 +166,91 @@ def run_stack(
                 epochs.append(plan.epoch(live, mu, t, X=data.X, Y=data.Y, index=index))
             else:
                 epochs.append([plan.step_of(full, live, mu, t)])
-        W, b, state, E = engine.run_stack_block(W, b, state, epochs, alpha=how_alpha)
+        W, b, state, E, kept, V = engine.run_stack_block(
+            W, b, state, epochs, alpha=how_alpha, validation=validation, kept=kept
+        )
         done += k
-        # One read-back for the whole stack: each epoch's losses, and each member's
-        # squared parameter norms (whose overflow is divergence too).
+        # One read-back for the whole stack: each epoch's losses, each member's squared
+        # parameter norms (whose overflow is divergence too), and with early stopping
+        # each epoch's validation losses and scores.
         norms = [xp.sum(p * p, axis=tuple(range(1, p.ndim))) for p in [*W, *b]]
-        host = to_numpy(xp.concat([xp.stack(E), xp.stack(norms)], axis=0))
+        values = [xp.stack(E), xp.stack(norms)]
+        if validating:
+            V = xp.stack(V)  # (k, K, 2)
+            values += [V[..., 0], V[..., 1]]
+        host = to_numpy(xp.concat(values, axis=0))
+        n_norms = len(norms)
         ending: list[int] = []
         for n, j in enumerate(live):
             record, mu_j = records[j], [mu[n] for mu in mus]
             try:
                 losses = record.checked(list(map(float, host[:k, n])), first_epoch=done - k + 1,
                                         mu=mu_j)  # fmt: skip
-                record.check_parameters(list(map(float, host[k:, n])), last_epoch=done, mu=mu_j)
+                norms_j = host[k : k + n_norms, n]
+                record.check_parameters(list(map(float, norms_j)), last_epoch=done, mu=mu_j)
             except ValueError as diverged:
                 outcomes[j] = Outcome(None, diverged)
                 ending.append(n)
                 continue
             record.losses += losses
+            scores = None
+            if validating:
+                start = k + n_norms
+                record.validation_losses += list(map(float, host[start : start + k, n]))
+                scores = list(map(float, host[start + k : start + 2 * k, n]))
+                record.scores += scores
+            rule = patience[j] if validating else None
             scheds[j], stop = apply_stopping_rules(
-                members[j].schedule, scheds[j], None, losses, None
+                members[j].schedule, scheds[j], rule, losses, scores
             )
             if stop or done == n_epochs:
-                P = [xp.asarray(p[n, ...], copy=True) for p in [*W, *b]]
-                moments = tuple([xp.asarray(m[n, ...], copy=True) for m in group]
-                                for group in state.moments)  # fmt: skip
-                L = len(W)
-                history = record.history(
-                    P[:L], P[L:], OptimizerState(int(t[j]), moments), scheds[j]
-                )._replace(stopped=stop)
-                outcomes[j] = Outcome(history)
+                outcomes[j] = Outcome(
+                    _history(record, n, W, b, state, int(t[j]), scheds[j], kept, rule, xp=xp)
+                    ._replace(stopped=stop)
+                )  # fmt: skip
                 ending.append(n)
         if ending:
-            kept = [n for n in range(len(live)) if n not in ending]
-            live = [live[n] for n in kept]
+            staying = [n for n in range(len(live)) if n not in ending]
+            live = [live[n] for n in staying]
             if live:
-                keep = xp.asarray(np.array(kept), dtype=index, device=device)
+                keep = xp.asarray(np.array(staying), dtype=index, device=device)
                 W, b = ([xp.take(p, keep, axis=0) for p in group] for group in (W, b))
                 state = OptimizerState(
                     state.t, tuple([xp.take(m, keep, axis=0) for m in g] for g in state.moments)
                 )
-                if full is not None:  # gathered again, as at the start (the same layout)
+                # Gathered again, as at the start (the same layout, the same bits).
+                if full is not None:
                     full = plan.full_batch(live, index=index, X=data.X, Y=data.Y)
+                if validating:
+                    validation = plan.validation(live, index=index, X=data.X, Y=data.Y,
+                                                 score=score)  # fmt: skip
+                    kept = Kept(*([xp.take(p, keep, axis=0) for p in group]
+                                  for group in (kept.W, kept.b)),
+                                xp.take(kept.score, keep, axis=0))  # fmt: skip
         if report is not None:
             failed = sum(o is not None and o.error is not None for o in outcomes)
             report(done, len(live), K - len(live) - failed, failed)
     return outcomes  # type: ignore[return-value]
+
+
+def _history(
+    record: Record, n: int, W: list[Array], b: list[Array], state: OptimizerState, t: int,
+    sched: Any, kept: Kept | None, patience: NoImprovement | None, *, xp: Any,
+) -> History:  # fmt: skip
+    """The history of the stack's network ``n`` as its own fit's: its parameters (with
+    early stopping, its best epoch's, and its latest beside them), its optimizer state
+    and its record."""
+
+    def own(arrays: list[Array]) -> list[Array]:
+        return [xp.asarray(p[n, ...], copy=True) for p in arrays]
+
+    state_n = OptimizerState(t, tuple(own(group) for group in state.moments))
+    if kept is None:
+        return record.history(own(W), own(b), state_n, sched)
+    return record.history(
+        own(kept.W), own(kept.b), state_n, sched, latest=(own(W), own(b)),
+        patience=(patience.count, patience.best),
+    )  # fmt: skip
 
 
 class _Planner:
@@ -226,6 +282,20 @@ class _Planner:
         S = np.array([float(self._weights(r).sum()) for r in rows])
         as_array = lambda v: xp.asarray(v, dtype=dtype, device=device)  # noqa: E731
         return StackBatch(A0, Y_full, as_array(s), as_array(S), None, None, None)
+
+    def validation(self, live, *, index, X, Y, score) -> StackValidation:
+        """The members' held-out rows, gathered once, padded with weight-0 samples."""
+        rows = [self.members[j].validation for j in live]
+        width = max(len(r) for r in rows)
+        i = np.zeros((len(rows), width), dtype=np.int64)
+        s = np.zeros((len(rows), width))
+        for n, r in enumerate(rows):
+            i[n, : len(r)], s[n, : len(r)] = r, self._weights(r)
+        xp, device, dtype = self.xp, self.device, self.dtype
+        A0, Y_val = gather(X, Y, xp.asarray(i, dtype=index, device=device), xp=xp)
+        S = np.array([float(self._weights(r).sum()) for r in rows])
+        as_array = lambda v: xp.asarray(v, dtype=dtype, device=device)  # noqa: E731
+        return StackValidation(A0, Y_val, as_array(s), as_array(S), score)
 
     def step_of(self, full: StackBatch, live, mu: list[float], t: np.ndarray) -> StackBatch:
         """The full-batch epoch's step: each member's step size for its next step."""
