@@ -200,10 +200,15 @@ def test_each_network_stops_by_its_own_rule():
     ],
     ids=["classifier-full-batch", "classifier-mini-batch", "regressor"],
 )
-def test_early_stopping_in_a_stack_is_each_networks_own(Estimator, settings):
+@pytest.mark.parametrize("library", ["numpy", "jax"])
+def test_early_stopping_in_a_stack_is_each_networks_own(Estimator, settings, library):
     """With early stopping each network holds out its own samples (stratified for a
     classifier), scores them after every epoch, keeps its best epoch and stops by its
-    own count: it ends as its own fit, record, best score and resumable state included."""
+    own count: it ends as its own fit, record, best score and resumable state included.
+    On JAX, the stack's steps and validation passes are compiled."""
+    from conftest import _make_backend
+
+    backend = _make_backend(library)
     X, y_reg, y_clf = _data(n=120)
     y = y_clf if Estimator is xpnet.MLPClassifier else y_reg
     rng = np.random.default_rng(5)
@@ -217,13 +222,14 @@ def test_early_stopping_in_a_stack_is_each_networks_own(Estimator, settings):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
-        stacked = fit_stack([make(k) for k in range(3)], X, y, rows)
-        separate = [make(k).fit(X[r], y[r]) for k, r in enumerate(rows)]
+        stacked = fit_stack([make(k) for k in range(3)], backend.asarray(X), y, rows)
+        separate = [make(k).fit(backend.asarray(X[r]), y[r]) for k, r in enumerate(rows)]
     assert len({est.n_iter_ for est in separate}) > 1  # they stop at different epochs
     for a, b in zip(separate, stacked, strict=True):
         _assert_same_fit(a, b)
         np.testing.assert_allclose(a.validation_scores_, b.validation_scores_, rtol=1e-11)
         np.testing.assert_allclose(a.validation_loss_curve_, b.validation_loss_curve_, rtol=1e-11)
+        assert type(b.weights_[0]) is type(a.weights_[0])
         assert a.best_validation_score_ == pytest.approx(b.best_validation_score_, rel=1e-12)
         s_a, s_b = a._stopping_state, b._stopping_state
         assert (s_a.split_rng, s_a.n_samples, s_a.validation_fraction, s_a.no_change) == (

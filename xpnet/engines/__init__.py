@@ -159,9 +159,10 @@ def choose_stack(
     chunk_size: int | None = None,
 ) -> Eager:
     """The engine that trains a stack of K networks on the samples X
-    (``xpnet.training.stacks``): the eager engine, on X's namespace and device, with its
-    chunks planned for the temporaries of K networks.  Stacks are not compiled yet:
-    ``engine="jit"`` is refused.  The other parameters are those of :func:`choose`.
+    (``xpnet.training.stacks``), on X's namespace and device: on JAX, each step compiled
+    (every step of a stack has one shape); elsewhere the eager engine, with its chunks
+    planned for the temporaries of K networks.  ``engine="jit"`` is refused: stacks are
+    not compiled beyond that yet.  The other parameters are those of :func:`choose`.
     """
     if engine == "jit":
         raise ValueError(
@@ -170,9 +171,8 @@ def choose_stack(
         )
     xp, device = aac.array_namespace(X), aac.device(X)
     how = Step(f, objective, optimizer, 0.0, xp)
-    return Eager(
-        how, device=device, widest=K * widest, batch_size=batch_size, chunk_size=chunk_size
-    )
+    runs = Jax if aac.is_jax_namespace(xp) else Eager
+    return runs(how, device=device, widest=K * widest, batch_size=batch_size, chunk_size=chunk_size)
 
 
 def most_per_stack(X: Any, *, n_parameters: int, n_moments: int, widest: int, batch: int,

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np  # host-side: the step sizes of a block
 
 from ..core.backprop import output
 from ..core.optimizers import OptimizerState, step_sizes
+from ..core.stacks import StackBatch, StackValidation, stack_step
 from ..core.step import Samples, Step, keep_the_best, step
 from ..training.engine import BlockPlan, BlockResult, Kept, Validation
 from .eager import Eager
@@ -61,6 +63,62 @@ class Jax(Eager):
             return BlockResult(W, b, state, [out])
         E, V = out
         return BlockResult(W, b, state, [E], Kept(*best), [V])
+
+    def run_stack_block(
+        self, W: list[Array], b: list[Array], state: OptimizerState,
+        epochs: list[Iterable[StackBatch]], *, alpha: Any,
+        validation: StackValidation | None = None, kept: Kept | None = None,
+    ) -> tuple[list, list, OptimizerState, list, Kept | None, list]:  # fmt: skip
+        """A stack's epochs as the eager engine runs them, each step one compiled
+        program (every step of a stack has one shape: its batches are padded), and each
+        validation pass another; a stack that shrinks is compiled again."""
+        how = dataclasses.replace(self.how, f=tuple(self.how.f), chunk_size=None, map=map)
+        # One penalty for all (a number) is part of the program; one per member, an input.
+        shared = not hasattr(alpha, "shape")
+        one_step = _stack_step_program(dataclasses.replace(how, alpha=alpha if shared else 0.0))
+        alpha = None if shared else alpha
+        moments, E, V = state.moments, [], []
+        for batches in epochs:
+            E_e: Any = 0.0
+            for batch in batches:
+                W, b, moments, E_B = one_step(W, b, moments, batch, alpha)
+                E_e = E_e + E_B
+            E.append(E_e)
+            if validation is not None:
+                validate = _stack_validation_program(how, validation.score)
+                held_out = (validation.A0, validation.Y, validation.s, validation.S)
+                best, values = validate(W, b, tuple(kept), held_out)
+                kept = Kept(*best)
+                V.append(values)
+        return W, b, OptimizerState(state.t, moments), E, kept, V
+
+
+@functools.lru_cache(maxsize=16)
+def _stack_step_program(how: Step) -> Any:
+    """``xpnet.core.stacks.stack_step`` jitted; the members' penalties are an argument, or
+    with None, ``how.alpha``."""
+    import jax
+
+    def one_step(W, b, moments, batch, alpha):
+        with_alpha = how if alpha is None else dataclasses.replace(how, alpha=alpha)
+        W, b, state, E = stack_step(W, b, OptimizerState(0, moments), batch, how=with_alpha)
+        return W, b, state.moments, E * batch.share  # its share of each member's epoch loss
+
+    return jax.jit(one_step)
+
+
+@functools.lru_cache(maxsize=16)
+def _stack_validation_program(how: Step, score: Any) -> Any:
+    """A stack's validation pass (``keep_the_best`` over the stack), jitted."""
+    import jax
+
+    def validate(W, b, kept, held_out):
+        A0, Y, s, S = held_out
+        O = output(W, b, A0, f=how.f, xp=how.xp)
+        *best, values = keep_the_best(O, W, b, *kept, Samples(None, Y, s), S, score, how=how)
+        return tuple(best), values
+
+    return jax.jit(validate)
 
 
 @functools.lru_cache(maxsize=16)
