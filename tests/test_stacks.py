@@ -128,6 +128,42 @@ def test_stacked_fits_equal_separate_fits(backend, settings):
         np.testing.assert_array_equal(_host(a.classes_), _host(b.classes_))
 
 
+@pytest.mark.parametrize(
+    "constants",
+    [
+        dict(solver="sgd", momentum=[0.5, 0.9, 0.99], batch_size=16),
+        dict(solver="sgd", momentum=[0.3, 0.6, 0.9], nesterovs_momentum=False),
+        dict(
+            solver="adam",
+            beta_1=[0.8, 0.9, 0.95],
+            beta_2=[0.99, 0.999, 0.9],
+            epsilon=[1e-8, 1e-6, 1e-4],
+            batch_size=16,
+        ),
+    ],
+    ids=["nesterov", "momentum-full-batch", "adam"],
+)
+def test_each_network_has_its_own_update_constants(constants):
+    """Momentum and Adam's β₁, β₂ and ε may differ between the networks of a stack:
+    each network steps with its own (Adam's bias correction with its own β's)."""
+    X, _, y = _data()
+    rows = [np.arange(len(X))] * 3
+    fixed = {k: v for k, v in constants.items() if not isinstance(v, list)}
+
+    def make(k):
+        own = {key: v[k] for key, v in constants.items() if isinstance(v, list)}
+        return xpnet.MLPClassifier(hidden_layer_sizes=(5,), max_iter=20, random_state=k,
+                                   learning_rate=0.01, **fixed, **own)  # fmt: skip
+
+    assert len({stack_key(make(k), X) for k in range(3)}) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
+        stacked = fit_stack([make(k) for k in range(3)], X, y, rows)
+        separate = [make(k).fit(X, y) for k in range(3)]
+    for a, b in zip(separate, stacked, strict=True):
+        _assert_same_fit(a, b)
+
+
 def test_sample_weights_go_with_each_networks_rows():
     X, y, _ = _data()
     rng = np.random.default_rng(4)
@@ -192,16 +228,17 @@ def test_each_network_stops_by_its_own_rule():
 
 
 @pytest.mark.parametrize(
-    ("Estimator", "settings"),
+    ("library", "Estimator", "settings"),
     [
-        (xpnet.MLPClassifier, dict(batch_size=None, solver="sgd", learning_rate=0.1)),
-        (xpnet.MLPClassifier, dict(batch_size=16)),
-        (xpnet.MLPRegressor, dict(batch_size=20, validation_fraction=0.2, learning_rate=0.01)),
+        ("numpy", xpnet.MLPClassifier, dict(batch_size=None, solver="sgd", learning_rate=0.1)),
+        ("numpy", xpnet.MLPClassifier, dict(batch_size=16)),
+        ("numpy", xpnet.MLPRegressor,
+         dict(batch_size=20, validation_fraction=0.2, learning_rate=0.01)),
+        ("jax", xpnet.MLPClassifier, dict(batch_size=16)),  # compiled steps and passes
     ],
-    ids=["classifier-full-batch", "classifier-mini-batch", "regressor"],
-)
-@pytest.mark.parametrize("library", ["numpy", "jax"])
-def test_early_stopping_in_a_stack_is_each_networks_own(Estimator, settings, library):
+    ids=["classifier-full-batch", "classifier-mini-batch", "regressor", "jax-classifier"],
+)  # fmt: skip
+def test_early_stopping_in_a_stack_is_each_networks_own(library, Estimator, settings):
     """With early stopping each network holds out its own samples (stratified for a
     classifier), scores them after every epoch, keeps its best epoch and stops by its
     own count: it ends as its own fit, record, best score and resumable state included.
@@ -269,11 +306,13 @@ def test_a_fold_without_a_class_is_fitted_alone():
 def test_what_can_share_a_stack():
     X = np.zeros((10, 3))
     base = xpnet.MLPRegressor(hidden_layer_sizes=(4,))
-    differing = (dict(learning_rate=0.1), dict(alpha=1.0, random_state=3), dict(tol=0.1))
+    differing = (dict(learning_rate=0.1), dict(alpha=1.0, random_state=3), dict(beta_2=0.9))
     same = [stack_key(xpnet.MLPRegressor(hidden_layer_sizes=(4,), **p), X) for p in differing]
     assert same[0] == same[1] == same[2] == stack_key(base, X)
     assert stack_key(xpnet.MLPRegressor(hidden_layer_sizes=(5,)), X) != same[0]
     assert stack_key(xpnet.MLPRegressor(batch_size=7), X) != stack_key(xpnet.MLPRegressor(), X)
+    sgd = [stack_key(xpnet.MLPRegressor(solver="sgd", momentum=m), X) for m in (0.0, 0.5, 0.9)]
+    assert sgd[0] != sgd[1] == sgd[2]  # plain descent keeps no velocities: another rule
     for p in (dict(solver="lbfgs"), dict(engine="jit"), dict(verbose=True)):
         assert stack_key(xpnet.MLPRegressor(**p), X) is None
     stopping = stack_key(xpnet.MLPRegressor(early_stopping=True), X)

@@ -119,8 +119,9 @@ def momentum(beta: float, *, nesterov: bool) -> Optimizer:
     ) -> tuple[list[Array], OptimizerState]:
         (V,) = state.moments
         mu_ = [per_model(mu, g, xp=xp) for g in G]
-        V = [beta * v - m * g for v, g, m in zip(V, G, mu_, strict=True)]
-        U = [beta * v - m * g for v, g, m in zip(V, G, mu_, strict=True)] if nesterov else V
+        beta_ = [per_model(beta, g, xp=xp) for g in G]
+        V = [c * v - m * g for v, g, m, c in zip(V, G, mu_, beta_, strict=True)]
+        U = [c * v - m * g for v, g, m, c in zip(V, G, mu_, beta_, strict=True)] if nesterov else V
         return U, OptimizerState(state.t + 1, (V,))
 
     name = "nesterov" if nesterov else "momentum"
@@ -145,13 +146,15 @@ def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
     ) -> tuple[list[Array], OptimizerState]:
         t = state.t + 1
         M, V = state.moments
-        M = [beta_1 * m + (1.0 - beta_1) * g for m, g in zip(M, G, strict=True)]
-        V = [beta_2 * v + (1.0 - beta_2) * (g * g) for v, g in zip(V, G, strict=True)]
-        U = [
-            (-per_model(mu, m, xp=xp)) * m / (xp.sqrt(v) + epsilon)
-            for m, v in zip(M, V, strict=True)
-        ]
-        return U, OptimizerState(t, (M, V))
+        M_new, V_new, U = [], [], []
+        for m, v, g in zip(M, V, G, strict=True):
+            b1, b2 = per_model(beta_1, g, xp=xp), per_model(beta_2, g, xp=xp)
+            M_new.append(b1 * m + (1.0 - b1) * g)
+            V_new.append(b2 * v + (1.0 - b2) * (g * g))
+        for m, v in zip(M_new, V_new, strict=True):
+            eps = per_model(epsilon, v, xp=xp)
+            U.append((-per_model(mu, m, xp=xp)) * m / (xp.sqrt(v) + eps))
+        return U, OptimizerState(t, (M_new, V_new))
 
     def step_size(mu: float, t: int) -> float:
         """μₜ = μ √(1 − β₂ᵗ) / (1 − β₁ᵗ): the bias correction of M and V, folded in."""
@@ -185,6 +188,27 @@ def make_optimizer(
     if momentum_ == 0.0:
         return gradient_descent()
     return momentum(momentum_, nesterov=nesterovs_momentum)
+
+
+def stacked(optimizers: Sequence[Optimizer], *, xp: Any, device: Any, dtype: Any) -> Optimizer:
+    """The update rule of a stack whose networks' rules are of one kind (``name``) and may
+    differ in their constants: those as (K,) arrays, one per network.
+
+    Each network's step sizes stay its own rule's ``step_size`` (Adam's bias correction
+    with its own β₁ and β₂), worked out on the host; the stacked rule's ``step_size`` is
+    not to be used.  Rules that are one and the same (the same settings) come back as
+    they are.
+    """
+    first = optimizers[0]
+    if all(o is first for o in optimizers) or not first.hyperparameters:
+        return first
+    constants = [
+        xp.asarray([o.hyperparameters[i] for o in optimizers], dtype=dtype, device=device)
+        for i in range(len(first.hyperparameters))
+    ]
+    if first.name == "adam":
+        return adam(*constants)
+    return momentum(*constants, nesterov=first.name == "nesterov")
 
 
 def apply_updates(P: Sequence[Array], U: Sequence[Array]) -> list[Array]:

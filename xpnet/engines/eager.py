@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..core.backprop import loss_and_gradients, output
-from ..core.optimizers import OptimizerState
+from ..core.optimizers import Optimizer, OptimizerState
 from ..core.stacks import StackBatch, StackValidation, stack_epoch
 from ..core.step import Samples, Step, epoch, keep_the_best
 from ..training.engine import BlockPlan, BlockResult, Kept, Validation
@@ -122,15 +122,16 @@ class Eager:
 
     def run_stack_block(
         self, W: list[Array], b: list[Array], state: OptimizerState,
-        epochs: list[Iterable[StackBatch]], *, alpha: Any,
+        epochs: list[Iterable[StackBatch]], *, alpha: Any, optimizer: Optimizer,
         validation: StackValidation | None = None, kept: Kept | None = None,
     ) -> tuple[list, list, OptimizerState, list, Kept | None, list]:  # fmt: skip
         """A stack's epochs (``xpnet.training.stacks``), one after another, with the
-        members' penalties ``alpha`` (a float, or one per member); each epoch's losses
-        are a (K,) array.  With ``validation``, each epoch ends with every member's
-        validation pass: its best parameters so far (``kept``), and the epoch's (K, 2)
-        validation losses and scores."""
-        how, E, V = dataclasses.replace(self.how, alpha=alpha), [], []
+        members' penalties ``alpha`` (a float, or one per member) and update rule
+        (``xpnet.core.optimizers.stacked``); each epoch's losses are a (K,) array.  With
+        ``validation``, each epoch ends with every member's validation pass: its best
+        parameters so far (``kept``), and the epoch's (K, 2) validation losses and
+        scores."""
+        how, E, V = dataclasses.replace(self.how, alpha=alpha, optimizer=optimizer), [], []
         for batches in epochs:
             W, b, state, E_e = stack_epoch(W, b, state, batches, how=how)
             E.append(E_e)

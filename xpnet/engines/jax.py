@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np  # host-side: the step sizes of a block
 
 from ..core.backprop import output
-from ..core.optimizers import OptimizerState, step_sizes
+from ..core.optimizers import Optimizer, OptimizerState, step_sizes
 from ..core.stacks import StackBatch, StackValidation, stack_step
 from ..core.step import Samples, Step, keep_the_best, step
 from ..training.engine import BlockPlan, BlockResult, Kept, Validation
@@ -66,13 +66,15 @@ class Jax(Eager):
 
     def run_stack_block(
         self, W: list[Array], b: list[Array], state: OptimizerState,
-        epochs: list[Iterable[StackBatch]], *, alpha: Any,
+        epochs: list[Iterable[StackBatch]], *, alpha: Any, optimizer: Optimizer,
         validation: StackValidation | None = None, kept: Kept | None = None,
     ) -> tuple[list, list, OptimizerState, list, Kept | None, list]:  # fmt: skip
         """A stack's epochs as the eager engine runs them, each step one compiled
         program (every step of a stack has one shape: its batches are padded), and each
         validation pass another; a stack that shrinks is compiled again."""
-        how = dataclasses.replace(self.how, f=tuple(self.how.f), chunk_size=None, map=map)
+        how = dataclasses.replace(
+            self.how, f=tuple(self.how.f), chunk_size=None, map=map, optimizer=optimizer
+        )
         # One penalty for all (a number) is part of the program; one per member, an input.
         shared = not hasattr(alpha, "shape")
         one_step = _stack_step_program(dataclasses.replace(how, alpha=alpha if shared else 0.0))

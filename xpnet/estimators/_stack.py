@@ -34,7 +34,7 @@ from ._validation import check_hyperparameters, check_sample_weight, check_X
 #: that the host applies to it alone (its schedule and stopping rule).
 PER_NETWORK = (
     "learning_rate", "alpha", "random_state", "tol", "n_iter_no_change",
-    "learning_rate_schedule", "power_t",
+    "learning_rate_schedule", "power_t", "momentum", "beta_1", "beta_2", "epsilon",
 )  # fmt: skip
 
 
@@ -52,7 +52,11 @@ def stack_key(est: Any, X: Any) -> tuple | None:
         return None
     params = est.get_params(deep=False)
     shared = [(name, repr(v)) for name, v in sorted(params.items()) if name not in PER_NETWORK]
-    return (type(est), *shared)
+    try:  # the kind of update rule (its constants are each network's own)
+        kind = est._optimizer().name
+    except (TypeError, ValueError):  # settings its own fit will refuse, with their message
+        return None
+    return (type(est), kind, *shared)
 
 
 @_saturation_is_expected
@@ -152,20 +156,22 @@ def fit_stack(
                 results[k] = error
                 continue
             r, validation = r[train], r[held]
-        members.append(Member(r, W, b, est._schedule(), rng, float(est.alpha), validation))
+        members.append(
+            Member(r, W, b, est._schedule(), rng, float(est.alpha), est._optimizer(), validation)
+        )
         stacked.append((k, est, split))
     if not members:
         return results
-    optimizer = first._optimizer()
     batch_size = first._batch_size(int(min(len(m.rows) for m in members)))
     engine = engines.choose_stack(
-        first.engine, X, f=f, objective=OBJECTIVES[(first.loss, output)], optimizer=optimizer,
+        first.engine, X, f=f, objective=OBJECTIVES[(first.loss, output)],
+        optimizer=members[0].optimizer,
         widest=widest(layer_sizes, X), K=len(members), batch_size=batch_size,
         chunk_size=first.chunk_size,
     )  # fmt: skip
     with engine.open(Samples(X, Y, s, s_host)) as (data, _):
         outcomes = run_stack(
-            members, data, n_epochs=int(first.max_iter), engine=engine, optimizer=optimizer,
+            members, data, n_epochs=int(first.max_iter), engine=engine,
             batch_size=batch_size, shuffle=bool(first.shuffle),
             score=score if first.early_stopping else None, report=report,
         )  # fmt: skip

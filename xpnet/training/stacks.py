@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np  # host-side: each network's orders, step sizes and batch plans
 
 from .._host import to_numpy
-from ..core.optimizers import Optimizer, OptimizerState
+from ..core.optimizers import Optimizer, OptimizerState, stacked
 from ..core.stacks import StackBatch, StackValidation, gather
 from ..core.step import Samples
 from .engine import Kept
@@ -51,6 +51,9 @@ class Member(NamedTuple):
         Its own generator, which orders its mini-batches as its separate fit's would.
     alpha : float
         Its L2 penalty.
+    optimizer : Optimizer
+        Its update rule: every member's is of one kind (``name``), with its own
+        constants (momentum, Adam's β₁, β₂ and ε).
     validation : numpy.ndarray of int, or None
         With early stopping, the rows it holds out (its split, drawn as its separate
         fit draws it); it stops by scikit-learn's rule on them, with its schedule's
@@ -63,6 +66,7 @@ class Member(NamedTuple):
     schedule: Schedule
     rng: np.random.Generator
     alpha: float
+    optimizer: Optimizer
     validation: np.ndarray | None = None
 
 
@@ -84,7 +88,6 @@ def run_stack(
     *,
     n_epochs: int,
     engine: Any,
-    optimizer: Optimizer,
     batch_size: int | None,
     shuffle: bool,
     score: Callable[..., Array] | None = None,
@@ -100,8 +103,6 @@ def run_stack(
         (n_L, N), and their weights (``s_host``) if any.
     engine : Engine
         Runs the stack's blocks of epochs (``run_stack_block``).
-    optimizer : Optimizer
-        The update rule every member uses.
     batch_size : int or None
         Samples per step; None, or at least every member's number of samples, takes
         them all: one step per epoch.  (A stack is all full-batch or all mini-batch.)
@@ -124,18 +125,22 @@ def run_stack(
     K = len(members)
     N_k = np.array([len(m.rows) for m in members])
     mini = batch_size is not None and bool(np.all(batch_size < N_k))
-    plan = _Planner(
-        members, optimizer, data.s_host, batch_size if mini else None, shuffle, xp, device, dtype
-    )
+    plan = _Planner(members, data.s_host, batch_size if mini else None, shuffle, xp, device, dtype)
+
+    def update_rule(live: list[int]) -> Optimizer:
+        """The stack's update rule, with the constants of the members in ``live``."""
+        return stacked([members[j].optimizer for j in live], xp=xp, device=device, dtype=dtype)
+
     index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
 
-    def stacked(arrays: list[np.ndarray]) -> Array:
+    def on_device(arrays: list[np.ndarray]) -> Array:
         """The members' host arrays as one array on the device, in X's dtype."""
         return xp.asarray(np.stack(arrays), dtype=dtype, device=device)
 
-    W = [stacked([m.W[l] for m in members]) for l in range(len(members[0].W))]
-    b = [stacked([m.b[l] for m in members]) for l in range(len(members[0].b))]
+    W = [on_device([m.W[l] for m in members]) for l in range(len(members[0].W))]
+    b = [on_device([m.b[l] for m in members]) for l in range(len(members[0].b))]
     alphas = np.array([m.alpha for m in members])
+    optimizer = update_rule(list(range(K)))
     state = optimizer.init([*W, *b], xp=xp)
     t = np.zeros(K, dtype=np.int64)  # each member's steps: its optimizer's step count
     scheds = [m.schedule.start() for m in members]
@@ -167,8 +172,9 @@ def run_stack(
             else:
                 epochs.append([plan.step_of(full, live, mu, t)])
         W, b, state, E, kept, V = engine.run_stack_block(
-            W, b, state, epochs, alpha=how_alpha, validation=validation, kept=kept
-        )
+            W, b, state, epochs, alpha=how_alpha, optimizer=optimizer, validation=validation,
+            kept=kept,
+        )  # fmt: skip
         done += k
         # One read-back for the whole stack: each epoch's losses, each member's squared
         # parameter norms (whose overflow is divergence too), and with early stopping
@@ -215,6 +221,7 @@ def run_stack(
             if live:
                 keep = xp.asarray(np.array(staying), dtype=index, device=device)
                 W, b = ([xp.take(p, keep, axis=0) for p in group] for group in (W, b))
+                optimizer = update_rule(live)
                 state = OptimizerState(
                     state.t, tuple([xp.take(m, keep, axis=0) for m in g] for g in state.moments)
                 )
@@ -261,9 +268,8 @@ class _Planner:
     batch size, and sends each epoch's plan to the device in one transfer per array.
     """
 
-    def __init__(self, members, optimizer, s_host, batch_size, shuffle, xp, device, dtype) -> None:
+    def __init__(self, members, s_host, batch_size, shuffle, xp, device, dtype) -> None:
         self.members, self.s_host, self.B, self.shuffle = members, s_host, batch_size, shuffle
-        self.step_size = optimizer.step_size  # step t's size for the schedule's μ
         self.xp, self.device, self.dtype = xp, device, dtype
 
     def _weights(self, rows: np.ndarray) -> np.ndarray:
@@ -303,7 +309,7 @@ class _Planner:
         steps = []
         for n, j in enumerate(live):
             t[j] += 1
-            steps.append(self.step_size(mu[n], int(t[j])))
+            steps.append(self.members[j].optimizer.step_size(mu[n], int(t[j])))
         ones = xp.ones(len(live), dtype=dtype, device=device)
         return full._replace(mu=xp.asarray(np.array(steps), dtype=dtype, device=device),
                              share=ones)  # fmt: skip
@@ -330,7 +336,7 @@ class _Planner:
                     continue
                 i[q, n, : len(rows)], s[q, n, : len(rows)] = rows, self._weights(rows)
                 t[j] += 1
-                S[q, n], step[q, n] = S_q, self.step_size(mu[n], int(t[j]))
+                S[q, n], step[q, n] = S_q, self.members[j].optimizer.step_size(mu[n], int(t[j]))
                 share[q, n], active[q, n] = len(rows) / stepped, True
         xp, device, dtype = self.xp, self.device, self.dtype
         i_d = xp.asarray(i, dtype=index, device=device)
