@@ -164,6 +164,28 @@ def test_each_network_has_its_own_update_constants(constants):
         _assert_same_fit(a, b)
 
 
+@pytest.mark.parametrize("gathered", [True, False], ids=["folds-gathered", "all-of-X-weighed"])
+def test_a_full_batch_stack_gathers_its_folds_or_weighs_all_of_x(gathered, monkeypatch):
+    """Folds are gathered while the copies are small; past GATHERED_BYTES each network
+    weighs all of X instead (0 off its fold).  Either way, each equals its own fit."""
+    import xpnet.training.stacks as stacks
+
+    monkeypatch.setattr(stacks, "GATHERED_BYTES", 1 << 30 if gathered else 0)
+    X, y, _ = _data()
+    rows = [np.flatnonzero(np.arange(len(X)) % 3 != k) for k in range(3)]
+
+    def make(k):
+        return xpnet.MLPRegressor(hidden_layer_sizes=(6,), max_iter=20, solver="sgd",
+                                  learning_rate=0.02, random_state=k, batch_size=None)  # fmt: skip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
+        stacked = fit_stack([make(k) for k in range(3)], X, y, rows)
+        separate = [make(k).fit(X[r], y[r]) for k, r in enumerate(rows)]
+    for a, b in zip(separate, stacked, strict=True):
+        _assert_same_fit(a, b)
+
+
 def test_sample_weights_go_with_each_networks_rows():
     X, y, _ = _data()
     rng = np.random.default_rng(4)
