@@ -302,14 +302,17 @@ class _Planner:
             for n, r in enumerate(rows):
                 s[n, r] = self._weights(r)
             return self._batch(X.T, Y, s, rows)
+        return self._gathered(rows, index=index, X=X, Y=Y)
+
+    def _gathered(self, rows: list[np.ndarray], *, index, X, Y) -> StackBatch:
+        """Each member's ``rows`` gathered once, padded with weight-0 samples."""
         width = max(len(r) for r in rows)
         i = np.zeros((len(rows), width), dtype=np.int64)
         s = np.zeros((len(rows), width))
         for n, r in enumerate(rows):
             i[n, : len(r)], s[n, : len(r)] = r, self._weights(r)
-        xp, device = self.xp, self.device
-        A0, Y_full = gather(X, Y, xp.asarray(i, dtype=index, device=device), xp=xp)
-        return self._batch(A0, Y_full, s, rows)
+        A0, Y_rows = gather(X, Y, self.xp.asarray(i, dtype=index, device=self.device), xp=self.xp)
+        return self._batch(A0, Y_rows, s, rows)
 
     def _batch(self, A0: Array, Y: Array, s: np.ndarray, rows: list[np.ndarray]) -> StackBatch:
         """A full batch of the members' samples ``A0``, with their weights ``s`` and Σ sᵢ
@@ -322,16 +325,8 @@ class _Planner:
     def validation(self, live, *, index, X, Y, score) -> StackValidation:
         """The members' held-out rows, gathered once, padded with weight-0 samples."""
         rows = [self.members[j].validation for j in live]
-        width = max(len(r) for r in rows)
-        i = np.zeros((len(rows), width), dtype=np.int64)
-        s = np.zeros((len(rows), width))
-        for n, r in enumerate(rows):
-            i[n, : len(r)], s[n, : len(r)] = r, self._weights(r)
-        xp, device, dtype = self.xp, self.device, self.dtype
-        A0, Y_val = gather(X, Y, xp.asarray(i, dtype=index, device=device), xp=xp)
-        S = np.array([float(self._weights(r).sum()) for r in rows])
-        as_array = lambda v: xp.asarray(v, dtype=dtype, device=device)  # noqa: E731
-        return StackValidation(A0, Y_val, as_array(s), as_array(S), score)
+        held_out = self._gathered(rows, index=index, X=X, Y=Y)
+        return StackValidation(held_out.A0, held_out.Y, held_out.s, held_out.S, score)
 
     def step_of(self, full: StackBatch, live, mu: list[float], t: np.ndarray) -> StackBatch:
         """The full-batch epoch's step: each member's step size for its next step."""
