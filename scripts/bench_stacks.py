@@ -571,8 +571,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs per fit (default: S 20, M 1)")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=3, help="paired rounds (default 3)")
-    parser.add_argument("--engine", default="auto", choices=("auto", "eager"),
-                        help="every estimator's engine= (default auto)")  # fmt: skip
+    parser.add_argument("--engine", default="auto", choices=("auto", "eager", "jit"),
+                        help="every estimator's engine= (default auto; jit: CuPy's fused "
+                             "kernels, stacks and separate fits alike)")  # fmt: skip
     parser.add_argument(
         "--max-separate", type=int, default=64,
         help="time at most this many of the K separate fits, spread over the learning "

@@ -169,7 +169,8 @@ part_bench_jax() {
         --json "$OUT/gpu_bench_jax.json" --markdown "$OUT/gpu_bench_jax.md"
 }
 
-# S, K = 1, 16 and 256 (full batch and mini-batches of 64), on CuPy and then on PyTorch
+# S, K = 1, 16 and 256 (full batch and mini-batches of 64), on CuPy through its fused
+# kernels (engine="jit", the stacks and the separate fits alike) and then on PyTorch
 # CUDA.  4 epochs per fit, 2 rounds, 32 of the K separate fits timed: about 30 s on each
 # library by an estimate for the H200, not yet measured.  Each run stops itself at
 # its own time limit (writing the rows done, exit status 124), so that a slow first one
@@ -177,7 +178,7 @@ part_bench_jax() {
 part_bench_stacks() {
     local status=0 code
     local common=(--problems S --K 1,16,256 --epochs 4 --rounds 2 --max-separate 32)
-    "$PYTHON" scripts/bench_stacks.py --backend cupy "${common[@]}" --time-limit-s 38 \
+    "$PYTHON" scripts/bench_stacks.py --backend cupy --engine jit "${common[@]}" --time-limit-s 38 \
         --json "$OUT/gpu_bench_stacks_cupy.json" --markdown "$OUT/gpu_bench_stacks_cupy.md" ||
         status=$?
     if [[ ${TORCH_CUDA:-0} != 1 ]]; then

@@ -151,9 +151,10 @@ def cuda_source_compiles(kernel: Kernel, name: str, dtype: Any) -> None:
     CuPy writes the kernel's source from its parameter lists and body, then compiles it
     with NVRTC; neither step needs a GPU.  This takes CuPy's own source writer (a private
     function, so this check belongs to the tests) and NVRTC with CuPy's headers and
-    options and xpnet's, for a current architecture, in the two forms xpnet calls a
-    kernel in: on whole 1-D arrays (CuPy reduces a whole array to one dimension), and on
-    2-D arrays some of which are broadcast, as b[:, None] is.
+    options and xpnet's, for a current architecture, in the three forms xpnet calls a
+    kernel in: on whole 1-D arrays (CuPy reduces a whole array to one dimension); on
+    2-D arrays some of which are broadcast, as b[:, None] is; and for a stack, on 3-D
+    arrays, the update's constants among them (one per network, broadcast).
     """
     import cupy
     import cupy._core._kernel as cupy_kernel
@@ -170,9 +171,10 @@ def cuda_source_compiles(kernel: Kernel, name: str, dtype: Any) -> None:
     # CuPy's own compiler options (its headers, CCCL's, CUDA's), xpnet's, and a current
     # architecture.
     options = (*core.assemble_cupy_compiler_options(()), *NVRTC_OPTIONS, "-arch=compute_90")
-    for ndim, contiguous in ((1, True), (2, False)):
+    for ndim, contiguous, scalars in ((1, True, kernel.scalars), (2, False, kernel.scalars),
+                                      (3, False, 0)):  # fmt: skip
         array = cupy_kernel._ArgInfo(1, cupy.ndarray, np.dtype(dtype), ndim, contiguous, True)
-        infos = [array] * (n_in - kernel.scalars) + [scalar] * kernel.scalars + [array] * n_out
+        infos = [array] * (n_in - scalars) + [scalar] * scalars + [array] * n_out
         infos.append(cupy_kernel._ArgInfo(2, _carray.Indexer, None, ndim, True, True))
         code = cupy_kernel._get_elementwise_kernel_code(
             tuple(infos), type_map, ek.params, ek.operation, ek.name, ek.preamble

@@ -28,9 +28,10 @@ from xpnet.core.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 from xpnet.core.losses import OBJECTIVES
 from xpnet.core.optimizers import advance, make_optimizer
 from xpnet.core.step import Samples, Step
-from xpnet.engines import choose
+from xpnet.engines import choose, choose_stack
 from xpnet.engines.eager import Eager
 from xpnet.engines.fused import KERNELS, Fused, FusedKernel, fused
+from xpnet.estimators._stack import fit_stack, stack_key
 
 needs_compiler = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler (g++ or c++)")
 OPTIMIZERS = {
@@ -361,6 +362,53 @@ def test_fused_fits_never_write_the_users_arrays(fused_on_the_host):
         assert not np.array_equal(before, after)  # it trained, on new arrays
 
 
+# -- stacks of networks through the fused kernels --------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_fused_stacks_equal_separate_fused_fits(fused_on_the_host, optimizer):
+    """``engine="jit"`` on CuPy trains a stack through the fused kernels: each network's
+    step size and update constants reach the update kernel as arrays, one value per
+    network, and each network ends as its own fused fit on its fold."""
+    X, y, _ = _data()
+    rng = np.random.default_rng(3)
+    rows = [np.sort(rng.choice(len(X), size=n, replace=False)) for n in (100, 90, 120)]
+    own = {"adam": "beta_1", "sgd": None}.get(optimizer, "momentum")
+
+    def make(k):
+        params = dict(
+            OPTIMIZERS[optimizer], learning_rate=[0.05, 0.02, 0.01][k],
+            alpha=[0.0, 1e-3, 1e-2][k], random_state=k, batch_size=32, max_iter=6,
+        )  # fmt: skip
+        if own is not None:
+            params[own] = [0.9, 0.8, 0.5][k]
+        return xpnet.MLPRegressor(hidden_layer_sizes=(6,), activation="tanh", engine="jit",
+                                  **params)  # fmt: skip
+
+    assert stack_key(make(0), X) is not None  # the fused engine takes NumPy's arrays here
+    before = fused_on_the_host()
+    stacked = fit_stack([make(k) for k in range(3)], X, y, rows)
+    ran = {name for name, n in fused_on_the_host().items() if n > before[name]}
+    assert {"tanh_of_sum", "tanh_times_f_prime", f"{optimizer}_update"} <= ran
+    for k, r in enumerate(rows):
+        alone = make(k).fit(X[r], y[r])
+        assert stacked[k].n_iter_ == alone.n_iter_ and stacked[k].t_ == alone.t_
+        _assert_equal_fits(alone, stacked[k], rtol=1e-11)
+
+
+def test_stacks_take_the_fused_engine_for_jit_alone(monkeypatch):
+    X = np.zeros((4, 2))
+    how = _step(np)
+    settings = dict(f=how.f, objective=how.objective, optimizer=how.optimizer, widest=6, K=3)
+    with pytest.raises(ValueError, match="fuses their kernels on CuPy, not on numpy arrays"):
+        choose_stack("jit", X, **settings)
+    assert stack_key(xpnet.MLPRegressor(engine="jit"), X) is None  # its own fit refuses it
+    _on_the_host(monkeypatch)
+    assert type(choose_stack("jit", X, **settings)) is Fused
+    for engine in ("auto", "eager"):
+        assert type(choose_stack(engine, X, **settings)) is Eager
+
+
 # -- which engine takes the fused kernels ----------------------------------------------
 
 
@@ -459,3 +507,20 @@ def test_fused_fits_on_the_gpu_equal_eager_fits(cupy_backend, objective, optimiz
             est = xpnet.MLPRegressor(engine=engine, loss=loss, output_activation=output, **params)
             fits.append(est.fit(X, cupy_backend.asarray(target)))
     _assert_equal_fits(*fits)  # weights read back from the GPU by xpnet's to_numpy
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_fused_stacks_on_the_gpu_equal_eager_stacks(cupy_backend, optimizer):
+    X, y, _ = _data()
+    rows = [np.arange(0, 100), np.arange(10, 120), np.arange(0, 120)]
+
+    def make(k, engine):
+        return xpnet.MLPRegressor(hidden_layer_sizes=(6,), activation="tanh", engine=engine,
+                                  learning_rate=[0.05, 0.02, 0.01][k], random_state=k,
+                                  batch_size=32, max_iter=6, **OPTIMIZERS[optimizer])  # fmt: skip
+
+    X = cupy_backend.asarray(X)
+    eager, jit = (fit_stack([make(k, e) for k in range(3)], X, y, rows) for e in ("eager", "jit"))
+    for a, b in zip(eager, jit, strict=True):
+        _assert_equal_fits(a, b)

@@ -35,7 +35,7 @@ from .fused import Fused, fused
 from .jax import Jax
 from .torch import TorchGraphBlocks, TorchSteps
 
-__all__ = ["ENGINES", "check_engine", "choose", "choose_stack", "most_per_stack"]
+__all__ = ["ENGINES", "check_engine", "choose", "choose_stack", "fuses_stacks", "most_per_stack"]
 
 #: The values of ``engine=``.
 ENGINES = ("auto", "eager", "jit")
@@ -159,20 +159,34 @@ def choose_stack(
     chunk_size: int | None = None,
 ) -> Eager:
     """The engine that trains a stack of K networks on the samples X
-    (``xpnet.training.stacks``), on X's namespace and device: on JAX, each step compiled
-    (every step of a stack has one shape); elsewhere the eager engine, with its chunks
-    planned for the temporaries of K networks.  ``engine="jit"`` is refused: stacks are
-    not compiled beyond that yet.  The other parameters are those of :func:`choose`.
+    (``xpnet.training.stacks``), on X's namespace and device.
+
+    As for one network (:func:`choose`): on JAX, each step compiled (every step of a
+    stack has one shape); with ``engine="jit"`` on CuPy, the eager engine through the
+    fused kernels, mini-batches included; elsewhere the eager engine, with its chunks
+    planned for the temporaries of K networks.  ``engine="jit"`` on other arrays is
+    refused.  The other parameters are those of :func:`choose`.
     """
-    if engine == "jit":
-        raise ValueError(
-            "engine='jit' does not compile stacks of networks yet; use engine='auto' or "
-            "'eager' to train them as one stack, or fit them one by one."
-        )
     xp, device = aac.array_namespace(X), aac.device(X)
+    fusable, on_jax = Fused.takes(xp), aac.is_jax_namespace(xp)
+    if engine == "jit" and not (fusable or on_jax):
+        raise ValueError(
+            f"engine='jit' compiles stacks of networks on JAX and fuses their kernels on "
+            f"CuPy, not on {_library(xp, X)} arrays; use engine='auto' or 'eager' to train "
+            "them as one stack, or fit them one by one."
+        )
     how = Step(f, objective, optimizer, 0.0, xp)
-    runs = Jax if aac.is_jax_namespace(xp) else Eager
+    runs = Fused if engine == "jit" and fusable else Jax if on_jax else Eager
     return runs(how, device=device, widest=K * widest, batch_size=batch_size, chunk_size=chunk_size)
+
+
+def fuses_stacks(X: Any) -> bool:
+    """Whether ``engine="jit"`` trains stacks of networks on X's arrays through the fused
+    kernels (CuPy's arrays); elsewhere a stack with ``engine="jit"`` is refused."""
+    try:
+        return bool(Fused.takes(aac.array_namespace(X)))
+    except TypeError:  # not an array of any namespace (a list, a DataFrame)
+        return False
 
 
 def most_per_stack(X: Any, *, n_parameters: int, n_moments: int, widest: int, batch: int,

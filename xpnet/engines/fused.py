@@ -49,6 +49,7 @@ import array_api_compat as aac
 from ..core.activations import Activation
 from ..core.losses import Objective
 from ..core.optimizers import Optimizer, OptimizerState
+from ..core.per_model import per_model
 from ..core.step import Samples, Step
 from .eager import Eager
 
@@ -215,8 +216,9 @@ def _activation(f: Activation, make_kernel: MakeKernel) -> Activation:
 
 
 def _of_sum(Z: Array, b: Array, *, xp: Any, kernel: Callable[..., Array]) -> Array:
-    """f(Z + b), written over Z (the fresh product W A, which the caller hands over)."""
-    return kernel(Z, b[:, None], Z)
+    """f(Z + b), written over Z (the fresh product W A, which the caller hands over); b is
+    (n_l,), or (K, n_l) for a stack."""
+    return kernel(Z, b[..., :, None], Z)
 
 
 def _times(D: Array, A: Array, *, xp: Any, kernel: Callable[..., Array]) -> Array:
@@ -253,12 +255,18 @@ def _update(
     kernel: Callable[..., Any], scalars: Callable[[float], tuple[float, ...]],
 ) -> tuple[list[Array], OptimizerState]:  # fmt: skip
     """The rule's update and P + U, one kernel per parameter; new arrays throughout (the
-    parameters may be the user's, and the moments a checkpoint's)."""
+    parameters may be the user's, and the moments a checkpoint's).
+
+    In a stack, μ and the rule's constants may be (K,) arrays, one value per network
+    (``xpnet.core.optimizers.stacked``): the kernel takes them as arrays, broadcast
+    against each parameter, where one network's are scalars.
+    """
     scalars = scalars(mu)
     new_P: list[Array] = []
     new_moments: tuple[list[Array], ...] = tuple([] for _ in state.moments)
     for i, (p, g) in enumerate(zip(P, G, strict=True)):
-        out = kernel(p, g, *(moment[i] for moment in state.moments), *scalars)
+        constants = (per_model(c, p, xp=xp) for c in scalars)
+        out = kernel(p, g, *(moment[i] for moment in state.moments), *constants)
         q, *moments = out if state.moments else (out,)
         new_P.append(q)
         for kept, moment in zip(new_moments, moments, strict=True):
@@ -284,3 +292,11 @@ class Fused(Eager):
         with super().open(data, validation) as ready:
             self.how = fused(self.how, type(self).make_kernel)
             yield ready
+
+    def run_stack_block(self, W: list[Array], b: list[Array], state: OptimizerState,
+                        epochs: Any, *, optimizer: Optimizer, **rest: Any) -> tuple:  # fmt: skip
+        """The eager engine's stack epochs (``xpnet.engines.eager.Eager.run_stack_block``),
+        the stack's update rule fused as well: its constants, one per network, go to the
+        kernels as arrays."""
+        rule = _optimizer(optimizer, type(self).make_kernel)
+        return super().run_stack_block(W, b, state, epochs, optimizer=rule, **rest)

@@ -40,11 +40,11 @@ PER_NETWORK = (
 
 def stack_key(est: Any, X: Any) -> tuple | None:
     """What estimators must share to be fitted in one stack on X, or None if ``est``
-    cannot be stacked: another solver than "sgd" or "adam", ``engine="jit"`` (not
-    compiled for stacks yet), ``verbose``, or a sparse or Dask X."""
+    cannot be stacked: another solver than "sgd" or "adam", ``engine="jit"`` other than
+    on CuPy (where stacks take the fused kernels), ``verbose``, or a sparse or Dask X."""
     if (
         est.solver == "lbfgs"
-        or est.engine == "jit"
+        or (est.engine == "jit" and not engines.fuses_stacks(X))
         or est.verbose
         or is_sparse(X)
         or type(X).__module__.startswith("dask")
