@@ -64,13 +64,24 @@ def test_a_stacks_gradients_are_each_networks_own(backend, loss, out):
 
 
 def _separate_and_stacked(make, X, y, rows, backend, sample_weight=None):
+    """The K fits one by one, and as one stack, on ``backend``.  On JAX the separate fits
+    run on NumPy: JAX's own run one operation at a time (seconds each) and equal NumPy's
+    (``test_estimators.py``), so the compiled stack is checked against NumPy's fits."""
     separate = []
     X_dev = backend.asarray(X)
+    alone = _separately(backend)
     for k, r in enumerate(rows):
         w = None if sample_weight is None else sample_weight[r]
-        separate.append(make(k).fit(backend.asarray(X[r]), y[r], sample_weight=w))
+        separate.append(make(k).fit(alone.asarray(X[r]), y[r], sample_weight=w))
     stacked = fit_stack([make(k) for k in range(len(rows))], X_dev, y, rows, sample_weight)
     return separate, stacked
+
+
+def _separately(backend):
+    """The backend the separate fits that a stack on ``backend`` is checked against run on."""
+    from conftest import _make_backend
+
+    return _make_backend("numpy") if backend.name == "jax" else backend
 
 
 def _host(a):
@@ -109,10 +120,6 @@ def test_stacked_fits_equal_separate_fits(backend, settings):
     moments, loss curve, epoch and step counts.  The folds have different sizes, so the
     networks' last batches and their numbers of batches differ."""
     _no_stack_for(backend)
-    if backend.name == "jax" and settings.get("learning_rate_schedule", "constant") != "constant":
-        # The separate fits run JAX one operation at a time (seconds each); the compiled
-        # stack is checked by the full-batch and Adam cases, the schedules on the others.
-        pytest.skip("JAX: the schedules' cases run on the other backends")
     X, _, y = _data()
     rng = np.random.default_rng(3)
     rows = [np.sort(rng.choice(len(X), size=n, replace=False)) for n in (70, 71, 57, 90)]
@@ -276,8 +283,7 @@ def test_early_stopping_in_a_stack_is_each_networks_own(library, Estimator, sett
     X, y_reg, y_clf = _data(n=120)
     y = y_clf if Estimator is xpnet.MLPClassifier else y_reg
     rng = np.random.default_rng(5)
-    sizes = (100, 100, 100) if library == "jax" else (100, 96, 120)  # JAX: one shape each
-    rows = [np.sort(rng.choice(len(X), size=n, replace=False)) for n in sizes]
+    rows = [np.sort(rng.choice(len(X), size=n, replace=False)) for n in (100, 96, 120)]
 
     def make(k):
         return Estimator(
@@ -289,13 +295,14 @@ def test_early_stopping_in_a_stack_is_each_networks_own(library, Estimator, sett
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
         stacked = fit_stack([make(k) for k in range(3)], backend.asarray(X), y, rows)
-        separate = [make(k).fit(backend.asarray(X[r]), y[r]) for k, r in enumerate(rows)]
+        alone = _separately(backend)
+        separate = [make(k).fit(alone.asarray(X[r]), y[r]) for k, r in enumerate(rows)]
     assert len({est.n_iter_ for est in separate}) > 1  # they stop at different epochs
     for a, b in zip(separate, stacked, strict=True):
         _assert_same_fit(a, b)
         np.testing.assert_allclose(a.validation_scores_, b.validation_scores_, rtol=1e-11)
         np.testing.assert_allclose(a.validation_loss_curve_, b.validation_loss_curve_, rtol=1e-11)
-        assert type(b.weights_[0]) is type(a.weights_[0])
+        assert type(b.weights_[0]) is type(backend.asarray(X))
         assert a.best_validation_score_ == pytest.approx(b.best_validation_score_, rel=1e-12)
         s_a, s_b = a._stopping_state, b._stopping_state
         assert (s_a.split_rng, s_a.n_samples, s_a.validation_fraction, s_a.no_change) == (
