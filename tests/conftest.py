@@ -2,6 +2,10 @@
 
 ``pytest --backend numpy,torch`` selects backends; the default is every backend.  A
 backend that cannot run here is skipped with the reason, which ``-ra`` reports.
+
+Tests marked ``slow`` (real Dask clusters and worker processes, the benchmark scripts
+run end to end: seconds each) run with ``--run-slow``, as CI runs the suite; without it
+they are skipped, with that reason.
 """
 
 from __future__ import annotations
@@ -35,6 +39,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         help=f"run numeric tests on these backends only (comma-separated; from {BACKENDS})",
     )
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        help="also run the tests marked slow (clusters, worker processes, scripts end to end)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: runs with --run-slow (as CI runs the suite)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 def _selected(config: pytest.Config) -> list[str]:

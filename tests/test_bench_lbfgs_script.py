@@ -15,6 +15,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_lbfgs.py"
 
 
+@pytest.mark.slow
 def test_bench_lbfgs_quick_run_writes_json(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     pytest.importorskip("threadpoolctl")

@@ -17,6 +17,7 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 
 
+@pytest.mark.slow
 def test_bench_quick_run_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     md = tmp_path / "bench.md"
@@ -63,6 +64,7 @@ def test_bench_without_xpnet_stops_and_says_why(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_bench_ended_by_sigterm_writes_the_rows_it_finished(tmp_path: Path) -> None:
     # As `timeout` ends it: the first problem and dtype is done, the second is not.
     out = tmp_path / "bench.json"
@@ -88,6 +90,7 @@ def test_a_bench_ended_by_sigterm_writes_the_rows_it_finished(tmp_path: Path) ->
     assert "**Incomplete**: ended by SIGTERM" in stdout
 
 
+@pytest.mark.slow
 def test_bench_on_jax_times_xpnet_compiled_against_jax_s_floor(tmp_path: Path) -> None:
     pytest.importorskip("jax", reason="JAX is not installed")
     out = tmp_path / "bench.json"
@@ -180,6 +183,7 @@ QUICK_UNDER_LOAD = ["--quick", "--contention", "2", "--problems", "S", "--dtypes
                     "--no-memory"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_bench_under_contention_pairs_idle_and_loaded_and_ends_its_busy_processes(
     tmp_path: Path,
 ) -> None:
@@ -218,6 +222,7 @@ def test_bench_under_contention_pairs_idle_and_loaded_and_ends_its_busy_processe
     assert "loaded ÷ idle" in table.split("Goals")[1]
 
 
+@pytest.mark.slow
 def test_ctrl_c_kills_the_busy_processes() -> None:
     # A process started in the background may inherit SIGINT ignored: restore Python's
     # handler, as a terminal's Ctrl-C would find it.

@@ -80,6 +80,7 @@ def _live_processes_in_group(pgid):
     return pids
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="sends SIGINT to a process group")
 def test_ctrl_c_on_its_own_local_cluster_keeps_what_numpy_computes(tmp_path):
     # The command starts its own LocalCluster; Ctrl-C in a terminal reaches the whole
@@ -122,6 +123,7 @@ def test_ctrl_c_on_its_own_local_cluster_keeps_what_numpy_computes(tmp_path):
     assert xpnet.load(tmp_path / "ck.npz").n_iter_ == k
 
 
+@pytest.mark.slow
 def test_scheduler_address_trains_resumes_and_serves_as_numpy_does(address, tmp_path, capsys):
     pytest.importorskip("tqdm")
     plot = ["--plot", str(tmp_path / "loss.png")] if _has("matplotlib") else []

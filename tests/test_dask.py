@@ -59,6 +59,7 @@ SEED = dict(solver="sgd", activation="sigmoid")
 KW = dict(hidden_layer_sizes=(16,), learning_rate=0.1, random_state=0, **SEED)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch_size", [None, 100])
 def test_fits_on_a_cluster_give_the_same_bits_every_time(on_cluster, batch_size):
     # Arrays reach a worker's tasks at whatever address they fell in the message: NumPy
@@ -111,6 +112,7 @@ def test_a_step_is_a_task_per_block_and_a_tree_of_sums(monkeypatch):
     assert names.count("parameters") == 1
 
 
+@pytest.mark.slow
 def test_nothing_grows_with_the_epochs(on_cluster):
     X, y = _data(N=400)
     seen = []
@@ -261,6 +263,7 @@ def test_a_scatter_that_never_ends_is_given_up_and_the_step_made_anew(on_cluster
         np.testing.assert_array_equal(a.compute(), b.compute())
 
 
+@pytest.mark.slow
 def test_a_lost_worker_is_survived():
     X, y = _data(N=1000, n=32)
     kw = dict(KW, max_iter=40, n_iter_no_change=np.inf)  # all 40 epochs: long enough
@@ -301,6 +304,7 @@ def _own_cluster():
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_worker_killed_as_the_parameters_are_scattered_is_survived(monkeypatch):
     # A worker that died while the parameters were broadcast (scatter(broadcast=True))
     # left the scheduler replicating to it forever, under a lock that every later
@@ -339,6 +343,7 @@ def test_a_worker_killed_as_the_parameters_are_scattered_is_survived(monkeypatch
             np.testing.assert_array_equal(got.compute(), want.compute())
 
 
+@pytest.mark.slow
 def test_a_client_closed_mid_fit_is_a_clear_error():
     # It was "Missing dependency" or FutureCancelledError, by when the close came.
     import dask

@@ -293,6 +293,7 @@ def test_a_fused_step_pickles_its_kernels_by_name(fused_on_the_host):
         FusedKernel("softmax_of_sum", host_kernel)
 
 
+@pytest.mark.slow
 def test_fused_fits_on_a_cluster_of_processes_equal_the_fits_here(request):
     # Dask + CuPy + engine="jit" on a distributed cluster, here with NumPy blocks and the
     # host's kernels: a worker process makes its own kernels from their names.  The

@@ -21,6 +21,7 @@ pytest.importorskip("psutil", reason="psutil is not installed")
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_dask.py"
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "dask.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
