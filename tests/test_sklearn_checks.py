@@ -29,6 +29,14 @@ with warnings.catch_warnings():
             xpnet.MLPClassifier(hidden_layer_sizes=(10,), learning_rate=1.0, max_iter=300),
             xpnet.MLPRegressor(solver="lbfgs", hidden_layer_sizes=(10,), max_iter=300),
             xpnet.MLPClassifier(solver="lbfgs", hidden_layer_sizes=(10,), max_iter=300),
+            xpnet.SeedEnsembleRegressor(
+                xpnet.MLPRegressor(hidden_layer_sizes=(10,), learning_rate=0.3, max_iter=300),
+                n_estimators=3,
+            ),
+            xpnet.SeedEnsembleClassifier(
+                xpnet.MLPClassifier(hidden_layer_sizes=(10,), learning_rate=1.0, max_iter=300),
+                n_estimators=3,
+            ),
         ]
     )
 

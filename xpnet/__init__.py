@@ -21,7 +21,13 @@ saves and reads: regular files only, written atomically).
 
 from ._errors import ConvergenceWarning, DataConversionWarning, NotFittedError
 from ._version import __version__
-from .estimators import MLPClassifier, MLPRegressor, load
+from .estimators import (
+    MLPClassifier,
+    MLPRegressor,
+    SeedEnsembleClassifier,
+    SeedEnsembleRegressor,
+    load,
+)
 from .training.interrupts import sigterm_as_interrupt
 
 __all__ = [
@@ -30,6 +36,8 @@ __all__ = [
     "MLPClassifier",
     "MLPRegressor",
     "NotFittedError",
+    "SeedEnsembleClassifier",
+    "SeedEnsembleRegressor",
     "__version__",
     "load",
     "sigterm_as_interrupt",

@@ -273,30 +273,43 @@ class MLPClassifier(_BaseMLP):
         where its output exceeds 0.5.
         """
         O, xp = self._output(X)
-        if self._multilabel:
-            return xp.astype(O.T > 0.5, self.classes_.dtype)
-        k = xp.argmax(O, axis=0)
-        if aac.is_numpy_array(self.classes_) and self.classes_.dtype.kind in "OUS":
-            return self.classes_[to_numpy(k)]  # text labels stay on the host
-        # Numeric labels follow X, also when the classifier was fitted on another backend.
-        return xp.take(xp.asarray(self.classes_, device=aac.device(k)), k)
+        return labels(O, self.classes_, multilabel=self._multilabel, xp=xp)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """The accuracy: the (weighted) fraction of rows of ``X`` whose label is right.
 
         For multi-label targets a row counts only if every one of its labels is right.
         """
-        y_pred = to_numpy(self.predict(X))
-        y_true = to_numpy(as_array(y, "y", numeric=False)[0])
-        if y_true.shape != y_pred.shape:
-            y_true = y_true.reshape(y_pred.shape)
-        hit = y_pred == y_true
-        if hit.ndim == 2:
-            hit = np.all(hit, axis=1)
-        return float(np.average(hit, weights=_host_weights(sample_weight, len(hit))))
+        return accuracy_of(self.predict(X), y, sample_weight)
 
     #: Whether the classifier was fitted on multi-label (label-indicator) targets.
     _multilabel = False
+
+
+def labels(O: Array, classes_: Array, *, multilabel: bool, xp: Any) -> Array:
+    """The labels that outputs (or probabilities) O of shape (n_classes, N) predict: the
+    most likely class of each sample, or for multi-label targets the 0/1 matrix of shape
+    (N, n_labels) of those above 0.5."""
+    if multilabel:
+        return xp.astype(O.T > 0.5, classes_.dtype)
+    k = xp.argmax(O, axis=0)
+    if aac.is_numpy_array(classes_) and classes_.dtype.kind in "OUS":
+        return classes_[to_numpy(k)]  # text labels stay on the host
+    # Numeric labels follow X, also when the classifier was fitted on another backend.
+    return xp.take(xp.asarray(classes_, device=aac.device(k)), k)
+
+
+def accuracy_of(y_pred: Array, y: Any, sample_weight: Any = None) -> float:
+    """The (weighted) fraction of predictions ``y_pred`` that equal ``y``; a row of
+    multi-label predictions counts only if all its labels are right."""
+    y_pred = to_numpy(y_pred)
+    y_true = to_numpy(as_array(y, "y", numeric=False)[0])
+    if y_true.shape != y_pred.shape:
+        y_true = y_true.reshape(y_pred.shape)
+    hit = y_pred == y_true
+    if hit.ndim == 2:
+        hit = np.all(hit, axis=1)
+    return float(np.average(hit, weights=_host_weights(sample_weight, len(hit))))
 
 
 def _check_labels(y: Array) -> bool:

@@ -54,7 +54,7 @@ class EstimatorProtocol:
         }
         changed = [
             f"{name}={value!r}"
-            for name, value in self.get_params().items()
+            for name, value in self.get_params(deep=False).items()
             if not (value is defaults[name] or _equal(value, defaults[name]))
         ]
         return f"{type(self).__name__}({', '.join(changed)})"

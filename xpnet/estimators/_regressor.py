@@ -304,20 +304,26 @@ default=None
 
         With ``sample_weight``, both sums of squares and the targets' mean are weighted.
         """
-        y_pred = self.predict(X)
-        xp = aac.array_namespace(y_pred)
-        device = aac.device(y_pred)
-        y = check_targets(y, xp=xp, device=device, dtype=y_pred.dtype, N=y_pred.shape[0])
-        y = xp.reshape(y, y_pred.shape)
-        s = None
-        if sample_weight is not None:
-            s, _ = check_sample_weight(sample_weight, xp=xp, device=device,
-                                       dtype=y_pred.dtype, N=y_pred.shape[0])  # fmt: skip
-        if y.ndim == 1:
-            y, y_pred = y[None, :], y_pred[None, :]
-        else:
-            y, y_pred = y.T, y_pred.T
-        return float(r2_score(y_pred, y, s, xp=xp))  # columns are samples, as in training
+        return r2_of(self.predict(X), y, sample_weight)
+
+
+def r2_of(y_pred: Array, y: Any, sample_weight: Any = None) -> float:
+    """R² of the predictions ``y_pred`` of shape (N,) or (N, n_outputs) against ``y``,
+    averaged uniformly over the outputs; with ``sample_weight``, both sums of squares
+    and the targets' mean are weighted."""
+    xp = aac.array_namespace(y_pred)
+    device = aac.device(y_pred)
+    y = check_targets(y, xp=xp, device=device, dtype=y_pred.dtype, N=y_pred.shape[0])
+    y = xp.reshape(y, y_pred.shape)
+    s = None
+    if sample_weight is not None:
+        s, _ = check_sample_weight(sample_weight, xp=xp, device=device,
+                                   dtype=y_pred.dtype, N=y_pred.shape[0])  # fmt: skip
+    if y.ndim == 1:
+        y, y_pred = y[None, :], y_pred[None, :]
+    else:
+        y, y_pred = y.T, y_pred.T
+    return float(r2_score(y_pred, y, s, xp=xp))  # columns are samples, as in training
 
 
 def _host_weights(sample_weight: Any, N: int) -> np.ndarray | None:

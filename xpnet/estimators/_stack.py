@@ -11,6 +11,7 @@ epochs...) are told apart by :func:`stack_key`; the caller fits them one by one.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -193,6 +194,31 @@ def fit_stack(
             est._warn_not_converged(outcome.history)
         results[k] = est
     return results
+
+
+def most_per_stack(est: Any, X: Any, y: np.ndarray, n_train: int) -> int:
+    """How many networks like ``est`` one stack on X's device should hold
+    (``xpnet.engines.most_per_stack``), each trained on ``n_train`` samples.
+
+    Parameters
+    ----------
+    est : estimator
+    X : array of shape (N, n_features)
+        The samples, already an array (``check_X``).
+    y : numpy.ndarray of shape (N,) or (N, n_outputs)
+        The targets on the host: they decide the output layer's size.
+    n_train : int
+        The fewest training samples of a network of the stack.
+    """
+    hidden, _ = check_hyperparameters(est, natural_output=est._natural_output)
+    Y, _ = _own_targets(est, y)
+    sizes = [X.shape[1], *hidden, Y.shape[0]]
+    batch = est._batch_size(n_train) or n_train
+    return engines.most_per_stack(
+        X, n_parameters=sum(a * b + b for a, b in itertools.pairwise(sizes)),
+        n_moments=est._optimizer().n_moments, widest=max(sizes), batch=min(batch, n_train),
+        n_layers=len(sizes) - 1,
+    )  # fmt: skip
 
 
 def stack_sizes(n: int, most: int) -> list[int]:

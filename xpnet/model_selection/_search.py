@@ -11,7 +11,6 @@ scikit-learn's own search takes them.
 
 from __future__ import annotations
 
-import itertools
 import numbers
 import time
 import warnings
@@ -27,9 +26,8 @@ from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import indexable
 
-from .. import engines
 from .._host import to_numpy
-from ..estimators._stack import fit_stack, stack_key, stack_sizes
+from ..estimators._stack import fit_stack, most_per_stack, stack_key, stack_sizes
 from ..estimators._validation import check_X
 
 #: How one fit of a search ended: the fitted estimator (or the error), and its time.
@@ -42,23 +40,6 @@ def _host_targets(y: Any) -> np.ndarray:
         return to_numpy(y)
     except TypeError:
         return np.asarray(y)
-
-
-def _layout(est: Any, X: Any, y: np.ndarray, n_train: int) -> dict[str, int]:
-    """The sizes that decide how many of ``est``'s networks a stack on X's device holds."""
-    hidden = est.hidden_layer_sizes
-    hidden = [hidden] if isinstance(hidden, numbers.Integral) else list(hidden)
-    if is_classifier(est):
-        n_out = len(np.unique(y)) if y.ndim == 1 else y.shape[1]
-    else:
-        n_out = 1 if y.ndim == 1 else y.shape[1]
-    sizes = [X.shape[1], *hidden, n_out]
-    batch = est._batch_size(n_train) or n_train
-    moments = 2 if est.solver == "adam" else (1 if float(est.momentum) != 0.0 else 0)
-    return dict(
-        n_parameters=sum(a * b + b for a, b in itertools.pairwise(sizes)),
-        n_moments=moments, widest=max(sizes), batch=min(batch, n_train), n_layers=len(sizes) - 1,
-    )  # fmt: skip
 
 
 def fit_all(
@@ -94,7 +75,7 @@ def fit_all(
         if X_sizes is None:
             X_sizes, _, _ = check_X(X, estimator=type(first).__name__)
         n_train = min(len(folds[i]) for i in members)
-        most = engines.most_per_stack(X_sizes, **_layout(first, X_sizes, y_host, n_train))
+        most = most_per_stack(first, X_sizes, y_host, n_train)
         most = most if max_stack is None else min(most, max_stack)
         # With several workers, at least one stack each: every core gets a share.
         most = min(most, -(-len(members) // min(workers, len(members))))
