@@ -317,6 +317,66 @@ def test_torch_is_compiled_only_when_asked(torch):
     _assert_equal_fits(eager, auto, rtol=0)  # the same engine: the same bits
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(solver="sgd", momentum=[0.5, 0.9, 0.7], learning_rate_schedule="invscaling"),
+        dict(solver="adam", beta_1=[0.8, 0.9, 0.95], epsilon=[1e-8, 1e-6, 1e-4]),
+        dict(solver="sgd", early_stopping=True, n_iter_no_change=2),
+    ],
+    ids=["momentum-invscaling", "adam", "early-stopping"],
+)
+def test_torch_compiled_stacks_equal_separate_compiled_fits(torch, settings):
+    """``engine="jit"`` on PyTorch trains a full-batch stack a compiled program per step,
+    each network's step size, penalty and update constants its inputs: each network ends
+    as its own compiled fit on its fold.  One program serves the whole stack's fit."""
+    import torch._dynamo
+
+    from xpnet.estimators._stack import fit_stack, stack_key
+
+    X, _, labels = _data()
+    rng = np.random.default_rng(3)
+    rows = [np.sort(rng.choice(len(X), size=n, replace=False)) for n in (100, 90, 120)]
+
+    def make(k):
+        own = {key: v[k] for key, v in settings.items() if isinstance(v, list)}
+        fixed = {key: v for key, v in settings.items() if not isinstance(v, list)}
+        return xpnet.MLPClassifier(hidden_layer_sizes=(6,), activation="tanh", engine="jit",
+                                   random_state=k, learning_rate=[0.05, 0.1, 0.2][k],
+                                   alpha=[0.0, 1e-3, 1e-2][k], batch_size=None, max_iter=12,
+                                   **fixed, **own)  # fmt: skip
+
+    X_t = torch.from_numpy(X)
+    assert stack_key(make(0), X_t) is not None
+    assert stack_key(make(0).set_params(batch_size=16), X_t) is None  # its fit refuses it
+    xpnet.engines.torch._torch_stack_program.cache_clear()
+    torch._dynamo.reset()
+    counts = torch._dynamo.utils.counters
+    counts.clear()
+    stacked = fit_stack([make(k) for k in range(3)], X_t, labels, rows)
+    if not settings.get("early_stopping"):  # (a network that stops shrinks the stack)
+        assert counts["stats"]["unique_graphs"] == 1, dict(counts["stats"])
+    for k, r in enumerate(rows):
+        alone = make(k).fit(torch.from_numpy(X[r]), labels[r])
+        assert stacked[k].t_ == alone.t_
+        _assert_equal_fits(alone, stacked[k], rtol=1e-11)
+
+
+def test_stacks_on_pytorch_take_its_compiled_steps_for_jit_in_full_batch(torch):
+    from xpnet.engines import choose_stack
+    from xpnet.engines.torch import TorchStackSteps
+
+    X = torch.zeros((8, 2), dtype=torch.float64)
+    how = Step((ACTIVATIONS["tanh"], ACTIVATIONS["identity"]), OBJECTIVES[("mse", "identity")],
+               make_optimizer("sgd"), 0.0, None)  # fmt: skip
+    settings = dict(f=how.f, objective=how.objective, optimizer=how.optimizer, widest=4, K=3)
+    assert type(choose_stack("jit", X, **settings)) is TorchStackSteps
+    assert type(choose_stack("jit", X, batch_size=8, **settings)) is TorchStackSteps
+    assert type(choose_stack("auto", X, **settings)) is Eager
+    with pytest.raises(ValueError, match="not torch arrays in mini-batches"):
+        choose_stack("jit", X, batch_size=4, **settings)
+
+
 # PyTorch's own code, inside Inductor, still calls what it deprecates.
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 @pytest.mark.skipif(

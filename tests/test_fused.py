@@ -401,7 +401,7 @@ def test_stacks_take_the_fused_engine_for_jit_alone(monkeypatch):
     X = np.zeros((4, 2))
     how = _step(np)
     settings = dict(f=how.f, objective=how.objective, optimizer=how.optimizer, widest=6, K=3)
-    with pytest.raises(ValueError, match="fuses their kernels on CuPy, not on numpy arrays"):
+    with pytest.raises(ValueError, match="fuses their kernels on CuPy, not numpy arrays;"):
         choose_stack("jit", X, **settings)
     assert stack_key(xpnet.MLPRegressor(engine="jit"), X) is None  # its own fit refuses it
     _on_the_host(monkeypatch)

@@ -206,9 +206,19 @@ def stacked(optimizers: Sequence[Optimizer], *, xp: Any, device: Any, dtype: Any
         xp.asarray([o.hyperparameters[i] for o in optimizers], dtype=dtype, device=device)
         for i in range(len(first.hyperparameters))
     ]
-    if first.name == "adam":
-        return adam(*constants)
-    return momentum(*constants, nesterov=first.name == "nesterov")
+    return rule(first.name, constants)
+
+
+def rule(name: str, hyperparameters: Sequence[Any]) -> Optimizer:
+    """The update rule of kind ``name`` (an :class:`Optimizer`'s ``name``) with these
+    constants, in the order of its ``hyperparameters``: numbers, or arrays of one value
+    per network of a stack.  A compiled step builds its rule so, from constants it takes
+    as inputs."""
+    if name == "sgd":
+        return gradient_descent()
+    if name == "adam":
+        return adam(*hyperparameters)
+    return momentum(*hyperparameters, nesterov=name == "nesterov")
 
 
 def apply_updates(P: Sequence[Array], U: Sequence[Array]) -> list[Array]:

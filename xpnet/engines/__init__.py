@@ -33,9 +33,9 @@ from .dask import Dask, is_dask
 from .eager import Eager
 from .fused import Fused, fused
 from .jax import Jax
-from .torch import TorchGraphBlocks, TorchSteps
+from .torch import TorchGraphBlocks, TorchStackSteps, TorchSteps
 
-__all__ = ["ENGINES", "check_engine", "choose", "choose_stack", "fuses_stacks", "most_per_stack"]
+__all__ = ["ENGINES", "check_engine", "choose", "choose_stack", "jit_stacks", "most_per_stack"]
 
 #: The values of ``engine=``.
 ENGINES = ("auto", "eager", "jit")
@@ -162,31 +162,41 @@ def choose_stack(
     (``xpnet.training.stacks``), on X's namespace and device.
 
     As for one network (:func:`choose`): on JAX, each step compiled (every step of a
-    stack has one shape); with ``engine="jit"`` on CuPy, the eager engine through the
-    fused kernels, mini-batches included; elsewhere the eager engine, with its chunks
-    planned for the temporaries of K networks.  ``engine="jit"`` on other arrays is
-    refused.  The other parameters are those of :func:`choose`.
+    stack has one shape); with ``engine="jit"``, on CuPy the eager engine through the
+    fused kernels (mini-batches included), and on PyTorch each full-batch step compiled;
+    elsewhere the eager engine, with its chunks planned for the temporaries of K
+    networks.  ``engine="jit"`` is refused where :func:`jit_stacks` says no.  The other
+    parameters are those of :func:`choose`.
     """
     xp, device = aac.array_namespace(X), aac.device(X)
-    fusable, on_jax = Fused.takes(xp), aac.is_jax_namespace(xp)
-    if engine == "jit" and not (fusable or on_jax):
+    full_batch = batch_size is None or batch_size >= X.shape[0]
+    if engine == "jit" and not jit_stacks(X, full_batch=full_batch):
         raise ValueError(
-            f"engine='jit' compiles stacks of networks on JAX and fuses their kernels on "
-            f"CuPy, not on {_library(xp, X)} arrays; use engine='auto' or 'eager' to train "
-            "them as one stack, or fit them one by one."
+            "engine='jit' compiles stacks of networks on JAX and PyTorch (full batch) and "
+            f"fuses their kernels on CuPy, not {_library(xp, X)} arrays"
+            f"{' in mini-batches' if not full_batch else ''}; use engine='auto' or 'eager' "
+            "to train them as one stack, or fit them one by one."
         )
     how = Step(f, objective, optimizer, 0.0, xp)
-    runs = Fused if engine == "jit" and fusable else Jax if on_jax else Eager
+    if engine == "jit" and Fused.takes(xp):
+        runs: type[Eager] = Fused
+    elif engine == "jit" and aac.is_torch_namespace(xp):
+        runs = TorchStackSteps
+    else:
+        runs = Jax if aac.is_jax_namespace(xp) else Eager
     return runs(how, device=device, widest=K * widest, batch_size=batch_size, chunk_size=chunk_size)
 
 
-def fuses_stacks(X: Any) -> bool:
-    """Whether ``engine="jit"`` trains stacks of networks on X's arrays through the fused
-    kernels (CuPy's arrays); elsewhere a stack with ``engine="jit"`` is refused."""
+def jit_stacks(X: Any, *, full_batch: bool) -> bool:
+    """Whether ``engine="jit"`` trains stacks of networks on X's arrays: through the fused
+    kernels on CuPy, compiled on JAX and, in full batch, on PyTorch."""
     try:
-        return bool(Fused.takes(aac.array_namespace(X)))
+        xp = aac.array_namespace(X)
     except TypeError:  # not an array of any namespace (a list, a DataFrame)
         return False
+    if Fused.takes(xp):
+        return True
+    return full_batch and (aac.is_jax_namespace(xp) or aac.is_torch_namespace(xp))
 
 
 def most_per_stack(X: Any, *, n_parameters: int, n_moments: int, widest: int, batch: int,

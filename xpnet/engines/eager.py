@@ -133,7 +133,7 @@ class Eager:
         scores."""
         how, E, V = dataclasses.replace(self.how, alpha=alpha, optimizer=optimizer), [], []
         for batches in epochs:
-            W, b, state, E_e = stack_epoch(W, b, state, batches, how=how)
+            W, b, state, E_e = self.stack_epoch(W, b, state, batches, how=how)
             E.append(E_e)
             if validation is not None:
                 O = output(W, b, validation.A0, f=how.f, xp=self.xp, chunk_size=how.chunk_size,
@@ -146,6 +146,13 @@ class Eager:
                 kept = Kept(*best)
                 V.append(values)
         return W, b, state, E, kept, V
+
+    def stack_epoch(
+        self, W: list[Array], b: list[Array], state: OptimizerState,
+        batches: Iterable[StackBatch], *, how: Step,
+    ) -> tuple[list[Array], list[Array], OptimizerState, Array]:  # fmt: skip
+        """One epoch of a stack (``xpnet.core.stacks.stack_epoch``), one operation at a time."""
+        return stack_epoch(W, b, state, batches, how=how)
 
     def validate(
         self, W: list[Array], b: list[Array], kept: Kept, validation: Validation

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..core.backprop import output
-from ..core.optimizers import OptimizerState, step_sizes
+from ..core.optimizers import OptimizerState, rule, step_sizes
+from ..core.stacks import StackBatch, stack_step
 from ..core.step import Samples, Step, keep_the_best, step
 from ..training.engine import BlockPlan, BlockResult, Kept, Validation
 from .eager import Eager
@@ -89,6 +90,38 @@ class TorchSteps(Eager):
                 kept, V_i = self.validate(W, b, kept, validation)
                 V.append(V_i)
         return BlockResult(W, b, OptimizerState(state.t + len(plan.mu), moments), E, kept, V)
+
+
+class TorchStackSteps(Eager):
+    """Stacks of networks on PyTorch (``engine="jit"``, full batch): each step of the stack
+    one ``torch.compile``-d program.
+
+    The compiler traces the core's ``stack_step`` whole, as :class:`TorchSteps` traces one
+    network's step.  The networks' step sizes, penalties and update constants go in as
+    tensors (one value per network), so a program serves every block and every stack of
+    its shape; a stack that shrinks compiles anew.  The batch is taken whole; the
+    validation passes of early stopping stay eager, and CUDA graphs do not capture stacks
+    yet.
+    """
+
+    def stack_epoch(
+        self, W: list[Array], b: list[Array], state: OptimizerState, batches: Any, *,
+        how: Step,
+    ) -> tuple[list[Array], list[Array], OptimizerState, Array]:  # fmt: skip
+        """One epoch of the stack (``xpnet.core.stacks.stack_epoch``), a compiled program
+        per step; each network's epoch loss weighs its batch losses as that does."""
+        whole = dataclasses.replace(
+            how, f=tuple(how.f), optimizer=None, alpha=0.0, chunk_size=None, map=map
+        )
+        constants, E, moments = tuple(how.optimizer.hyperparameters), 0.0, state.moments
+        for batch in batches:
+            inputs = (*batch[:6], W, b, moments, how.alpha, constants)
+            program = _torch_stack_program(
+                whole, how.optimizer.name, TORCH_BACKEND, _signature_of(inputs)
+            )
+            W, b, moments, E_B = program(*inputs)
+            E = E + E_B * batch.share
+        return W, b, OptimizerState(state.t, moments), E
 
 
 class TorchGraphBlocks(TorchSteps):
@@ -351,6 +384,37 @@ def _signature(*tensors: Array | None) -> tuple:
         None if a is None else (tuple(a.shape), a.stride(), str(a.dtype), str(a.device))
         for a in tensors
     )
+
+
+def _signature_of(values: Any) -> Any:
+    """:func:`_signature` of the tensors in nested tuples and lists; other values (the
+    numbers a program is specialised to) as they are."""
+    if isinstance(values, (tuple, list)):
+        return tuple(_signature_of(v) for v in values)
+    if hasattr(values, "stride"):
+        return _signature(values)[0]
+    return values
+
+
+@functools.lru_cache(maxsize=16)
+def _torch_stack_program(how: Step, name: str, backend: str, inputs: tuple) -> Any:
+    """The compiled step of a stack (``xpnet.core.stacks.stack_step``) for a network's
+    settings ``how`` (without its penalty and rule), an update rule of kind ``name``, by
+    ``backend``, for inputs as ``inputs`` describes them (:func:`_signature_of`): the
+    batch's six arrays, then W, b, the moments, α and the rule's constants."""
+    import torch
+
+    f, objective, xp = how.f, how.objective, how.xp
+
+    def one_step(A0, Y, s, S, mu, active, W, b, moments, alpha, constants):
+        step_ = Step(f, objective, rule(name, constants), alpha, xp)
+        batch = StackBatch(A0, Y, s, S, mu, active, None)
+        W, b, state, E = stack_step(W, b, OptimizerState(0, moments), batch, how=step_)
+        return W, b, state.moments, E
+
+    code = one_step.__code__.replace()  # a code object of its own, as in _torch_program
+    one_step = types.FunctionType(code, one_step.__globals__, None, None, one_step.__closure__)
+    return torch.compile(one_step, fullgraph=True, dynamic=False, backend=backend)
 
 
 @functools.lru_cache(maxsize=16)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,11 +42,12 @@ PER_NETWORK = (
 
 def stack_key(est: Any, X: Any) -> tuple | None:
     """What estimators must share to be fitted in one stack on X, or None if ``est``
-    cannot be stacked: another solver than "sgd" or "adam", ``engine="jit"`` other than
-    on CuPy (where stacks take the fused kernels), ``verbose``, or a sparse or Dask X."""
+    cannot be stacked: another solver than "sgd" or "adam", ``engine="jit"`` where it
+    does not take stacks (``xpnet.engines.jit_stacks``: on CuPy, and on PyTorch and JAX
+    for full-batch estimators), ``verbose``, or a sparse or Dask X."""
     if (
         est.solver == "lbfgs"
-        or (est.engine == "jit" and not engines.fuses_stacks(X))
+        or (est.engine == "jit" and not engines.jit_stacks(X, full_batch=_always_full(est)))
         or est.verbose
         or is_sparse(X)
         or type(X).__module__.startswith("dask")
@@ -58,6 +60,11 @@ def stack_key(est: Any, X: Any) -> tuple | None:
     except (TypeError, ValueError):  # settings its own fit will refuse, with their message
         return None
     return (type(est), kind, *shared)
+
+
+def _always_full(est: Any) -> bool:
+    """Whether ``est`` takes every sample in each step, however many there are."""
+    return est._batch_size(sys.maxsize) is None
 
 
 @_saturation_is_expected

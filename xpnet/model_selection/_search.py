@@ -434,8 +434,8 @@ class GridSearchCV(_BaseSearch):
     together as stacks (one computation for many networks: see the README), each as its
     own ``fit`` would train it; candidates that differ in layer sizes, activation,
     solver, batch size and the like form separate stacks, and fits that cannot be
-    stacked (``solver="lbfgs"``, ``engine="jit"`` other than on CuPy, ``verbose``,
-    sparse or Dask X) run one by one.
+    stacked (``solver="lbfgs"``, ``engine="jit"`` where a single fit refuses it,
+    ``verbose``, sparse or Dask X) run one by one.
 
     Parameters
     ----------
