@@ -89,6 +89,28 @@ def test_full_batch_equals_numpy_block_by_block(on_cluster):
         np.testing.assert_allclose(pred.compute(), ref.predict(X), rtol=1e-12)
 
 
+def test_a_stack_of_networks_trains_on_the_cluster(on_cluster):
+    """Full-batch networks stacked on Dask: each step one graph for the whole stack, its
+    members weighing all of X's blocks (0 off their own rows); each equals the same
+    stack trained on NumPy, gathering its rows."""
+    from xpnet.estimators._stack import fit_stack
+
+    X, y = _data()
+    rows = [np.arange(0, 450), np.arange(150, 600), np.arange(600)]
+
+    def make(k):
+        return xpnet.MLPRegressor(**dict(KW, max_iter=20, batch_size=None, random_state=k,
+                                         alpha=[0.0, 0.01, 0.1][k], momentum=0.9))  # fmt: skip
+
+    on_dask = fit_stack([make(k) for k in range(3)], _blocks(X, 150), y, rows)
+    on_numpy = fit_stack([make(k) for k in range(3)], X, y, rows)
+    for got, want in zip(on_dask, on_numpy, strict=True):
+        assert _dask.is_dask(got.weights_[0]) and got.n_iter_ == want.n_iter_ == 20
+        np.testing.assert_allclose(got.loss_curve_, want.loss_curve_, rtol=1e-12)
+        for p, q in zip(got.weights_ + got.biases_, want.weights_ + want.biases_, strict=True):
+            np.testing.assert_allclose(p.compute(), q, rtol=1e-12, atol=1e-15)
+
+
 def test_a_step_is_a_task_per_block_and_a_tree_of_sums(monkeypatch):
     import dask
     from dask.utils import key_split

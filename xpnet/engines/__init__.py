@@ -35,7 +35,15 @@ from .fused import Fused, fused
 from .jax import Jax
 from .torch import TorchGraphBlocks, TorchStackSteps, TorchSteps
 
-__all__ = ["ENGINES", "check_engine", "choose", "choose_stack", "jit_stacks", "most_per_stack"]
+__all__ = [
+    "ENGINES",
+    "check_engine",
+    "choose",
+    "choose_stack",
+    "is_dask",
+    "jit_stacks",
+    "most_per_stack",
+]
 
 #: The values of ``engine=``.
 ENGINES = ("auto", "eager", "jit")
@@ -164,12 +172,22 @@ def choose_stack(
     As for one network (:func:`choose`): on JAX, each step compiled (every step of a
     stack has one shape); with ``engine="jit"``, on CuPy the eager engine through the
     fused kernels (mini-batches included), and on PyTorch each full-batch step compiled;
-    elsewhere the eager engine, with its chunks planned for the temporaries of K
-    networks.  ``engine="jit"`` is refused where :func:`jit_stacks` says no.  The other
-    parameters are those of :func:`choose`.
+    on Dask arrays (full batch only), a graph per step over X's blocks; elsewhere the
+    eager engine, with its chunks planned for the temporaries of K networks.
+    ``engine="jit"`` is refused where :func:`jit_stacks` says no.  The other parameters
+    are those of :func:`choose`.
     """
-    xp, device = aac.array_namespace(X), aac.device(X)
     full_batch = batch_size is None or batch_size >= X.shape[0]
+    if is_dask(X):  # in full batch, each step a graph of a task per block for the stack
+        if engine == "jit" or not full_batch:
+            raise ValueError(
+                "stacks of networks on Dask arrays train in full batch with engine='auto' "
+                "or 'eager'; fit the others one by one."
+            )
+        xp, device = block_namespace(X)
+        how = Step(f, objective, optimizer, 0.0, xp)
+        return Dask(how, device=device, widest=K * widest, batch_size=batch_size)
+    xp, device = aac.array_namespace(X), aac.device(X)
     if engine == "jit" and not jit_stacks(X, full_batch=full_batch):
         raise ValueError(
             "engine='jit' compiles stacks of networks on JAX and PyTorch (full batch) and "
@@ -190,6 +208,8 @@ def choose_stack(
 def jit_stacks(X: Any, *, full_batch: bool) -> bool:
     """Whether ``engine="jit"`` trains stacks of networks on X's arrays: through the fused
     kernels on CuPy, compiled on JAX and, in full batch, on PyTorch."""
+    if is_dask(X):
+        return False
     try:
         xp = aac.array_namespace(X)
     except TypeError:  # not an array of any namespace (a list, a DataFrame)

@@ -255,15 +255,26 @@ def _distributed_client() -> Any:
 
 
 def _aligned(X: Array, Y: Array, s: Array | None) -> tuple[Array, Array, Array | None]:
-    """X (N, n_0) in one block of columns, and Y (n_L, N) and s (N,) in its blocks of rows."""
+    """X (N, n_0) in one block of columns, and Y (n_L, N) and s (N,), or (K, N) for a
+    stack, in its blocks of rows."""
     import dask.array as da
 
     X = X.rechunk({1: -1})
     rows = X.chunks[0]
     Y = (Y if is_dask(Y) else da.from_array(Y)).rechunk((Y.shape[0], rows))
     if s is not None:
-        s = (s if is_dask(s) else da.from_array(s)).rechunk((rows,))
+        s = (s if is_dask(s) else da.from_array(s)).rechunk((*s.shape[:-1], rows))
     return X, Y, s
+
+
+def weights_in_blocks(s: Array, *, like: Array) -> Array:
+    """The concrete sample weights s (..., N) as a Dask array in the blocks of rows of
+    ``like`` (X), persisted: on a cluster, sent to the workers once."""
+    import dask
+    import dask.array as da
+
+    (s,) = dask.persist(da.from_array(s, chunks=(*s.shape[:-1], like.chunks[0])))
+    return s
 
 
 def prepared(data: Samples) -> Samples:

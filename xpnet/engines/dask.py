@@ -42,6 +42,9 @@ class Dask(Eager):
         Whether a block of mini-batch epochs is one graph (else one graph per epoch).
     """
 
+    #: A full-batch stack's members weigh all of X, whose samples stay in their blocks.
+    gathers_rows = False
+
     def __init__(
         self, how: Step, *, device: Any, widest: int, batch_size: int | None = None,
         chunk_size: int | None = None, epochs_per_graph: bool = True,
@@ -65,7 +68,9 @@ class Dask(Eager):
                 validation = validation._replace(
                     Y=graphs.concrete(validation.Y), s=graphs.concrete(validation.s)
                 )
-            yield (graphs.prepared(data) if training else data), validation
+            self.data = graphs.prepared(data) if training else data
+            self._stack_weights: tuple[Any, Array] | None = None
+            yield self.data, validation
 
     def blocks(self, data: Samples) -> tuple[int, ...]:
         """Mini-batches are drawn within Dask's blocks of rows."""
@@ -131,3 +136,38 @@ class Dask(Eager):
                 kept, V_e = self.validate(W, b, kept, validation)
                 V.append(V_e)
         return BlockResult(W, b, state, E, kept, V)
+
+    def run_stack_block(
+        self, W: list[Array], b: list[Array], state: OptimizerState,
+        epochs: list[Any], *, alpha: Any, optimizer: Any, validation: Any = None,
+        kept: Kept | None = None,
+    ) -> tuple[list, list, OptimizerState, list, Kept | None, list]:  # fmt: skip
+        """A full-batch stack's epochs (``xpnet.training.stacks``): each step a graph of a
+        task per block for the whole stack's sums (each member weighing all of X, 0 off
+        its own rows), then every member's step on the client.  Stacks on Dask take
+        neither mini-batches nor early stopping (``xpnet.estimators._stack.stack_key``)."""
+        if validation is not None:
+            raise ValueError("stacks on Dask do not hold out validation samples")
+        data, E = self.data, []
+        for batches in epochs:
+            (batch,) = batches  # full batch: one step an epoch
+            if batch.active is not None:
+                raise ValueError("stacks on Dask take full batches only")
+            E_sum, sum_W, sum_b = graphs.sample_sums(
+                W, b, data.X, data.Y, self._weights_in_blocks(batch.s), f=self.how.f,
+                objective=self.how.objective, check=self._check(),
+            )  # fmt: skip
+            E_e, grad_W, grad_b = means(E_sum, sum_W, sum_b, W, S=batch.S, alpha=alpha, xp=self.xp)
+            P, new = advance(optimizer, [*W, *b], [*grad_W, *grad_b], state, mu=batch.mu,
+                             xp=self.xp)  # fmt: skip
+            W, b = P[: len(W)], P[len(W) :]
+            state = OptimizerState(state.t, new.moments)  # the step counts are the host's
+            E.append(E_e * batch.share)
+        return W, b, state, E, kept, []
+
+    def _weights_in_blocks(self, s: Array) -> Array:
+        """The members' weights s (K, N), a concrete array, as a Dask array in X's blocks
+        of rows, sent to the cluster once for as long as the stack keeps them."""
+        if self._stack_weights is None or self._stack_weights[0] is not s:
+            self._stack_weights = (s, graphs.weights_in_blocks(s, like=self.data.X))
+        return self._stack_weights[1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 from ..core.backprop import loss_and_gradients, output
 from ..core.optimizers import Optimizer, OptimizerState
@@ -42,6 +42,10 @@ class Eager:
     chunk_size : int, optional
         The user's samples per chunk; None plans them.
     """
+
+    #: Whether a full-batch stack may gather its members' rows of X into copies on the
+    #: device (``xpnet.training.stacks``); where not, each member weighs all of X.
+    gathers_rows: ClassVar[bool] = True
 
     def __init__(
         self, how: Step, *, device: Any, widest: int, batch_size: int | None = None,

@@ -68,8 +68,8 @@ class _SeedEnsemble(EstimatorProtocol):
 
         The seeds are drawn from ``random_state``; the copies are trained as stacks of at
         most ``max_stack`` networks (by default as many as the device holds well), or
-        one by one where they cannot share a stack (``solver="lbfgs"``, ``verbose``,
-        sparse or Dask X...).
+        one by one where they cannot share a stack (``solver="lbfgs"``, ``verbose``, a
+        sparse X, mini-batches on Dask...: see ``xpnet.estimators._stack.stack_key``).
 
         Parameters
         ----------

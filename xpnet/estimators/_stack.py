@@ -44,13 +44,17 @@ def stack_key(est: Any, X: Any) -> tuple | None:
     """What estimators must share to be fitted in one stack on X, or None if ``est``
     cannot be stacked: another solver than "sgd" or "adam", ``engine="jit"`` where it
     does not take stacks (``xpnet.engines.jit_stacks``: on CuPy, and on PyTorch and JAX
-    for full-batch estimators), ``verbose``, or a sparse or Dask X."""
+    for full-batch estimators), ``verbose``, or a sparse X.  On a Dask X, only
+    full-batch estimators without early stopping are stacked: each network's
+    mini-batches are drawn within the blocks of its own rows, and its validation
+    samples held out of them, which a stack over the shared X's blocks cannot draw."""
+    dask = engines.is_dask(X)
     if (
         est.solver == "lbfgs"
         or (est.engine == "jit" and not engines.jit_stacks(X, full_batch=_always_full(est)))
         or est.verbose
         or is_sparse(X)
-        or type(X).__module__.startswith("dask")
+        or (dask and (est.engine == "jit" or est.early_stopping or not _always_full(est)))
     ):
         return None
     params = est.get_params(deep=False)

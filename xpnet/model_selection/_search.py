@@ -435,7 +435,7 @@ class GridSearchCV(_BaseSearch):
     own ``fit`` would train it; candidates that differ in layer sizes, activation,
     solver, batch size and the like form separate stacks, and fits that cannot be
     stacked (``solver="lbfgs"``, ``engine="jit"`` where a single fit refuses it,
-    ``verbose``, sparse or Dask X) run one by one.
+    ``verbose``, sparse X, mini-batches or early stopping on Dask) run one by one.
 
     Parameters
     ----------

@@ -148,7 +148,10 @@ def run_stack(
     records = [Record(validating, xp=xp) for _ in members]
     outcomes: list[Outcome | None] = [None] * K
     live = list(range(K))  # the members still training, in the stack's order
-    full = None if mini else plan.full_batch(live, index=index, X=data.X, Y=data.Y)
+    # An engine whose samples stay where they are (Dask's, in their blocks) gathers none.
+    gathers = getattr(engine, "gathers_rows", True)
+    full = None if mini else plan.full_batch(live, index=index, X=data.X, Y=data.Y,
+                                             gathers=gathers)  # fmt: skip
     validation, kept, patience = None, None, []
     if validating:  # each member's held-out rows, its best epoch so far, and its count
         validation = plan.validation(live, index=index, X=data.X, Y=data.Y, score=score)
@@ -227,7 +230,8 @@ def run_stack(
                 )
                 # Gathered again, as at the start (the same layout, the same bits).
                 if full is not None:
-                    full = plan.full_batch(live, index=index, X=data.X, Y=data.Y)
+                    full = plan.full_batch(live, index=index, X=data.X, Y=data.Y,
+                                           gathers=gathers)  # fmt: skip
                 if validating:
                     validation = plan.validation(live, index=index, X=data.X, Y=data.Y,
                                                  score=score)  # fmt: skip
@@ -284,20 +288,21 @@ class _Planner:
     def _weights(self, rows: np.ndarray) -> np.ndarray:
         return np.ones(len(rows)) if self.s_host is None else self.s_host[rows]
 
-    def full_batch(self, live, *, index, X, Y) -> StackBatch:
+    def full_batch(self, live, *, index, X, Y, gathers: bool = True) -> StackBatch:
         """Every epoch's one batch: the members' whole training sets.
 
         Members that all train on every sample in order share X itself, as each one's
-        own fit takes it.  Otherwise each member's rows are gathered once, if those
-        copies together take at most ``GATHERED_BYTES``; beyond that, each member takes
-        all of X with weight 0 on the rows that are not its own (a fold's held-out rows
-        cost their products, but no copy of X is made).
+        own fit takes it.  Otherwise each member's rows are gathered once, if the engine
+        ``gathers`` rows and those copies together take at most ``GATHERED_BYTES``;
+        beyond that, each member takes all of X with weight 0 on the rows that are not
+        its own (a fold's held-out rows cost their products, but no copy of X is made).
         """
         rows = [self.members[j].rows for j in live]
         N, n_0 = X.shape
         everything = all(len(r) == N and np.array_equal(r, np.arange(N)) for r in rows)
         itemsize = self.xp.finfo(self.dtype).bits // 8
-        if everything or sum(map(len, rows)) * n_0 * itemsize > GATHERED_BYTES:
+        copies = sum(map(len, rows)) * n_0 * itemsize
+        if everything or not gathers or copies > GATHERED_BYTES:
             s = np.zeros((len(rows), N))
             for n, r in enumerate(rows):
                 s[n, r] = self._weights(r)
