@@ -426,6 +426,37 @@ def graphs(torch, monkeypatch):
     return captured
 
 
+def test_a_stack_s_blocks_captured_as_graphs_equal_its_compiled_steps(graphs, monkeypatch):
+    """On CUDA, a full-batch stack's blocks of 16 epochs are captured and replayed (here
+    with the fake capture): the same bits as its compiled steps uncaptured.  A member
+    stops at its stall rule and the stack shrinks: a new batch, captured anew."""
+    from xpnet.engines.torch import TorchStackGraphBlocks
+    from xpnet.estimators._stack import fit_stack
+
+    torch = pytest.importorskip("torch")
+    X, _, labels = _data()
+    rows = [np.arange(0, 100), np.arange(20, 120), np.arange(120)]
+
+    def make(k):
+        return xpnet.MLPClassifier(hidden_layer_sizes=(6,), activation="tanh", engine="jit",
+                                   solver="sgd", momentum=[0.5, 0.9, 0.7][k], random_state=k,
+                                   learning_rate=[0.05, 0.1, 0.2][k], alpha=[0.0, 1e-3, 1e-2][k],
+                                   batch_size=None, max_iter=80, tol=[1e-9, 1e-9, 0.5][k],
+                                   n_iter_no_change=[10, 10, 20][k])  # fmt: skip
+
+    X_t = torch.from_numpy(X)
+    steps = fit_stack([make(k) for k in range(3)], X_t, labels, rows)
+    monkeypatch.setattr(xpnet.engines, "TorchStackSteps", TorchStackGraphBlocks)
+    captured = fit_stack([make(k) for k in range(3)], X_t, labels, rows)
+    assert 16 < steps[2].n_iter_ <= 32 < steps[0].n_iter_ == 80  # the third stops in block 2
+    for got, want in zip(captured, steps, strict=True):
+        _assert_equal_fits(want, got, rtol=0)
+        assert got.t_ == want.t_
+    # Three members for two blocks (a warm-up, a capture), then two members (another
+    # warm-up, a capture, and replays of it).
+    assert len(graphs) == 2 and graphs[0].released and graphs[1].released
+
+
 class _Problem(NamedTuple):
     """A fit as the estimators set it up, for driving an engine through ``run_epochs``."""
 
@@ -814,6 +845,26 @@ def test_cuda_graphs_of_inductor_steps_on_a_gpu_equal_eager(torch, monkeypatch):
     X, y, _ = _data()
     eager, jit = _fit_on(device, torch, xpnet.MLPRegressor, X, y, solver="adam", max_iter=21)
     _assert_equal_fits(eager, jit)
+
+
+@pytest.mark.gpu
+def test_a_stack_s_cuda_graphs_on_a_gpu_equal_its_eager_stack(torch):
+    from xpnet.estimators._stack import fit_stack
+
+    device = _cuda(torch)
+    X, _, labels = _data()
+    rows = [np.arange(0, 100), np.arange(20, 120), np.arange(120)]
+
+    def make(k, engine):
+        return xpnet.MLPClassifier(hidden_layer_sizes=(6,), engine=engine, solver="sgd",
+                                   momentum=0.9, random_state=k, learning_rate=[0.05, 0.1, 0.2][k],
+                                   batch_size=None, max_iter=48)  # fmt: skip
+
+    X_d = torch.from_numpy(X).to(device)
+    eager, jit = (fit_stack([make(k, e) for k in range(3)], X_d, labels, rows)
+                  for e in ("eager", "jit"))  # fmt: skip
+    for a, b in zip(eager, jit, strict=True):
+        _assert_equal_fits(a, b)
 
 
 @pytest.mark.gpu

@@ -33,7 +33,7 @@ from .dask import Dask, is_dask
 from .eager import Eager
 from .fused import Fused, fused
 from .jax import Jax
-from .torch import TorchGraphBlocks, TorchStackSteps, TorchSteps
+from .torch import TorchGraphBlocks, TorchStackGraphBlocks, TorchStackSteps, TorchSteps
 
 __all__ = [
     "ENGINES",
@@ -171,7 +171,8 @@ def choose_stack(
 
     As for one network (:func:`choose`): on JAX, each step compiled (every step of a
     stack has one shape); with ``engine="jit"``, on CuPy the eager engine through the
-    fused kernels (mini-batches included), and on PyTorch each full-batch step compiled;
+    fused kernels (mini-batches included), and on PyTorch each full-batch step compiled
+    (on CUDA, blocks of them captured as CUDA graphs);
     on Dask arrays (full batch only), a graph per step over X's blocks; elsewhere the
     eager engine, with its chunks planned for the temporaries of K networks.
     ``engine="jit"`` is refused where :func:`jit_stacks` says no.  The other parameters
@@ -199,7 +200,8 @@ def choose_stack(
     if engine == "jit" and Fused.takes(xp):
         runs: type[Eager] = Fused
     elif engine == "jit" and aac.is_torch_namespace(xp):
-        runs = TorchStackSteps
+        on_cuda = getattr(device, "type", None) == "cuda"
+        runs = TorchStackGraphBlocks if on_cuda else TorchStackSteps
     else:
         runs = Jax if aac.is_jax_namespace(xp) else Eager
     return runs(how, device=device, widest=K * widest, batch_size=batch_size, chunk_size=chunk_size)

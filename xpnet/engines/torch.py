@@ -124,6 +124,131 @@ class TorchStackSteps(Eager):
         return W, b, OptimizerState(state.t, moments), E
 
 
+class TorchStackGraphBlocks(TorchStackSteps):
+    """Stacks of networks on PyTorch CUDA (``engine="jit"``, full batch): each block of
+    epochs of the compiled stack step, one CUDA graph, replayed.
+
+    As :class:`TorchGraphBlocks` does for one network: the first block of a length runs
+    uncaptured (the warm-up), the second is captured, later ones replay it.  A block
+    reads and writes buffers of its own (:class:`_StackBuffers`): the parameters, the
+    moments, each epoch's step sizes (one per network), the penalties and the update
+    constants are copied in before it, and its parameters, moments and losses copied
+    out after.  The stack's full batch (X, or the members' gathered rows, their weights
+    and Σ sᵢ) is read where it lies: a graph is kept for the batch it captured, and a
+    stack that shrinks (a new batch, new shapes) warms up and captures anew.  With early
+    stopping the blocks run as :class:`TorchStackSteps` runs them, uncaptured.
+    """
+
+    @contextmanager
+    def open(
+        self, data: Samples, validation: Samples | None = None
+    ) -> Iterator[tuple[Samples, Samples | None]]:
+        with super().open(data, validation) as ready:
+            #: By block length: the batch it was made for, its buffers, its runner and
+            #: once captured its graph.
+            self.graphs: dict[int, tuple[tuple, _Block]] = {}
+            try:
+                yield ready
+            finally:
+                for _, block in self.graphs.values():
+                    block.release()
+                self.graphs = {}
+
+    def run_stack_block(
+        self, W: list[Array], b: list[Array], state: OptimizerState, epochs: list[Any], *,
+        alpha: Any, optimizer: Any, validation: Any = None, kept: Kept | None = None,
+    ) -> tuple[list, list, OptimizerState, list, Kept | None, list]:  # fmt: skip
+        """The block's epochs as one replay of their graph (captured at the second block of
+        its length and batch)."""
+        batches = [list(batch) for batch in epochs]
+        if validation is not None or any(len(one) != 1 for one in batches):
+            return super().run_stack_block(W, b, state, batches, alpha=alpha,
+                                           optimizer=optimizer, validation=validation,
+                                           kept=kept)  # fmt: skip
+        full = batches[0][0]
+        mu = self.xp.stack([one[0].mu for one in batches])  # (k, K)
+        constants = tuple(optimizer.hyperparameters)
+        k, batch_inputs = len(batches), tuple(full[:4])
+        made = self.graphs.get(k)
+        if made is not None and not all(a is c for a, c in zip(made[0], batch_inputs, strict=True)):
+            made[1].release()  # made for another batch: the stack shrank
+            made = None
+        if made is None:
+            buffers = _StackBuffers(W, b, state.moments, mu, alpha, constants)
+            buffers.load(W, b, state.moments, mu, alpha, constants)
+            whole = dataclasses.replace(
+                self.how, f=tuple(self.how.f), optimizer=None, alpha=0.0, chunk_size=None,
+                map=map,
+            )  # fmt: skip
+            program = _torch_stack_program(
+                whole, optimizer.name, TORCH_BACKEND,
+                _signature_of((*batch_inputs, full.mu, None, W, b, state.moments,
+                               buffers.alpha, buffers.constants)),
+            )  # fmt: skip
+            block = _Block(buffers, functools.partial(_stack_epochs, program, batch_inputs,
+                                                           buffers))  # fmt: skip
+            _warm_up(block.run, self.device)
+            self.graphs[k] = (batch_inputs, block)
+        else:
+            block = made[1]
+            if block.graph is None:
+                block.graph = _capture(block.run, self.device)
+            block.buffers.load(W, b, state.moments, mu, alpha, constants)
+            block.graph.replay()
+        W, b, moments, E = block.buffers.results()
+        return W, b, OptimizerState(state.t, moments), list(E * full.share), kept, []
+
+
+def _stack_epochs(program: Any, batch: tuple, buffers: _StackBuffers) -> None:
+    """A stack's block of full-batch epochs, from the buffers into the buffers: what is
+    captured."""
+    W, b, moments = buffers.W, buffers.b, buffers.moments
+    E = []
+    for i in range(buffers.mu.shape[0]):
+        W, b, moments, E_i = program(*batch, buffers.mu[i], None, W, b, moments,
+                                     buffers.alpha, buffers.constants)  # fmt: skip
+        E.append(E_i)
+    import torch
+
+    for into, value in zip(buffers.flat(), _flat(W, b, moments, None), strict=True):
+        into.copy_(value)
+    buffers.E.copy_(torch.stack(E))
+
+
+class _StackBuffers:
+    """What a stack's captured block reads and writes: its own arrays, never the caller's.
+    α and the update constants are buffers where they are arrays (one value per network),
+    and stay the numbers compiled in where they are numbers."""
+
+    def __init__(self, W, b, moments, mu, alpha, constants) -> None:  # fmt: skip
+        def like(a: Any) -> Any:
+            return a.new_empty(a.shape) if hasattr(a, "new_empty") else a
+
+        self.W, self.b = [like(a) for a in W], [like(a) for a in b]
+        self.moments = tuple([like(a) for a in m] for m in moments)
+        self.mu, self.alpha = like(mu), like(alpha)
+        self.constants = tuple(like(c) for c in constants)
+        self.E = mu.new_empty(mu.shape)
+
+    def flat(self) -> list[Array]:
+        return _flat(self.W, self.b, self.moments, None)
+
+    def load(self, W, b, moments, mu, alpha, constants) -> None:  # fmt: skip
+        """Copy a block's starting point, step sizes, penalties and constants in."""
+        into = [*self.flat(), self.mu, self.alpha, *self.constants]
+        values = [*_flat(W, b, moments, None), mu, alpha, *constants]
+        for buffer, value in zip(into, values, strict=True):
+            if hasattr(buffer, "copy_"):
+                buffer.copy_(value)
+            elif buffer != value:  # a number compiled in: the same block, the same number
+                raise ValueError(f"a captured stack's constant changed: {buffer} to {value}")
+
+    def results(self) -> tuple[list[Array], list[Array], tuple, Array]:
+        """Copies of what the block left: W, b, the moments and each epoch's losses."""
+        moments = tuple([a.clone() for a in m] for m in self.moments)
+        return [a.clone() for a in self.W], [a.clone() for a in self.b], moments, self.E.clone()
+
+
 class TorchGraphBlocks(TorchSteps):
     """PyTorch on CUDA: each block of epochs of the compiled step, one CUDA graph, replayed.
 
@@ -234,7 +359,7 @@ class _Block:
     are let go, without waiting for Python's cycle collector.
     """
 
-    buffers: _Buffers
+    buffers: _Buffers | _StackBuffers
     run: Any
     graph: _Graph | None = None
 
