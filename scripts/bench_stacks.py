@@ -58,6 +58,7 @@ Usage::
     python scripts/bench_stacks.py                                 # NumPy, S and M
     python scripts/bench_stacks.py --backend torch --problems S --K 1,16 --rounds 2
     python scripts/bench_stacks.py --backend cupy --problems S     # K 1, 16, 256
+    python scripts/bench_stacks.py --backend dask --batch full     # X in 4 blocks
     python scripts/bench_stacks.py --json /tmp/s.json --markdown /tmp/s.md
 
 On a GPU (``cupy``, ``torch-cuda``) X is moved to the device before the timings, and every
@@ -94,8 +95,10 @@ from _bench_impls import PROBLEMS, Problem, make_data, setup_threads, to_lib  # 
 REPO = HERE.parent
 DEFAULT_JSON = REPO / "bench-results" / "bench_stacks.json"
 
-BACKENDS = ("numpy", "torch", "jax", "cupy", "torch-cuda", "strict")
+BACKENDS = ("numpy", "torch", "jax", "cupy", "torch-cuda", "strict", "dask")
 GPU_BACKENDS = ("cupy", "torch-cuda")
+#: Dask's X: this many blocks of rows.  Dask stacks train in full batch only.
+DASK_BLOCKS = 4
 
 #: Epochs per fit when ``--epochs`` is not given.
 DEFAULT_EPOCHS = {"S": 20, "M": 1}
@@ -159,6 +162,12 @@ class Backend:
         self.lib = {"torch": "torch-cpu", "strict": "array_api_strict"}.get(name, name)
 
     def missing(self) -> str | None:
+        if self.name == "dask":
+            try:
+                import dask.array  # noqa: F401
+            except ImportError as exc:
+                return f"dask is not installed ({exc})"
+            return None
         if self.name == "strict":
             try:
                 import array_api_strict  # noqa: F401
@@ -170,7 +179,12 @@ class Backend:
         return missing(self.lib)
 
     def put(self, X: np.ndarray) -> Any:
-        """X on the backend (a GPU's memory for cupy and torch-cuda)."""
+        """X on the backend (a GPU's memory for cupy and torch-cuda; on Dask, in
+        ``DASK_BLOCKS`` blocks of rows, computed by Dask's default scheduler)."""
+        if self.name == "dask":
+            import dask.array as da
+
+            return da.from_array(X, chunks=(-(-X.shape[0] // DASK_BLOCKS), -1))
         if self.name == "strict":
             import array_api_strict
 
@@ -182,15 +196,19 @@ class Backend:
         return to_lib(X, self.lib)
 
     def indices(self, X: Any, rows: np.ndarray) -> Any:
-        """``rows`` as an index array on X's device."""
+        """``rows`` as an index array on X's device (on the host for Dask)."""
         import array_api_compat as aac
 
+        if self.name == "dask":
+            return rows
         xp = aac.array_namespace(X)
         return xp.asarray(rows, device=aac.device(X))
 
     def take(self, X: Any, index: Any) -> Any:
         import array_api_compat as aac
 
+        if self.name == "dask":
+            return X[index]  # a lazy selection, in the blocks the rows fall in
         return aac.array_namespace(X).take(X, index, axis=0)
 
     def synchronize(self, last: Any = None) -> None:
@@ -604,6 +622,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--K needs sizes of at least 1")
     if any(b is not None and b < 1 for b in args.batches):
         parser.error("--batch sizes must be at least 1")
+    if args.backend == "dask" and any(b is not None for b in args.batches):
+        parser.error("Dask stacks train in full batch only: use --batch full")
     if args.epochs is not None and args.epochs < 1:
         parser.error("--epochs must be at least 1")
     if args.rounds < 1 or args.max_separate < 1:
