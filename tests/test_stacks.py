@@ -182,6 +182,36 @@ def test_each_network_has_its_own_update_constants(constants):
         _assert_same_fit(a, b)
 
 
+@pytest.mark.parametrize("name", ["adam", "momentum"])
+def test_a_stacked_rule_updates_each_network_as_its_own_rule_in_float32(name):
+    """A stack's rule holds each network's constants as float32 arrays: 1 − β₁ is each
+    network's own, worked out in double and rounded once (1 − (0.9 rounded) would be
+    another float32), so each network's updates are its own rule's, bit for bit."""
+    from xpnet.core.optimizers import make_optimizer, stacked
+
+    if name == "adam":
+        settings = [dict(beta_1=b1, beta_2=b2, epsilon=e)
+                    for b1, b2, e in [(0.9, 0.999, 1e-8), (0.8, 0.99, 1e-6), (0.95, 0.9, 1e-4)]]  # fmt: skip
+        rules = [make_optimizer("adam", **p) for p in settings]
+    else:
+        rules = [make_optimizer("sgd", momentum_=m) for m in (0.9, 0.7, 0.3)]
+    rng = np.random.default_rng(0)
+    G = [rng.normal(size=(3, 4, 2)).astype(np.float32), rng.normal(size=(3, 4)).astype(np.float32)]
+    rule = stacked(rules, xp=np, device="cpu", dtype=np.float32)
+    mu = np.asarray([0.01, 0.02, 0.03], dtype=np.float32)
+    state = rule.init(G, xp=np)
+    for _ in range(2):  # the second step has moments to carry
+        U, state = rule.update(G, state, mu=mu, xp=np)
+    for k, own in enumerate(rules):
+        G_k = [g[k] for g in G]
+        state_k = own.init(G_k, xp=np)
+        for _ in range(2):
+            U_k, state_k = own.update(G_k, state_k, mu=float(mu[k]), xp=np)
+        for u, u_k in zip(U, U_k, strict=True):
+            assert u.dtype == u_k.dtype == np.float32
+            np.testing.assert_array_equal(u[k], u_k)
+
+
 @pytest.mark.parametrize("gathered", [True, False], ids=["folds-gathered", "all-of-X-weighed"])
 def test_a_full_batch_stack_gathers_its_folds_or_weighs_all_of_x(gathered, monkeypatch):
     """Folds are gathered while the copies are small; past GATHERED_BYTES each network

@@ -65,8 +65,9 @@ class Optimizer(NamedTuple):
         The step size of step t (1, 2, ...) when the schedule's is ``mu``.
     hyperparameters : tuple of float
         The rule's constants, in the order of its signature: () for gradient descent,
-        (β,) for momentum, (β₁, β₂, ε) for Adam.  an engine's fused kernels take them
-        as arguments (``xpnet.engines.fused``).
+        (β,) for momentum, (β₁, β₂, ε, 1 − β₁, 1 − β₂) for Adam.  An engine's fused
+        kernels take them as arguments (``xpnet.engines.fused``), and a stack's rule
+        takes each as an array of one value per network (:func:`stacked`).
     fused_update : callable ``fused_update(P, G, state, *, mu, xp) -> (P + U, state)`` or None
         ``update`` and its application in one pass per parameter, where a backend has a
         fused kernel for it (``xpnet.engines.fused``); None runs ``update``, then
@@ -128,7 +129,10 @@ def momentum(beta: float, *, nesterov: bool) -> Optimizer:
     return Optimizer(name, 1, _zero_moments(1), update, hyperparameters=(beta,))
 
 
-def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
+def adam(
+    beta_1: float, beta_2: float, epsilon: float, one_minus_beta_1: float | None = None,
+    one_minus_beta_2: float | None = None,
+) -> Optimizer:  # fmt: skip
     """Adam (Kingma and Ba, 2014) in scikit-learn's form::
 
         t ← t + 1
@@ -139,7 +143,16 @@ def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
     The bias correction is folded into the step size μₜ and ε is added to √V, not to
     the bias-corrected √V̂ as PyTorch's ``Adam`` does (the two differ by about 1e-4
     relative at the first step).  M and V start at zero.
+
+    1 − β₁ and 1 − β₂ are worked out once, in double precision, from the numbers β₁ and
+    β₂; a stack's rule (:func:`stacked`), whose constants are arrays of the parameters'
+    dtype, takes each network's own as ``one_minus_beta_1`` and ``one_minus_beta_2``
+    (in float32, 1 − 0.9 rounded once is not 1 − (0.9 rounded)).
     """
+    if one_minus_beta_1 is None:
+        one_minus_beta_1 = 1.0 - beta_1
+    if one_minus_beta_2 is None:
+        one_minus_beta_2 = 1.0 - beta_2
 
     def update(
         G: Sequence[Array], state: OptimizerState, *, mu: float, xp: Any
@@ -149,8 +162,9 @@ def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
         M_new, V_new, U = [], [], []
         for m, v, g in zip(M, V, G, strict=True):
             b1, b2 = per_model(beta_1, g, xp=xp), per_model(beta_2, g, xp=xp)
-            M_new.append(b1 * m + (1.0 - b1) * g)
-            V_new.append(b2 * v + (1.0 - b2) * (g * g))
+            c1, c2 = per_model(one_minus_beta_1, g, xp=xp), per_model(one_minus_beta_2, g, xp=xp)
+            M_new.append(b1 * m + c1 * g)
+            V_new.append(b2 * v + c2 * (g * g))
         for m, v in zip(M_new, V_new, strict=True):
             eps = per_model(epsilon, v, xp=xp)
             U.append((-per_model(mu, m, xp=xp)) * m / (xp.sqrt(v) + eps))
@@ -160,7 +174,7 @@ def adam(beta_1: float, beta_2: float, epsilon: float) -> Optimizer:
         """μₜ = μ √(1 − β₂ᵗ) / (1 − β₁ᵗ): the bias correction of M and V, folded in."""
         return mu * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
 
-    hyperparameters = (beta_1, beta_2, epsilon)
+    hyperparameters = (beta_1, beta_2, epsilon, one_minus_beta_1, one_minus_beta_2)
     return Optimizer(
         "adam", 2, _zero_moments(2), update, step_size, hyperparameters=hyperparameters
     )

@@ -113,13 +113,14 @@ KERNELS: dict[str, Kernel] = {
 }
 
 #: The scalar arguments of each optimizer's update kernel, from its hyperparameters and
-#: the step's step size, worked out on the host in double precision as the generic update
-#: does (1 − β₁ before it meets an array).  Their order is the kernel's.
+#: the step's step size, as the generic update takes them (1 − β₁ as the rule worked it
+#: out, in double precision from the number β₁).  Their order is the kernel's.  In a
+#: stack they are arrays, one value per network.
 UPDATE_SCALARS: dict[str, Callable[[tuple[float, ...], float], tuple[float, ...]]] = {
     "sgd": lambda hyper, mu: (-mu,),
     "momentum": lambda hyper, mu: (hyper[0], mu),
     "nesterov": lambda hyper, mu: (hyper[0], mu),
-    "adam": lambda hyper, mu: (hyper[0], 1.0 - hyper[0], hyper[1], 1.0 - hyper[1], hyper[2], -mu),
+    "adam": lambda hyper, mu: (hyper[0], hyper[3], hyper[1], hyper[4], hyper[2], -mu),
 }
 
 #: NVRTC's options for the kernels: no contraction of a * b + c into a fused
