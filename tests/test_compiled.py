@@ -375,6 +375,12 @@ def test_stacks_on_pytorch_take_its_compiled_steps_for_jit_in_full_batch(torch):
     assert type(choose_stack("auto", X, **settings)) is Eager
     with pytest.raises(ValueError, match="not torch arrays in mini-batches"):
         choose_stack("jit", X, batch_size=4, **settings)
+    # Adam's batch_size="auto" is min(200, N): a full batch on up to 200 samples.
+    from xpnet.estimators._stack import stack_key
+
+    adam = xpnet.MLPRegressor(solver="adam", engine="jit")
+    assert stack_key(adam, X) is not None
+    assert stack_key(adam, torch.zeros((300, 2), dtype=torch.float64)) is None
 
 
 # PyTorch's own code, inside Inductor, still calls what it deprecates.

@@ -106,6 +106,34 @@ def test_on_every_backend_the_ensemble_predicts_in_xs_namespace(backend):
     np.testing.assert_allclose(to_numpy(ens.predict(Xb)), expected, rtol=1e-6)
 
 
+def test_a_shared_order_gathers_each_batch_once_for_every_member():
+    """With ``shared_order=True`` a stack's members step through one order per epoch,
+    drawn from one generator: each member equals itself trained alone in that order."""
+    from xpnet.estimators._stack import fit_stack
+
+    X, y, _ = _data()
+    base = xpnet.MLPRegressor(hidden_layer_sizes=(5,), solver="adam", batch_size=16,
+                              max_iter=6)  # fmt: skip
+    members = [xpnet.MLPRegressor(**{**base.get_params(), "random_state": k}) for k in range(3)]
+    rows = [np.arange(len(X))] * 3
+    together = fit_stack(members, X, y, rows, shared_order=np.random.default_rng(5))
+    for member in together:
+        fresh = xpnet.MLPRegressor(**member.get_params())
+        (alone,) = fit_stack([fresh], X, y, rows[:1], shared_order=np.random.default_rng(5))
+        assert_equal_fits(alone, member, rtol=1e-12)
+    own = _alone(together[0], X, y)  # its own order: another trajectory
+    assert not np.allclose(own.loss_curve_, together[0].loss_curve_)
+    # Unshuffled, the shared order is every member's own: the members are their own fits.
+    unshuffled = base.set_params(shuffle=False)
+    ens = xpnet.SeedEnsembleRegressor(unshuffled, n_estimators=3, random_state=0,
+                                      shared_order=True).fit(X, y)  # fmt: skip
+    for member in ens.estimators_:
+        assert_equal_fits(_alone(member, X, y), member, rtol=1e-11)
+    with pytest.raises(ValueError, match=r"shared_order needs every network .* same samples"):
+        fit_stack(members, X, y, [rows[0], rows[0][:50], rows[0]],
+                  shared_order=np.random.default_rng(5))  # fmt: skip
+
+
 def test_members_that_cannot_share_a_stack_are_fitted_one_by_one(monkeypatch):
     X, y, _ = _data()
     sizes = _counting_stacks(monkeypatch)
@@ -134,6 +162,12 @@ def test_a_diverging_member_fails_the_fit_as_its_own_fit_would():
         (dict(max_stack=0), ValueError, "max_stack must be None or an int .* got 0"),
         (dict(estimator=xpnet.MLPClassifier()), TypeError, "takes an unfitted MLPRegressor"),
         (dict(random_state="seed"), ValueError, "random_state must be None, an int"),
+        (dict(shared_order="yes"), ValueError, "shared_order must be True or False, got 'yes'"),
+        (
+            dict(estimator=xpnet.MLPRegressor(early_stopping=True), shared_order=True),
+            ValueError,
+            "shared_order=True cannot be used with early_stopping=True",
+        ),
     ],
 )
 def test_bad_settings_are_named(params, error, match):
@@ -162,5 +196,7 @@ def test_dataframe_feature_names_are_kept():
     ens = xpnet.SeedEnsembleRegressor(xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=3),
                                       n_estimators=2, random_state=0).fit(frame, y)  # fmt: skip
     np.testing.assert_array_equal(ens.feature_names_in_, ["a", "b", "c", "d"])
+    assert not hasattr(ens.fit(X[:, :3], y), "feature_names_in_")  # a refit forgets them
+    assert ens.n_features_in_ == 3
     with pytest.raises(xpnet.NotFittedError):
         xpnet.SeedEnsembleClassifier().predict(X)

@@ -190,9 +190,8 @@ def test_a_stacked_rule_updates_each_network_as_its_own_rule_in_float32(name):
     from xpnet.core.optimizers import make_optimizer, stacked
 
     if name == "adam":
-        settings = [dict(beta_1=b1, beta_2=b2, epsilon=e)
-                    for b1, b2, e in [(0.9, 0.999, 1e-8), (0.8, 0.99, 1e-6), (0.95, 0.9, 1e-4)]]  # fmt: skip
-        rules = [make_optimizer("adam", **p) for p in settings]
+        constants = [(0.9, 0.999, 1e-8), (0.8, 0.99, 1e-6), (0.95, 0.9, 1e-4)]
+        rules = [make_optimizer("adam", beta_1=b1, beta_2=b2, epsilon=e) for b1, b2, e in constants]
     else:
         rules = [make_optimizer("sgd", momentum_=m) for m in (0.9, 0.7, 0.3)]
     rng = np.random.default_rng(0)
@@ -387,8 +386,9 @@ def test_what_can_share_a_stack():
     dask = pytest.importorskip("dask.array")  # on Dask: full batch, without early stopping
     X_d = dask.from_array(X, chunks=5)
     assert stack_key(xpnet.MLPRegressor(solver="sgd"), X_d) is not None
+    assert stack_key(xpnet.MLPRegressor(solver="adam"), X_d) is not None  # "auto": all 10
     not_on_dask = [
-        dict(solver="adam"),
+        dict(solver="adam", batch_size=4),
         dict(solver="sgd", batch_size=4),
         dict(solver="sgd", early_stopping=True),
         dict(solver="sgd", engine="jit"),
@@ -416,6 +416,12 @@ def test_stacks_are_sized_to_the_device():
     per_network = 8 * (sizes["n_parameters"] * 4 + 64 * 64 * 3 + 64 * 64)
     assert small == min(256, engines._cache_bytes() // per_network) and 1 <= large < small
     assert engines._cache_bytes() <= 4 << 20
+    # On Dask, a task per block holds the stack's temporaries for its block alone.
+    dask = pytest.importorskip("dask.array")
+    X_d = dask.from_array(np.zeros((5000, 64)), chunks=(1250, 64))
+    on_dask = engines.most_per_stack(X_d, widest=64, batch=5000, **sizes)
+    per_block = 8 * (sizes["n_parameters"] * 4 + 64 * 1250 * 3 + 64 * 1250)
+    assert on_dask == min(256, engines.DASK_TASK_BYTES // per_block) and on_dask > 16
     cupy_xp = pytest.importorskip("array_api_compat.cupy", reason="CuPy is not installed")
 
     class Device:  # a cupy.cuda.Device's free and total memory, in bytes

@@ -100,8 +100,8 @@ class TorchStackSteps(Eager):
     network's step.  The networks' step sizes, penalties and update constants go in as
     tensors (one value per network), so a program serves every block and every stack of
     its shape; a stack that shrinks compiles anew.  The batch is taken whole; the
-    validation passes of early stopping stay eager, and CUDA graphs do not capture stacks
-    yet.
+    validation passes of early stopping stay eager.  On CUDA,
+    :class:`TorchStackGraphBlocks` captures its blocks as CUDA graphs.
     """
 
     def stack_epoch(

@@ -6,8 +6,9 @@ mini-batch order, its early-stopping split); averaging several networks that dif
 nothing else lowers the variance that start adds, and their spread says how sure the
 average is.  The members share X, their layer sizes and every setting but
 ``random_state``, so they train as one stack (``xpnet.training.stacks``): for small
-networks, several for little more than the cost of one.  Each member is exactly the
-estimator its own ``fit(X, y)`` with its seed would give.
+networks, several for little more than the cost of one.  Each member is the estimator
+its own ``fit(X, y)`` with its seed would give, to within the rounding of sums taken in
+another order (1e-15 in float64).
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ class _SeedEnsemble(EstimatorProtocol):
 
     def __init__(
         self, estimator: Any = None, n_estimators: int = 5, *, random_state: Any = None,
-        max_stack: int | None = None,
+        max_stack: int | None = None, shared_order: bool = False,
     ) -> None:  # fmt: skip
         self.estimator = estimator
         self.n_estimators = n_estimators
         self.random_state = random_state
         self.max_stack = max_stack
+        self.shared_order = shared_order
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The ensemble's parameters; with ``deep``, also the estimator's, as
@@ -91,21 +93,26 @@ class _SeedEnsemble(EstimatorProtocol):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
-        members = self._members()
+        members, rng = self._members()
         key = stack_key(members[0], X)
-        if key is None or len(members) == 1:
+        most = 1 if key is None or len(members) == 1 else self._most_per_stack(members[0], X, y)
+        if most == 1:  # stacks of one would only add their own costs
             fitted = [m.fit(X, y, sample_weight=sample_weight) for m in members]
         else:
-            fitted = self._fit_stacks(members, X, y, sample_weight)
+            order = rng if self.shared_order else None
+            fitted = self._fit_stacks(members, X, y, sample_weight, order, most)
         self.estimators_ = fitted
         first = fitted[0]
         self.n_features_in_ = first.n_features_in_
         if hasattr(first, "feature_names_in_"):
             self.feature_names_in_ = first.feature_names_in_
+        else:  # a refit on an X without column names forgets the last one's
+            self.__dict__.pop("feature_names_in_", None)
         return self
 
-    def _members(self) -> list[Any]:
-        """The unfitted members: copies of ``estimator`` with seeds of their own."""
+    def _members(self) -> tuple[list[Any], np.random.Generator]:
+        """The unfitted members: copies of ``estimator`` with seeds of their own; and the
+        generator the seeds came from, which goes on to draw a shared batch order."""
         estimator = self._member() if self.estimator is None else self.estimator
         if type(estimator) is not self._member:
             raise TypeError(
@@ -120,34 +127,46 @@ class _SeedEnsemble(EstimatorProtocol):
             isinstance(most, bool) or not isinstance(most, (int, np.integer)) or most < 1
         ):
             raise ValueError(f"max_stack must be None or an int of at least 1, got {most!r}.")
+        if not isinstance(self.shared_order, (bool, np.bool_)):
+            raise ValueError(f"shared_order must be True or False, got {self.shared_order!r}.")
+        if self.shared_order and estimator.early_stopping:
+            raise ValueError(
+                "shared_order=True cannot be used with early_stopping=True: each member "
+                "holds out its own validation samples, so they do not share their batches."
+            )
         # One seed per member, as scikit-learn's ensembles draw theirs.
-        seeds = _generator(self.random_state).integers(np.iinfo(np.int32).max, size=int(n))
+        rng = _generator(self.random_state)
+        seeds = rng.integers(np.iinfo(np.int32).max, size=int(n))
         params = estimator.get_params(deep=False)
-        return [self._member(**{**params, "random_state": int(seed)}) for seed in seeds]
+        return [self._member(**{**params, "random_state": int(seed)}) for seed in seeds], rng
 
-    def _fit_stacks(self, members: list[Any], X: Any, y: Any, sample_weight: Any) -> list[Any]:
-        """The members trained as stacks on all of (X, y)."""
-        try:
-            y_host = to_numpy(y)
-        except TypeError:  # a list, a pandas Series...
-            y_host = np.asarray(y)
-        X_array, _, _ = check_X(X, estimator=self._member.__name__)
-        N = X_array.shape[0]
-        most = most_per_stack(members[0], X_array, y_host, N)
-        if self.max_stack is not None:
-            most = min(most, int(self.max_stack))
-        rows = np.arange(N)
+    def _fit_stacks(
+        self, members: list[Any], X: Any, y: Any, sample_weight: Any,
+        order: np.random.Generator | None, most: int,
+    ) -> list[Any]:  # fmt: skip
+        """The members trained as stacks of at most ``most`` on all of (X, y); with
+        ``order``, in one batch order drawn from it."""
+        y_host = _on_host(y)
+        rows = np.arange(len(y_host))
         fitted, start = [], 0
         for size in stack_sizes(len(members), most):
             part = members[start : start + size]
             start += size
-            done = fit_stack(part, X, y_host, [rows] * size, sample_weight)
+            done = fit_stack(part, X, y_host, [rows] * size, sample_weight, shared_order=order)
             for member, result in zip(part, done, strict=True):
                 if isinstance(result, Exception):
                     raise result
                 # None: the stack could not take it (never on all of y); fitted alone.
                 fitted.append(member.fit(X, y, sample_weight) if result is None else result)
         return fitted
+
+    def _most_per_stack(self, member: Any, X: Any, y: Any) -> int:
+        """How many members one stack holds: as many as the device holds well, at most
+        ``max_stack``."""
+        X_array, _, _ = check_X(X, estimator=self._member.__name__)
+        y_host = _on_host(y)
+        most = most_per_stack(member, X_array, y_host, len(y_host))
+        return most if self.max_stack is None else min(most, int(self.max_stack))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "estimators_"):
@@ -178,6 +197,11 @@ class SeedEnsembleRegressor(_SeedEnsemble):
     max_stack : int, optional
         The most members one stack holds; by default as many as the device holds well
         (4 MiB of a CPU's cache, a quarter of a GPU's free memory).
+    shared_order : bool, default False
+        Mini-batches in one order for all members of a stack (drawn from
+        ``random_state``), each gathered once for the whole stack: less work per step,
+        and members that differ only in their initial weights.  By default each member
+        draws its own order, as its own fit would.  Not with early stopping.
 
     Attributes
     ----------
@@ -250,3 +274,11 @@ class SeedEnsembleClassifier(_SeedEnsemble):
 
     def __sklearn_tags__(self) -> Any:
         return MLPClassifier().__sklearn_tags__()
+
+
+def _on_host(y: Any) -> np.ndarray:
+    """The targets as a NumPy array, as the stacks take them."""
+    try:
+        return to_numpy(y)
+    except TypeError:  # a list, a pandas Series...
+        return np.asarray(y)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,10 +50,10 @@ def stack_key(est: Any, X: Any) -> tuple | None:
     dask = engines.is_dask(X)
     if (
         est.solver == "lbfgs"
-        or (est.engine == "jit" and not engines.jit_stacks(X, full_batch=_always_full(est)))
+        or (est.engine == "jit" and not engines.jit_stacks(X, full_batch=_always_full(est, X)))
         or est.verbose
         or is_sparse(X)
-        or (dask and (est.engine == "jit" or est.early_stopping or not _always_full(est)))
+        or (dask and (est.engine == "jit" or est.early_stopping or not _always_full(est, X)))
     ):
         return None
     params = est.get_params(deep=False)
@@ -66,9 +65,11 @@ def stack_key(est: Any, X: Any) -> tuple | None:
     return (type(est), kind, *shared)
 
 
-def _always_full(est: Any) -> bool:
-    """Whether ``est`` takes every sample in each step, however many there are."""
-    return est._batch_size(sys.maxsize) is None
+def _always_full(est: Any, X: Any) -> bool:
+    """Whether ``est`` takes every sample in each step on X, and on any fold of it."""
+    N = X.shape[0] if hasattr(X, "shape") else len(X)
+    B = est._batch_size(N)
+    return B is None or B >= N
 
 
 @_saturation_is_expected
@@ -80,6 +81,7 @@ def fit_stack(
     sample_weight: Any = None,
     *,
     report: Report | None = None,
+    shared_order: np.random.Generator | None = None,
 ) -> list[Any]:
     """Fit ``estimators[k]`` on the rows ``rows[k]`` of (X, y), all as one stack.
 
@@ -96,6 +98,10 @@ def fit_stack(
         The weights of all N samples; each estimator takes those of its rows.
     report : callable, optional
         Progress after each read-back (``xpnet.training.stacks.Report``).
+    shared_order : numpy.random.Generator, optional
+        Mini-batches in one order for every estimator, drawn from this generator
+        (``xpnet.training.stacks.run_stack``): all must train on the same rows, without
+        early stopping.  They then differ from their own fits in their batch order.
 
     Returns
     -------
@@ -186,6 +192,7 @@ def fit_stack(
             members, data, n_epochs=int(first.max_iter), engine=engine,
             batch_size=batch_size, shuffle=bool(first.shuffle),
             score=score if first.early_stopping else None, report=report,
+            shared_order=shared_order,
         )  # fmt: skip
     for (k, est, split), member, outcome in zip(stacked, members, outcomes, strict=True):
         if outcome.error is not None:

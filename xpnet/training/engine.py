@@ -109,6 +109,9 @@ class Engine(Protocol):
     how: Step
     xp: Any
     device: Any
+    #: Whether a full-batch stack may gather its networks' rows of X into copies
+    #: (``xpnet.training.stacks``); where not (Dask's blocks), each weighs all of X.
+    gathers_rows: bool
 
     def open(
         self, data: Samples, validation: Samples | None = None
@@ -137,6 +140,17 @@ class Engine(Protocol):
         data: Samples, validation: Validation | None, kept: Kept | None,
     ) -> BlockResult:  # fmt: skip
         """Train the epochs of ``plan``; with ``validation``, a validation pass after each."""
+        ...
+
+    def run_stack_block(
+        self, W: list[Array], b: list[Array], state: OptimizerState, epochs: list[Any], *,
+        alpha: Any, optimizer: Any, validation: Any = None, kept: Kept | None = None,
+    ) -> tuple[list, list, OptimizerState, list, Kept | None, list]:  # fmt: skip
+        """Train a stack's epochs (``xpnet.training.stacks``): each an iterable of
+        ``xpnet.core.stacks.StackBatch``, with the networks' penalties ``alpha`` and
+        update rule.  With ``validation`` (``StackValidation``), each epoch ends with
+        every network's validation pass.  Returns W, b, the state, each epoch's (K,)
+        losses, the best parameters so far and each epoch's (K, 2) validation values."""
         ...
 
     def adopt(self, arrays: list[Array]) -> list[Array]:

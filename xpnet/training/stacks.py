@@ -27,7 +27,7 @@ from .._host import to_numpy
 from ..core.optimizers import Optimizer, OptimizerState, stacked
 from ..core.stacks import StackBatch, StackValidation, gather
 from ..core.step import Samples
-from .engine import Kept
+from .engine import Engine, Kept
 from .loop import READBACK_EVERY, History, Record
 from .samples import sample_order
 from .schedules import NoImprovement, Schedule, apply_stopping_rules
@@ -87,11 +87,12 @@ def run_stack(
     data: Samples,
     *,
     n_epochs: int,
-    engine: Any,
+    engine: Engine,
     batch_size: int | None,
     shuffle: bool,
     score: Callable[..., Array] | None = None,
     report: Report | None = None,
+    shared_order: np.random.Generator | None = None,
 ) -> list[Outcome]:
     """Train the members for up to ``n_epochs`` epochs each, as one stack.
 
@@ -113,6 +114,12 @@ def run_stack(
         (``xpnet.core.scores``).
     report : callable, optional
         Progress after each read-back (see ``Report``).
+    shared_order : numpy.random.Generator, optional
+        One generator for every member's mini-batch order, where all of them train on
+        the same rows: each epoch's order is drawn once, from it, and each step's batch
+        gathered once for the whole stack.  The members then no longer equal their
+        separate fits (whose orders are their own); their generators are left as they
+        came.  None (the default): each member draws its own order.
 
     Returns
     -------
@@ -125,7 +132,15 @@ def run_stack(
     K = len(members)
     N_k = np.array([len(m.rows) for m in members])
     mini = batch_size is not None and bool(np.all(batch_size < N_k))
-    plan = _Planner(members, data.s_host, batch_size if mini else None, shuffle, xp, device, dtype)
+    if shared_order is not None and any(
+        not np.array_equal(m.rows, members[0].rows) for m in members
+    ):
+        raise ValueError(
+            "shared_order needs every network of the stack to train on the same samples "
+            "(with early stopping, each holds out its own)."
+        )
+    plan = _Planner(members, data.s_host, batch_size if mini else None, shuffle, xp, device, dtype,
+                    shared_order)  # fmt: skip
 
     def update_rule(live: list[int]) -> Optimizer:
         """The stack's update rule, with the constants of the members in ``live``."""
@@ -149,7 +164,7 @@ def run_stack(
     outcomes: list[Outcome | None] = [None] * K
     live = list(range(K))  # the members still training, in the stack's order
     # An engine whose samples stay where they are (Dask's, in their blocks) gathers none.
-    gathers = getattr(engine, "gathers_rows", True)
+    gathers = engine.gathers_rows
     full = None if mini else plan.full_batch(live, index=index, X=data.X, Y=data.Y,
                                              gathers=gathers)  # fmt: skip
     validation, kept, patience = None, None, []
@@ -281,9 +296,11 @@ class _Planner:
     batch size, and sends each epoch's plan to the device in one transfer per array.
     """
 
-    def __init__(self, members, s_host, batch_size, shuffle, xp, device, dtype) -> None:
+    def __init__(self, members, s_host, batch_size, shuffle, xp, device, dtype,
+                 shared_order=None) -> None:  # fmt: skip
         self.members, self.s_host, self.B, self.shuffle = members, s_host, batch_size, shuffle
         self.xp, self.device, self.dtype = xp, device, dtype
+        self.shared_order = shared_order
 
     def _weights(self, rows: np.ndarray) -> np.ndarray:
         return np.ones(len(rows)) if self.s_host is None else self.s_host[rows]
@@ -346,6 +363,8 @@ class _Planner:
 
     def epoch(self, live, mu, t, *, X, Y, index) -> Iterator[StackBatch]:
         """A mini-batch epoch: each member's batches in its own order, side by side."""
+        if self.shared_order is not None:
+            return self._shared_epoch(live, mu, t, X=X, Y=Y, index=index)
         B, K = self.B, len(live)
         plans = []  # each member's batches (its rows), their Σ sᵢ, and the samples stepped on
         for j in live:
@@ -383,5 +402,37 @@ class _Planner:
                 some = None if active[q].all() else active_d[q, ...]
                 yield StackBatch(A0, Y_q, s_d[q, ...], S_d[q, ...], step_d[q, ...], some,
                                  share_d[q, ...])  # fmt: skip
+
+        return batches()
+
+    def _shared_epoch(self, live, mu, t, *, X, Y, index) -> Iterator[StackBatch]:
+        """A mini-batch epoch in one order for every member (``shared_order``): each
+        step's batch gathered once, its rows of X shared by the whole stack."""
+        B, K, rows = self.B, len(live), self.members[live[0]].rows
+        order = rows[sample_order(self.shared_order, None, len(rows))] if self.shuffle else rows
+        every = [order[start : start + B] for start in range(0, len(order), B)]
+        # A batch without weight teaches no member anything: no step, as alone.
+        mine = [r for r in every if float(self._weights(r).sum()) != 0.0]
+        stepped = sum(len(r) for r in mine)
+        n_steps = len(mine)
+        i, s = np.zeros((n_steps, B), dtype=np.int64), np.zeros((n_steps, K, B))
+        S, step, share = (np.zeros((n_steps, K)) for _ in range(3))
+        for q, r in enumerate(mine):
+            i[q, : len(r)], s[q, :, : len(r)] = r, self._weights(r)
+            S[q], share[q] = float(self._weights(r).sum()), len(r) / stepped
+            for n, j in enumerate(live):
+                t[j] += 1
+                step[q, n] = self.members[j].optimizer.step_size(mu[n], int(t[j]))
+        xp, device, dtype = self.xp, self.device, self.dtype
+        i_d = xp.asarray(i, dtype=index, device=device)
+        s_d, S_d, step_d, share_d = (
+            xp.asarray(v, dtype=dtype, device=device) for v in (s, S, step, share)
+        )
+
+        def batches() -> Iterator[StackBatch]:
+            for q in range(n_steps):
+                A0 = xp.take(X, i_d[q, ...], axis=0).T  # (n_0, B): one batch for all
+                yield StackBatch(A0, xp.take(Y, i_d[q, ...], axis=1), s_d[q, ...], S_d[q, ...],
+                                 step_d[q, ...], None, share_d[q, ...])  # fmt: skip
 
         return batches()
