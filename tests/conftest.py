@@ -11,6 +11,7 @@ they are skipped, with that reason.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,10 @@ import numpy as np
 import pytest
 
 from xpnet._host import to_numpy
+
+# JAX takes 75% of a GPU's memory when it starts, unless told not to: with several test
+# workers (pytest -n), the second would find none left.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 BACKENDS = (
     "numpy",
