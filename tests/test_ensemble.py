@@ -129,6 +129,18 @@ def test_a_shared_order_gathers_each_batch_once_for_every_member():
                                       shared_order=True).fit(X, y)  # fmt: skip
     for member in ens.estimators_:
         assert_equal_fits(_alone(member, X, y), member, rtol=1e-11)
+    # The same orders whatever the split into stacks: a fixed random_state, fixed members.
+    shared = [
+        xpnet.SeedEnsembleRegressor(base.set_params(shuffle=True), n_estimators=3,
+                                    random_state=0, shared_order=True, max_stack=most).fit(X, y)
+        for most in (None, 2, 1)
+    ]  # fmt: skip
+    for other in shared[1:]:
+        for a, b in zip(shared[0].estimators_, other.estimators_, strict=True):
+            assert_equal_fits(a, b, rtol=0)
+    lbfgs = xpnet.SeedEnsembleRegressor(xpnet.MLPRegressor(solver="lbfgs"), shared_order=True)
+    with pytest.raises(ValueError, match="shared_order=True trains the members as stacks"):
+        lbfgs.fit(X, y)
     with pytest.raises(ValueError, match=r"shared_order needs every network .* same samples"):
         fit_stack(members, X, y, [rows[0], rows[0][:50], rows[0]],
                   shared_order=np.random.default_rng(5))  # fmt: skip
@@ -174,6 +186,14 @@ def test_bad_settings_are_named(params, error, match):
     X, y, _ = _data(n=20)
     with pytest.raises(error, match=match):
         xpnet.SeedEnsembleRegressor(**params).fit(X, y)
+
+
+def test_a_bad_member_setting_is_named_as_its_own_fit_names_it():
+    torch = pytest.importorskip("torch")
+    X, y, _ = _data(n=20)
+    base = xpnet.MLPRegressor(engine="jit", batch_size="x")  # on PyTorch, jit stacks ask it
+    with pytest.raises(ValueError, match="batch_size must be"):
+        xpnet.SeedEnsembleRegressor(base, n_estimators=2).fit(torch.from_numpy(X), y)
 
 
 def test_a_grid_search_reaches_the_members_settings():

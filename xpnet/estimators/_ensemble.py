@@ -93,14 +93,20 @@ class _SeedEnsemble(EstimatorProtocol):
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
-        members, rng = self._members()
+        members, order_seed = self._members()
         key = stack_key(members[0], X)
+        if key is None and self.shared_order:
+            raise ValueError(
+                "shared_order=True trains the members as stacks in one batch order, which "
+                f"these cannot share ({members[0]!r} on {type(X).__name__} X: see "
+                "xpnet.model_selection for what cannot be stacked)."
+            )
         most = 1 if key is None or len(members) == 1 else self._most_per_stack(members[0], X, y)
-        if most == 1:  # stacks of one would only add their own costs
+        if most == 1 and not self.shared_order:  # stacks of one would only add their costs
             fitted = [m.fit(X, y, sample_weight=sample_weight) for m in members]
         else:
-            order = rng if self.shared_order else None
-            fitted = self._fit_stacks(members, X, y, sample_weight, order, most)
+            seed = order_seed if self.shared_order else None
+            fitted = self._fit_stacks(members, X, y, sample_weight, seed, most)
         self.estimators_ = fitted
         first = fitted[0]
         self.n_features_in_ = first.n_features_in_
@@ -110,9 +116,9 @@ class _SeedEnsemble(EstimatorProtocol):
             self.__dict__.pop("feature_names_in_", None)
         return self
 
-    def _members(self) -> tuple[list[Any], np.random.Generator]:
-        """The unfitted members: copies of ``estimator`` with seeds of their own; and the
-        generator the seeds came from, which goes on to draw a shared batch order."""
+    def _members(self) -> tuple[list[Any], int]:
+        """The unfitted members: copies of ``estimator`` with seeds of their own; and one
+        more seed, for a shared batch order."""
         estimator = self._member() if self.estimator is None else self.estimator
         if type(estimator) is not self._member:
             raise TypeError(
@@ -136,22 +142,25 @@ class _SeedEnsemble(EstimatorProtocol):
             )
         # One seed per member, as scikit-learn's ensembles draw theirs.
         rng = _generator(self.random_state)
-        seeds = rng.integers(np.iinfo(np.int32).max, size=int(n))
+        seeds = rng.integers(np.iinfo(np.int32).max, size=int(n) + 1)
         params = estimator.get_params(deep=False)
-        return [self._member(**{**params, "random_state": int(seed)}) for seed in seeds], rng
+        members = [self._member(**{**params, "random_state": int(seed)}) for seed in seeds[:-1]]
+        return members, int(seeds[-1])
 
     def _fit_stacks(
-        self, members: list[Any], X: Any, y: Any, sample_weight: Any,
-        order: np.random.Generator | None, most: int,
+        self, members: list[Any], X: Any, y: Any, sample_weight: Any, order_seed: int | None,
+        most: int,
     ) -> list[Any]:  # fmt: skip
         """The members trained as stacks of at most ``most`` on all of (X, y); with
-        ``order``, in one batch order drawn from it."""
+        ``order_seed``, every stack in the same batch orders, drawn from a generator of
+        that seed: how the members are split into stacks changes none of them."""
         y_host = _on_host(y)
         rows = np.arange(len(y_host))
         fitted, start = [], 0
         for size in stack_sizes(len(members), most):
             part = members[start : start + size]
             start += size
+            order = None if order_seed is None else np.random.default_rng(order_seed)
             done = fit_stack(part, X, y_host, [rows] * size, sample_weight, shared_order=order)
             for member, result in zip(part, done, strict=True):
                 if isinstance(result, Exception):
@@ -198,10 +207,13 @@ class SeedEnsembleRegressor(_SeedEnsemble):
         The most members one stack holds; by default as many as the device holds well
         (4 MiB of a CPU's cache, a quarter of a GPU's free memory).
     shared_order : bool, default False
-        Mini-batches in one order for all members of a stack (drawn from
-        ``random_state``), each gathered once for the whole stack: less work per step,
-        and members that differ only in their initial weights.  By default each member
-        draws its own order, as its own fit would.  Not with early stopping.
+        Mini-batches in one order for all members (drawn from ``random_state``, the same
+        whatever the members' split into stacks), each batch gathered once for a whole
+        stack: less work per step, and members that differ only in their initial
+        weights.  By default each member draws its own order, as its own fit would.
+        Not with early stopping, nor with members that cannot train as stacks.  A
+        member's own generator is left as its initial weights left it: a ``warm_start``
+        or ``partial_fit`` of it goes on in its own orders.
 
     Attributes
     ----------

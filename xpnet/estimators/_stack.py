@@ -69,7 +69,8 @@ def _always_full(est: Any, X: Any) -> bool:
     """Whether ``est`` takes every sample in each step on X, and on any fold of it."""
     N = X.shape[0] if hasattr(X, "shape") else len(X)
     B = est._batch_size(N)
-    return B is None or B >= N
+    # A batch_size that is not a number is left to the estimator's own fit to name.
+    return B is None or (isinstance(B, (int, np.integer)) and B >= N)
 
 
 @_saturation_is_expected
