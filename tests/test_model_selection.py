@@ -186,3 +186,22 @@ def test_bad_settings_are_named():
         GridSearchCV(est, {"alpha": [0.0]}, scoring=3).fit(X, y)
     with pytest.raises(xpnet.NotFittedError):
         GridSearchCV(est, {"alpha": [0.0]}, refit=False).fit(X, y).predict(X)
+
+
+def test_a_search_on_dask_stacks_its_full_batch_fits(capsys):
+    """On a Dask X, full-batch fits share stacks (a task per block for every network):
+    the same scores as the same search on NumPy, to within the sums' rounding."""
+    da = pytest.importorskip("dask.array")
+    X, y = _classification()
+    est = xpnet.MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", batch_size=None,
+                              max_iter=12, random_state=0)  # fmt: skip
+    grid = {"learning_rate": [0.05, 0.2]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", xpnet.ConvergenceWarning)
+        on_numpy = GridSearchCV(est, grid, cv=3).fit(X, y)
+        capsys.readouterr()
+        on_dask = GridSearchCV(est, grid, cv=3, verbose=1).fit(da.from_array(X, chunks=40), y)
+    assert "Training 6 networks as 1 stacks and 0 single fits." in capsys.readouterr().out
+    scores = [s.cv_results_["mean_test_score"] for s in (on_dask, on_numpy)]
+    np.testing.assert_allclose(*scores, rtol=0, atol=1e-12)
+    assert on_dask.best_params_ == on_numpy.best_params_
