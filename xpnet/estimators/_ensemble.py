@@ -19,11 +19,10 @@ import array_api_compat as aac
 import numpy as np  # host-side: seeds, targets for the stack
 
 from .._errors import not_fitted_error
-from .._host import to_numpy
 from ._classifier import MLPClassifier, accuracy_of, labels
 from ._params import EstimatorProtocol, _generator
 from ._regressor import MLPRegressor, r2_of
-from ._stack import fit_stack, most_per_stack, stack_key, stack_sizes
+from ._stack import fit_stack, host_targets, most_per_stack, stack_key, stack_sizes
 from ._validation import check_X
 
 Array = Any
@@ -101,12 +100,16 @@ class _SeedEnsemble(EstimatorProtocol):
                 f"these cannot share ({members[0]!r} on {type(X).__name__} X: see "
                 "xpnet.model_selection for what cannot be stacked)."
             )
-        most = 1 if key is None or len(members) == 1 else self._most_per_stack(members[0], X, y)
+        most, y_host = 1, None
+        if key is not None and len(members) > 1:
+            y_host = host_targets(y)
+            most = self._most_per_stack(members[0], X, y_host)
         if most == 1 and not self.shared_order:  # stacks of one would only add their costs
             fitted = [m.fit(X, y, sample_weight=sample_weight) for m in members]
         else:
+            y_host = host_targets(y) if y_host is None else y_host
             seed = order_seed if self.shared_order else None
-            fitted = self._fit_stacks(members, X, y, sample_weight, seed, most)
+            fitted = self._fit_stacks(members, X, y, y_host, sample_weight, seed, most)
         self.estimators_ = fitted
         first = fitted[0]
         self.n_features_in_ = first.n_features_in_
@@ -148,13 +151,13 @@ class _SeedEnsemble(EstimatorProtocol):
         return members, int(seeds[-1])
 
     def _fit_stacks(
-        self, members: list[Any], X: Any, y: Any, sample_weight: Any, order_seed: int | None,
-        most: int,
+        self, members: list[Any], X: Any, y: Any, y_host: np.ndarray, sample_weight: Any,
+        order_seed: int | None, most: int,
     ) -> list[Any]:  # fmt: skip
-        """The members trained as stacks of at most ``most`` on all of (X, y); with
-        ``order_seed``, every stack in the same batch orders, drawn from a generator of
-        that seed: how the members are split into stacks changes none of them."""
-        y_host = _on_host(y)
+        """The members trained as stacks of at most ``most`` on all of (X, y) (``y_host``:
+        y on the host); with ``order_seed``, every stack in the same batch orders, drawn
+        from a generator of that seed: how the members are split into stacks changes
+        none of them."""
         rows = np.arange(len(y_host))
         fitted, start = [], 0
         for size in stack_sizes(len(members), most):
@@ -169,11 +172,10 @@ class _SeedEnsemble(EstimatorProtocol):
                 fitted.append(member.fit(X, y, sample_weight) if result is None else result)
         return fitted
 
-    def _most_per_stack(self, member: Any, X: Any, y: Any) -> int:
+    def _most_per_stack(self, member: Any, X: Any, y_host: np.ndarray) -> int:
         """How many members one stack holds: as many as the device holds well, at most
         ``max_stack``."""
         X_array, _, _ = check_X(X, estimator=self._member.__name__)
-        y_host = _on_host(y)
         most = most_per_stack(member, X_array, y_host, len(y_host))
         return most if self.max_stack is None else min(most, int(self.max_stack))
 
@@ -286,11 +288,3 @@ class SeedEnsembleClassifier(_SeedEnsemble):
 
     def __sklearn_tags__(self) -> Any:
         return MLPClassifier().__sklearn_tags__()
-
-
-def _on_host(y: Any) -> np.ndarray:
-    """The targets as a NumPy array, as the stacks take them."""
-    try:
-        return to_numpy(y)
-    except TypeError:  # a list, a pandas Series...
-        return np.asarray(y)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np  # host-side: rows, targets on the host
 
 from .. import engines
+from .._host import to_numpy
 from ..core.activations import ACTIVATIONS
 from ..core.init import glorot_uniform
 from ..core.losses import OBJECTIVES
@@ -238,6 +239,15 @@ def most_per_stack(est: Any, X: Any, y: np.ndarray, n_train: int) -> int:
         n_moments=est._optimizer().n_moments, widest=max(sizes), batch=min(batch, n_train),
         n_layers=len(sizes) - 1,
     )  # fmt: skip
+
+
+def host_targets(y: Any) -> np.ndarray:
+    """The targets y as a NumPy array on the host, as :func:`fit_stack` takes them (from
+    any backend's array, or a list or pandas Series)."""
+    try:
+        return to_numpy(y)
+    except TypeError:  # not an array of any backend
+        return np.asarray(y)
 
 
 def stack_sizes(n: int, most: int) -> list[int]:

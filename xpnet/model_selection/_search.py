@@ -26,20 +26,11 @@ from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import indexable
 
-from .._host import to_numpy
-from ..estimators._stack import fit_stack, most_per_stack, stack_key, stack_sizes
+from ..estimators._stack import fit_stack, host_targets, most_per_stack, stack_key, stack_sizes
 from ..estimators._validation import check_X
 
 #: How one fit of a search ended: the fitted estimator (or the error), and its time.
 Fitted = tuple[Any, float]
-
-
-def _host_targets(y: Any) -> np.ndarray:
-    """y on the host, as the stacked fits index it by rows."""
-    try:
-        return to_numpy(y)
-    except TypeError:
-        return np.asarray(y)
 
 
 def fit_all(
@@ -59,7 +50,7 @@ def fit_all(
     Returns each estimator fitted (or the ValueError its training raised) and its fit
     time: a stack's time shared equally among its networks.
     """
-    y_host = _host_targets(y)
+    y_host = host_targets(y)
     groups: dict[Any, list[int]] = defaultdict(list)
     for i, est in enumerate(estimators):
         key = stack_key(est, X)
