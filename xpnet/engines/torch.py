@@ -110,16 +110,10 @@ class TorchStackSteps(Eager):
     ) -> tuple[list[Array], list[Array], OptimizerState, Array]:  # fmt: skip
         """One epoch of the stack (``xpnet.core.stacks.stack_epoch``), a compiled program
         per step; each network's epoch loss weighs its batch losses as that does."""
-        whole = dataclasses.replace(
-            how, f=tuple(how.f), optimizer=None, alpha=0.0, chunk_size=None, map=map
-        )
         constants, E, moments = tuple(how.optimizer.hyperparameters), 0.0, state.moments
         for batch in batches:
             inputs = (*batch[:6], W, b, moments, how.alpha, constants)
-            program = _torch_stack_program(
-                whole, how.optimizer.name, TORCH_BACKEND, _signature_of(inputs)
-            )
-            W, b, moments, E_B = program(*inputs)
+            W, b, moments, E_B = _stack_program(how, how.optimizer.name, inputs)(*inputs)
             E = E + E_B * batch.share
         return W, b, OptimizerState(state.t, moments), E
 
@@ -176,17 +170,11 @@ class TorchStackGraphBlocks(TorchStackSteps):
         if made is None:
             buffers = _StackBuffers(W, b, state.moments, mu, alpha, constants)
             buffers.load(W, b, state.moments, mu, alpha, constants)
-            whole = dataclasses.replace(
-                self.how, f=tuple(self.how.f), optimizer=None, alpha=0.0, chunk_size=None,
-                map=map,
-            )  # fmt: skip
-            program = _torch_stack_program(
-                whole, optimizer.name, TORCH_BACKEND,
-                _signature_of((*batch_inputs, full.mu, None, W, b, state.moments,
-                               buffers.alpha, buffers.constants)),
-            )  # fmt: skip
-            block = _Block(buffers, functools.partial(_stack_epochs, program, batch_inputs,
-                                                           buffers))  # fmt: skip
+            inputs = (*batch_inputs, full.mu, None, W, b, state.moments, buffers.alpha,
+                      buffers.constants)  # fmt: skip
+            program = _stack_program(self.how, optimizer.name, inputs)
+            run = functools.partial(_stack_epochs, program, batch_inputs, buffers, self.xp)
+            block = _Block(buffers, run)
             _warm_up(block.run, self.device)
             self.graphs[k] = (batch_inputs, block)
         else:
@@ -199,7 +187,7 @@ class TorchStackGraphBlocks(TorchStackSteps):
         return W, b, OptimizerState(state.t, moments), list(E * full.share), kept, []
 
 
-def _stack_epochs(program: Any, batch: tuple, buffers: _StackBuffers) -> None:
+def _stack_epochs(program: Any, batch: tuple, buffers: _StackBuffers, xp: Any) -> None:
     """A stack's block of full-batch epochs, from the buffers into the buffers: what is
     captured."""
     W, b, moments = buffers.W, buffers.b, buffers.moments
@@ -208,11 +196,9 @@ def _stack_epochs(program: Any, batch: tuple, buffers: _StackBuffers) -> None:
         W, b, moments, E_i = program(*batch, buffers.mu[i], None, W, b, moments,
                                      buffers.alpha, buffers.constants)  # fmt: skip
         E.append(E_i)
-    import torch
-
     for into, value in zip(buffers.flat(), _flat(W, b, moments, None), strict=True):
         into.copy_(value)
-    buffers.E.copy_(torch.stack(E))
+    buffers.E.copy_(xp.stack(E))
 
 
 class _StackBuffers:
@@ -519,6 +505,15 @@ def _signature_of(values: Any) -> Any:
     if hasattr(values, "stride"):
         return _signature(values)[0]
     return values
+
+
+def _stack_program(how: Step, name: str, inputs: tuple) -> Any:
+    """The compiled stack step (:func:`_torch_stack_program`) for the network and objective
+    of ``how`` (its penalty and rule are inputs), a rule of kind ``name``, and ``inputs``."""
+    whole = dataclasses.replace(
+        how, f=tuple(how.f), optimizer=None, alpha=0.0, chunk_size=None, map=map
+    )
+    return _torch_stack_program(whole, name, TORCH_BACKEND, _signature_of(inputs))
 
 
 @functools.lru_cache(maxsize=16)
