@@ -20,10 +20,12 @@ from __future__ import annotations
 import gc
 import importlib
 import itertools
+import json
 import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -867,3 +869,16 @@ def measure_memory(impl: Impl, problem: Problem, dtype: str, epochs: int = 2) ->
     added = out[f"{out['method']}_added_bytes"]
     out["added_over_data"] = None if added is None else added / out["data_bytes"]
     return out
+
+
+def write_report(report: dict[str, Any], markdown: str, json_path: Path,
+                 markdown_path: Path | None) -> str:  # fmt: skip
+    """A benchmark's report as JSON, and its table as Markdown where asked, their folders
+    made; returns the line that says where they went."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=1) + "\n")
+    if markdown_path is None:
+        return f"wrote {json_path}"
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    markdown_path.write_text(markdown)
+    return f"wrote {json_path} and {markdown_path}"

@@ -134,6 +134,7 @@ from _bench_impls import (  # the helper module beside this script
     measure_memory,
     n_cores,
     setup_threads,
+    write_report,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1095,14 +1096,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     markdown = render_markdown(report)
     print(markdown)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
-    if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown)
-    print(
-        f"wrote {args.json}" + (f" and {args.markdown}" if args.markdown else ""), file=sys.stderr
-    )
+    print(write_report(report, markdown, args.json, args.markdown), file=sys.stderr)
     return 0 if interrupted is None else 128 + signal.SIGTERM
 
 

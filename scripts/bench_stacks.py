@@ -72,7 +72,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import json
 import math
 import signal
 import statistics
@@ -90,7 +89,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench  # noqa: E402  (scripts/bench.py: machine_info, SETTLE_S)
-from _bench_impls import PROBLEMS, Problem, make_data, setup_threads, to_lib  # noqa: E402
+from _bench_impls import (  # noqa: E402
+    PROBLEMS,
+    Problem,
+    make_data,
+    setup_threads,
+    to_lib,
+    write_report,
+)
 
 REPO = HERE.parent
 DEFAULT_JSON = REPO / "bench-results" / "bench_stacks.json"
@@ -697,12 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     markdown = render_markdown(report)
     print(markdown)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
-    if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown)
-    log(f"wrote {args.json}" + (f" and {args.markdown}" if args.markdown else ""))
+    log(write_report(report, markdown, args.json, args.markdown))
     if status == 0 and not all(r["equal"] for r in results):
         log("some stacked fits differ from their separate fits (see max abs Δ)")
         return 1
